@@ -1,0 +1,1 @@
+"""Command-line tools of focus_ros (ROS-free)."""

@@ -1,0 +1,199 @@
+"""Configuration dataclasses: one per component, paper defaults, one builder from flat mappings.
+
+ROS parameters (``model.device``, ``search.max_steps`` ...) and CLI flags both end up as a flat
+``{"group.name": value}`` mapping and go through :func:`build_configs`, so the node and the
+command-line tools can never disagree on names, defaults or validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+FAMILIES = ("llava", "llava_onevision", "qwen2_5_vl")
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+DEVICES = ("auto", "cpu", "cuda")
+
+# transformers' config.json ``model_type`` -> our family; reading the checkpoint's own declared
+# architecture is explicit, unlike guessing from the path string.
+_MODEL_TYPE_TO_FAMILY = {
+    "llava": "llava",
+    "llava_onevision": "llava_onevision",
+    "qwen2_5_vl": "qwen2_5_vl",
+}
+
+
+@dataclass
+class ModelConfig:
+    """Which checkpoint to load and how."""
+
+    path: str = ""                       # local directory or hub id; required
+    family: str = "auto"                 # llava | llava_onevision | qwen2_5_vl | auto (config.json model_type)
+    dtype: str = "auto"                  # auto: float16 on CUDA (how the checkpoints ship), float32 on CPU
+    device: str = "auto"                 # auto: cuda when available, else cpu
+    attn_implementation: str = "sdpa"    # FOCUS reads values, not attention weights, so sdpa/flash work
+    local_files_only: bool = False       # set by users who must never touch a hub
+
+    def validate(self) -> None:
+        if not self.path:
+            raise ValueError("model.path is empty: give a model directory or hub id")
+        _check_choice("model.family", self.family, FAMILIES + ("auto",))
+        _check_choice("model.dtype", self.dtype, DTYPES)
+        _check_choice("model.device", self.device, DEVICES)
+        _check_choice("model.attn_implementation", self.attn_implementation, ATTN_IMPLEMENTATIONS)
+
+
+@dataclass
+class SearchConfig:
+    """FOCUS hyper-parameters (paper defaults for LLaVA-1.5; per-family overrides below)."""
+
+    # step 1: target extraction
+    target_extraction: str = "model"     # model: few-shot prompt as in the paper; rule: parse the question
+    max_target_tokens: int = 24          # the answer is one short sentence
+    # step 2: relevance from cached value vectors
+    layer_start: float = 0.4375          # paper reads layers 14..32 of LLaVA-1.5-7B's 32 (14/32)
+    layer_end: float = 1.0               # exclusive end; values <= 1 are fractions of depth, larger ones indices
+    smooth_sigma: float = 0.0            # LLaVA's 24x24 grid is coarse already; OneVision smooths its fine grid
+    max_grid_side: int = 0               # 0: keep the model's grid; OneVision pools to about LLaVA's 24 cells
+    # step 3: region proposals
+    top_k_anchors: int = 20              # paper: k around 15-30
+    min_anchor_distance: int = 2         # paper: anchors at least 2-3 cells apart
+    s_min: int = 3                       # paper: start squares of 3 cells
+    s_max: int = 7                       # paper: grow up to 5-9 cells
+    grow_threshold: float = 0.5          # paper: keep growing while mean >= 0.5 of the max
+    nms_iou: float = 0.3                 # paper: drop overlaps with IoU > 0.3
+    crop_margin: float = 0.0             # extra context around a region, fraction of its size
+    min_crop_side: int = 0               # never verify crops smaller than this (px); 0: no minimum
+    # step 4: verification and answer
+    max_steps: int = 6                   # paper: check 4-8 candidates per question
+    overrun: bool = True                 # paper's "overrun": keep checking until a Yes
+    max_overrun_steps: int = 6           # bound on the overrun so a question always ends
+    exist_threshold: float = 0.5         # Yes beats No
+    type2_threshold: float = 0.6         # paper: keep every box with c > ~0.6 for "all X" targets
+    far_apart_area_ratio: float = 4.0    # union > 4x the boxes' area: paste crops onto one canvas
+    answer_view: str = "crop"            # LLaVA-1.5 answers from the crop; OneVision/Qwen from global + crop
+    max_new_tokens: int = 16             # answers are a word or a short phrase
+    seed: int = 0                        # the random-window baseline's generator
+
+    def validate(self) -> None:
+        _check_choice("search.target_extraction", self.target_extraction, ("model", "rule"))
+        _check_choice("search.answer_view", self.answer_view, ("crop", "global+crop"))
+        for name in ("top_k_anchors", "s_min", "s_max", "max_steps", "max_new_tokens", "max_target_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"search.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("min_anchor_distance", "max_overrun_steps", "max_grid_side", "min_crop_side"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"search.{name} must be >= 0, got {getattr(self, name)}")
+        if self.s_max < self.s_min:
+            raise ValueError(f"search.s_max ({self.s_max}) must be >= search.s_min ({self.s_min})")
+        for name in ("grow_threshold", "nms_iou", "exist_threshold", "type2_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"search.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.layer_start < 0 or self.layer_end <= 0:
+            raise ValueError("search.layer_start must be >= 0 and search.layer_end > 0")
+        if self.smooth_sigma < 0 or self.crop_margin < 0 or self.far_apart_area_ratio < 1:
+            raise ValueError("search.smooth_sigma and crop_margin must be >= 0, far_apart_area_ratio >= 1")
+
+
+# Per-family overrides of SearchConfig, each with its reason.
+FAMILY_SEARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "llava": {},  # the class defaults are the paper's LLaVA-1.5 settings
+    "llava_onevision": {
+        "layer_start": 0.5,              # later half of the Qwen2 LM (DESIGN: last 25-60% of layers)
+        "smooth_sigma": 1.0,             # paper smooths OneVision's fine local-crop grid with a Gaussian
+        "max_grid_side": 24,             # and down-samples it so region sizes in cells stay comparable
+        "answer_view": "global+crop",    # paper: OneVision answers from the global view plus crops
+        "max_steps": 4,                  # paper reports ~7.6 passes on V* for OneVision
+    },
+    "qwen2_5_vl": {
+        "layer_start": 0.5,              # later half of the LM (DESIGN: last 25-60% of layers)
+        "max_grid_side": 32,             # dynamic resolution can give long grids; pool very long ones
+        "answer_view": "global+crop",    # paper: Qwen2.5-VL answers from the global view plus crops
+    },
+}
+
+
+def search_defaults(family: str) -> SearchConfig:
+    """The paper's defaults for one model family."""
+    _check_choice("model.family", family, FAMILIES)
+    return replace(SearchConfig(), **FAMILY_SEARCH_DEFAULTS[family])
+
+
+def resolve_family(model: ModelConfig) -> str:
+    """The configured family, or for ``auto`` the ``model_type`` declared in the checkpoint's config.json."""
+    if model.family != "auto":
+        return model.family
+    cfg_file = Path(model.path) / "config.json"
+    if not cfg_file.is_file():
+        raise ValueError(
+            f"model.family is 'auto' but {cfg_file} does not exist; set model.family to one of {FAMILIES}")
+    model_type = json.loads(cfg_file.read_text()).get("model_type", "")
+    if model_type not in _MODEL_TYPE_TO_FAMILY:
+        raise ValueError(f"unsupported model_type {model_type!r} in {cfg_file}; supported: {FAMILIES}")
+    return _MODEL_TYPE_TO_FAMILY[model_type]
+
+
+def _check_choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def _coerce(value: Any, default: Any, name: str) -> Any:
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{name} must be a boolean, got {value!r}")
+        return bool(value)
+    if isinstance(default, int):
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    return str(value)
+
+
+def parameter_table() -> dict[str, tuple[Any, type]]:
+    """Every ``group.name`` setting with its default and type (what the node declares)."""
+    table: dict[str, tuple[Any, type]] = {}
+    for group, cls in (("model", ModelConfig), ("search", SearchConfig)):
+        for f in fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            table[f"{group}.{f.name}"] = (default, type(default))
+    return table
+
+
+def build_configs(values: Mapping[str, Any]) -> tuple[ModelConfig, SearchConfig]:
+    """Build and validate both configs from ``{"model.path": ..., "search.max_steps": ...}``.
+
+    Search settings start from the family's paper defaults; only keys present (and not None)
+    override them. Unknown keys are an error so that typos do not pass silently.
+    """
+    known = parameter_table()
+    unknown = sorted(k for k in values if k not in known)
+    if unknown:
+        raise ValueError(f"unknown settings: {', '.join(unknown)}")
+    model_kwargs = {k.split(".", 1)[1]: _coerce(v, known[k][0], k)
+                    for k, v in values.items() if k.startswith("model.") and v is not None}
+    model = ModelConfig(**model_kwargs)
+    model.validate()
+    family = resolve_family(model)
+    model = replace(model, family=family)
+    search_kwargs = {k.split(".", 1)[1]: _coerce(v, known[k][0], k)
+                     for k, v in values.items() if k.startswith("search.") and v is not None}
+    search = replace(search_defaults(family), **search_kwargs)
+    search.validate()
+    return model, search
+
+
+__all__ = [
+    "FAMILIES", "ModelConfig", "SearchConfig", "FAMILY_SEARCH_DEFAULTS", "search_defaults",
+    "resolve_family", "build_configs", "parameter_table",
+]

@@ -1,0 +1,333 @@
+"""The one small interface FOCUS needs from a multimodal LLM, and its shared implementation.
+
+An adapter can: prefill an image prefix once (:meth:`VLMAdapter.prefill_image`), extend that
+cached prefix with text (:meth:`VLMAdapter.extend`) or with text plus another image, read the
+value vectors of the cache, map the visual-token grid to source pixels, score Yes/No, and decode.
+Each family (LLaVA-1.5, LLaVA-OneVision, Qwen2.5-VL) only says how its prompt looks, how an image
+becomes tokens, and where those tokens sit on its grid.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from ..config import ModelConfig
+from ..geometry import GridMapping
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class Meter:
+    """Cost of one question: model calls on new prompt tokens, tokens prefilled, decode steps."""
+
+    forward_passes: int = 0
+    tokens_prefilled: int = 0
+    generated_tokens: int = 0
+
+    def prefill(self, tokens: int) -> None:
+        self.forward_passes += 1
+        self.tokens_prefilled += tokens
+
+
+@dataclass
+class ImagePrefix:
+    """A prefilled image prefix (system prompt + image tokens) with its KV cache.
+
+    Never mutated after creation: every extension works on a fork of ``cache``.
+    """
+
+    cache: Any
+    input_ids: torch.Tensor            # [1, L] ids of the prefix
+    grid_positions: np.ndarray         # [gh, gw] sequence index of each visual-grid token
+    mapping: GridMapping               # grid cell -> source pixels
+    image_size: tuple[int, int]        # (width, height) of the source image
+    state: dict = field(default_factory=dict)   # family specifics (Qwen: rope delta, mm types)
+    seconds: float = 0.0
+
+    @property
+    def length(self) -> int:
+        return int(self.input_ids.shape[1])
+
+
+@dataclass
+class Extension:
+    """A prefix extended by some tokens: logits of the last token and the grown (forked) cache."""
+
+    cache: Any
+    logits: torch.Tensor               # [vocab] next-token logits after the last new token
+    input_ids: torch.Tensor            # [1, n] the new tokens
+    start: int                         # sequence index of the first new token
+    offsets: list[tuple[int, int]]     # character span of each new text token (for target lookup)
+    text: str
+    state: dict = field(default_factory=dict)
+
+    @property
+    def end(self) -> int:
+        return self.start + int(self.input_ids.shape[1])
+
+
+def fork_cache(cache: Any) -> Any:
+    """A copy of a DynamicCache that shares the prefix tensors.
+
+    DynamicLayer.update grows a layer with ``torch.cat`` (a new tensor), never in place, so
+    layer objects copied shallowly can be extended without touching the original: zero-copy
+    until new tokens arrive.
+    """
+    new = copy.copy(cache)
+    new.layers = [copy.copy(layer) for layer in cache.layers]
+    return new
+
+
+def _resolve_device_dtype(cfg: ModelConfig) -> tuple[str, torch.dtype]:
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("model.device is 'cuda' but torch sees no CUDA device")
+    if cfg.dtype == "auto":
+        dtype = torch.float16 if device == "cuda" else torch.float32
+    else:
+        dtype = getattr(torch, cfg.dtype)
+    return device, dtype
+
+
+class VLMAdapter(ABC):
+    """Shared implementation; subclasses fill in the family-specific hooks."""
+
+    family: ClassVar[str]
+    model_class: ClassVar[str]          # transformers class name, imported lazily
+
+    def __init__(self, model: Any, processor: Any, config: ModelConfig):
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.config = config
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self._yes_ids = self._single_token_ids(("Yes", " Yes", "yes", " yes"))
+        self._no_ids = self._single_token_ids(("No", " No", "no", " no"))
+        if not self._yes_ids or not self._no_ids:
+            raise ValueError("the tokenizer has no single-token 'Yes'/'No': existence scores are undefined")
+        self._stop_ids = self._stop_token_ids()
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, cfg: ModelConfig) -> "VLMAdapter":
+        """Load model and processor with ``from_pretrained`` (local directory or hub id)."""
+        import transformers
+
+        device, dtype = _resolve_device_dtype(cfg)
+        model_cls = getattr(transformers, cls.model_class)
+        try:
+            processor = transformers.AutoProcessor.from_pretrained(
+                cfg.path, local_files_only=cfg.local_files_only)
+            model = model_cls.from_pretrained(cfg.path, dtype=dtype, attn_implementation=cfg.attn_implementation,
+                                              local_files_only=cfg.local_files_only)
+        except ImportError as exc:   # e.g. flash_attention_2 requested but flash-attn missing
+            raise RuntimeError(f"cannot load {cfg.path!r} with attention {cfg.attn_implementation!r}: {exc}") from exc
+        model.to(device).eval()
+        LOG.info("loaded %s (%s) on %s as %s, attention %s", cfg.path, cls.family, device, dtype,
+                 cfg.attn_implementation)
+        return cls(model, processor, cfg)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.get_text_config().num_hidden_layers)
+
+    @property
+    def name(self) -> str:
+        return str(self.config.path)
+
+    # ----------------------------------------------------------------- family hooks
+    @abstractmethod
+    def prefix_text(self) -> str:
+        """Prompt text up to and including the image placeholder."""
+
+    @abstractmethod
+    def image_placeholder(self) -> str:
+        """The text that stands for one image in a prompt."""
+
+    def crop_question_text(self, question: str) -> str:
+        """Text that adds a second image (a crop) and then asks ``question``: "global view + crop"."""
+        return self.image_placeholder() + self.question_text(question)
+
+    @abstractmethod
+    def question_text(self, question: str) -> str:
+        """Text after the image: the user's question and the assistant header."""
+
+    @abstractmethod
+    def text_prompt(self, user_text: str) -> str:
+        """A text-only user turn followed by the assistant header."""
+
+    @abstractmethod
+    def _image_inputs(self, image: np.ndarray, text: str, add_special_tokens: bool) -> tuple[dict, Any]:
+        """Processor inputs for ``text`` containing one image placeholder, and layout info."""
+
+    @abstractmethod
+    def _grid(self, input_ids: torch.Tensor, inputs: dict, layout: Any,
+              image_size: tuple[int, int]) -> tuple[np.ndarray, GridMapping]:
+        """Sequence positions of the visual grid tokens and their mapping to source pixels."""
+
+    def existence_text(self, target: str) -> str:
+        """The existence prompt (also the prompt whose values give the target's relevance)."""
+        return self.question_text(f"Is there a {target} in the image? Answer the question using a single word.")
+
+    # ----------------------------------------------------------------- model calls
+    def _forward(self, input_ids: torch.Tensor, cache: Any, start: int, state: dict,
+                 vision: dict | None = None) -> tuple[torch.Tensor, Any]:
+        """Run the model on new tokens at sequence index ``start``; returns last logits and cache."""
+        kwargs = dict(vision or {})
+        out = self.model(input_ids=input_ids.to(self.device), cache=cache, use_cache=True,
+                         logits_to_keep=1, **kwargs)
+        return out.logits[0, -1].float(), out.cache
+
+    @torch.inference_mode()
+    def prefill_image(self, image: np.ndarray, meter: Meter | None = None) -> ImagePrefix:
+        """Encode ``image`` (H x W x 3 uint8 RGB) and prefill the prompt up to the image tokens."""
+        t0 = time.perf_counter()
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be HxWx3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
+        h, w = image.shape[:2]
+        inputs, layout = self._image_inputs(image, self.prefix_text(), add_special_tokens=True)
+        input_ids = inputs.pop("input_ids")
+        inputs.pop("attention_mask", None)
+        state = self._prefix_state(input_ids, inputs)
+        _, cache = self._forward(input_ids, None, 0, state, vision=self._vision_kwargs(inputs, state, 0))
+        grid_positions, mapping = self._grid(input_ids, inputs, layout, (w, h))
+        if meter:
+            meter.prefill(int(input_ids.shape[1]))
+        return ImagePrefix(cache=cache, input_ids=input_ids, grid_positions=grid_positions, mapping=mapping,
+                           image_size=(w, h), state=state, seconds=time.perf_counter() - t0)
+
+    def _prefix_state(self, input_ids: torch.Tensor, inputs: dict) -> dict:
+        return {}
+
+    def _vision_kwargs(self, inputs: dict, state: dict, start: int) -> dict:
+        """Keyword arguments that carry pixels into the model call."""
+        return {k: (v.to(self.device, self.dtype) if k.startswith("pixel_values") else v.to(self.device))
+                for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+
+    def _tokenize(self, text: str) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = torch.tensor([enc["input_ids"]], dtype=torch.long)
+        return ids, [tuple(o) for o in enc["offset_mapping"]]
+
+    @torch.inference_mode()
+    def extend(self, prefix: ImagePrefix | Extension | None, text: str,
+               meter: Meter | None = None) -> Extension:
+        """Prefill ``text`` after a cached prefix (forked, never modified), or alone if ``prefix`` is None."""
+        ids, offsets = self._tokenize(text)
+        if ids.shape[1] == 0:
+            raise ValueError("nothing to extend with: empty text")
+        if prefix is None:
+            cache, start, state = None, 0, {}
+        else:
+            cache = fork_cache(prefix.cache)
+            start = prefix.length if isinstance(prefix, ImagePrefix) else prefix.end
+            state = dict(prefix.state)
+        logits, cache = self._forward(ids, cache, start, state)
+        if meter:
+            meter.prefill(int(ids.shape[1]))
+        return Extension(cache=cache, logits=logits, input_ids=ids, start=start, offsets=offsets,
+                         text=text, state=state)
+
+    @torch.inference_mode()
+    def extend_with_image(self, prefix: ImagePrefix, image: np.ndarray, text: str,
+                          meter: Meter | None = None) -> Extension:
+        """Extend a cached prefix with a second image (e.g. a crop) and text: "global view + crop"."""
+        inputs, _ = self._image_inputs(image, text, add_special_tokens=False)
+        ids = inputs.pop("input_ids")
+        inputs.pop("attention_mask", None)
+        state = dict(prefix.state)
+        start = prefix.length
+        vision = self._extension_vision_kwargs(prefix, ids, inputs, state)
+        logits, cache = self._forward(ids, fork_cache(prefix.cache), start, state, vision=vision)
+        if meter:
+            meter.prefill(int(ids.shape[1]))
+        return Extension(cache=cache, logits=logits, input_ids=ids, start=start, offsets=[], text=text,
+                         state=state)
+
+    def _extension_vision_kwargs(self, prefix: ImagePrefix, ids: torch.Tensor, inputs: dict,
+                                 state: dict) -> dict:
+        return self._vision_kwargs(inputs, state, prefix.length)
+
+    def yes_probability(self, logits: torch.Tensor) -> float:
+        """softmax(logit_Yes, logit_No)[Yes], each the best of its single-token spellings."""
+        yes = logits[self._yes_ids].max()
+        no = logits[self._no_ids].max()
+        return float(torch.sigmoid(yes - no))
+
+    @torch.inference_mode()
+    def decode(self, ext: Extension, max_new_tokens: int, meter: Meter | None = None) -> str:
+        """Greedy continuation after an extension (which it consumes)."""
+        tokens: list[int] = []
+        logits, cache, pos = ext.logits, ext.cache, ext.end
+        for _ in range(max_new_tokens):
+            tok = int(torch.argmax(logits))
+            if tok in self._stop_ids:
+                break
+            tokens.append(tok)
+            logits, cache = self._forward(torch.tensor([[tok]]), cache, pos, ext.state)
+            pos += 1
+        if meter:
+            meter.generated_tokens += len(tokens)
+        return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+    def values(self, cache: Any, layers: list[int]) -> list[torch.Tensor]:
+        """Cached value vectors [kv_heads, seq, head_dim] of the given layers (batch element 0)."""
+        return [cache.layers[i].values[0] for i in layers]
+
+    def token_span(self, ext: Extension, phrase: str) -> list[int]:
+        """Sequence positions of the tokens of ``phrase`` inside an extension's text."""
+        at = ext.text.rfind(phrase)
+        if at < 0:
+            raise ValueError(f"{phrase!r} not in {ext.text!r}")
+        lo, hi = at, at + len(phrase)
+        return [ext.start + i for i, (a, b) in enumerate(ext.offsets) if b > lo and a < hi and b > a]
+
+    # ----------------------------------------------------------------- helpers
+    def _single_token_ids(self, spellings: tuple[str, ...]) -> list[int]:
+        ids = []
+        for s in spellings:
+            enc = self.tokenizer(s, add_special_tokens=False)["input_ids"]
+            if len(enc) == 1 and enc[0] not in ids:
+                ids.append(enc[0])
+        return ids
+
+    def _stop_token_ids(self) -> set[int]:
+        stop = set()
+        for tok in (self.tokenizer.eos_token, "<|im_end|>", "<|endoftext|>", "</s>"):
+            if tok and tok in self.tokenizer.get_vocab():
+                stop.add(self.tokenizer.convert_tokens_to_ids(tok))
+        eos = getattr(self.model.generation_config, "eos_token_id", None) if hasattr(self.model, "generation_config") \
+            else None
+        for e in (eos if isinstance(eos, list) else [eos]):
+            if isinstance(e, int):
+                stop.add(e)
+        return stop
+
+    def release(self) -> None:
+        """Drop the model and free accelerator memory."""
+        self.model = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def image_token_positions(input_ids: torch.Tensor, token_id: int) -> np.ndarray:
+    """Indices of ``token_id`` in a [1, L] id tensor."""
+    return torch.nonzero(input_ids[0] == token_id).flatten().cpu().numpy()
+
+
+def image_token_id(config: Any) -> int:
+    """The image placeholder id (``image_token_id`` in transformers 5, ``image_token_index`` before)."""
+    value = getattr(config, "image_token_id", None)
+    return int(value if value is not None else config.image_token_index)

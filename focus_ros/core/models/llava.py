@@ -1,0 +1,63 @@
+"""LLaVA-1.5 (``LlavaForConditionalGeneration``): pad-to-square, one fixed visual grid."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..geometry import GridMapping, pad_to_square_mapping
+from .base import VLMAdapter, image_token_id, image_token_positions
+
+
+def expand_to_square(image: np.ndarray, fill: tuple[int, int, int]) -> np.ndarray:
+    """LLaVA-1.5's ``expand2square``: centre the image on a square of the processor's mean colour."""
+    h, w = image.shape[:2]
+    side = max(h, w)
+    if h == w:
+        return image
+    out = np.empty((side, side, 3), dtype=np.uint8)
+    out[:] = np.asarray(fill, dtype=np.uint8)
+    y, x = (side - h) // 2, (side - w) // 2
+    out[y:y + h, x:x + w] = image
+    return out
+
+
+class LlavaAdapter(VLMAdapter):
+    """LLaVA-1.5: ``USER: <image>\\n{question} ASSISTANT:``; 24x24 grid over the padded square."""
+
+    family = "llava"
+    model_class = "LlavaForConditionalGeneration"
+
+    def image_placeholder(self) -> str:
+        return f"{self.processor.image_token}\n"
+
+    def prefix_text(self) -> str:
+        return f"USER: {self.image_placeholder()}"
+
+    def question_text(self, question: str) -> str:
+        return f"{question.strip()} ASSISTANT:"
+
+    def text_prompt(self, user_text: str) -> str:
+        return f"USER: {user_text.strip()} ASSISTANT:"
+
+    def _fill(self) -> tuple[int, int, int]:
+        mean = getattr(self.processor.image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
+        return tuple(int(round(255 * m)) for m in mean[:3])
+
+    def _image_inputs(self, image: np.ndarray, text: str, add_special_tokens: bool) -> tuple[dict, Any]:
+        square = expand_to_square(np.ascontiguousarray(image[..., :3]), self._fill())
+        inputs = self.processor(images=square, text=text, return_tensors="pt",
+                                add_special_tokens=add_special_tokens)
+        return dict(inputs), None
+
+    def _grid(self, input_ids: torch.Tensor, inputs: dict, layout: Any,
+              image_size: tuple[int, int]) -> tuple[np.ndarray, GridMapping]:
+        pos = image_token_positions(input_ids, image_token_id(self.model.config))
+        side = int(round(math.sqrt(len(pos))))
+        if side * side != len(pos):
+            raise ValueError(f"LLaVA image tokens ({len(pos)}) do not form a square grid")
+        w, h = image_size
+        return pos.reshape(side, side), pad_to_square_mapping(w, h, side)

@@ -1,0 +1,98 @@
+"""LLaVA-OneVision (``LlavaOnevisionForConditionalGeneration``): any-res tiling.
+
+The sequence holds the squashed base view (tile_side^2 tokens) followed by the local crops'
+tokens in an aspect-preserving grid, unpadded, possibly interpolated down ("anyres_max_9"), with a
+newline token after every row. FOCUS reads the local grid: it is the high-resolution view.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..geometry import GridMapping, affine_edges
+from .base import VLMAdapter, image_token_id, image_token_positions
+
+
+class LlavaOnevisionAdapter(VLMAdapter):
+    """``<|im_start|>user\\n<image>\\n{question}<|im_end|>\\n<|im_start|>assistant\\n``."""
+
+    family = "llava_onevision"
+    model_class = "LlavaOnevisionForConditionalGeneration"
+
+    def image_placeholder(self) -> str:
+        return f"{self.processor.image_token}\n"
+
+    def prefix_text(self) -> str:
+        return f"<|im_start|>user\n{self.image_placeholder()}"
+
+    def question_text(self, question: str) -> str:
+        return f"{question.strip()}<|im_end|>\n<|im_start|>assistant\n"
+
+    def text_prompt(self, user_text: str) -> str:
+        return f"<|im_start|>user\n{user_text.strip()}<|im_end|>\n<|im_start|>assistant\n"
+
+    def _image_inputs(self, image: np.ndarray, text: str, add_special_tokens: bool) -> tuple[dict, Any]:
+        inputs = self.processor(images=np.ascontiguousarray(image[..., :3]), text=text, return_tensors="pt",
+                                add_special_tokens=add_special_tokens)
+        return dict(inputs), None
+
+    def local_layout(self, width: int, height: int) -> tuple[np.ndarray, np.ndarray, int, int, tuple, tuple]:
+        """Rows/cols of the full tile grid that survive unpadding, the interpolated grid size, and
+        the source-pixel edges of the full tile grid. Uses transformers' own layout functions."""
+        from transformers.image_processing_utils import select_best_resolution
+        from transformers.models.llava_onevision.modeling_llava_onevision import (
+            get_anyres_image_grid_shape, unpad_image)
+
+        cfg = self.model.config
+        tile_px = cfg.vision_config.image_size
+        side = tile_px // cfg.vision_config.patch_size
+        n_h, n_w = get_anyres_image_grid_shape((height, width), cfg.image_grid_pinpoints, tile_px)
+        full_h, full_w = n_h * side, n_w * side
+        # The processor resizes into the best resolution keeping the aspect ratio (ceil), then pads
+        # centrally (transformers.image_processing_utils.get_patch_output_size / _get_padding_size).
+        best_h, best_w = select_best_resolution((height, width), cfg.image_grid_pinpoints)
+        sw, sh = best_w / width, best_h / height
+        if sw < sh:
+            new_w, new_h = best_w, min(math.ceil(height * sw), best_h)
+        else:
+            new_h, new_w = best_h, min(math.ceil(width * sh), best_w)
+        pad_x, pad_y = (best_w - new_w) // 2, (best_h - new_h) // 2
+        x_edges = affine_edges(full_w, best_w, pad_x, width, new_w)
+        y_edges = affine_edges(full_h, best_h, pad_y, height, new_h)
+        # Which rows/cols unpadding keeps: run the model's own unpad on index tensors.
+        rows = torch.arange(full_h).view(1, full_h, 1).expand(1, full_h, full_w)
+        cols = torch.arange(full_w).view(1, 1, full_w).expand(1, full_h, full_w)
+        size = torch.tensor([height, width])
+        kept_rows = unpad_image(rows, size)[0, :, 0].numpy()
+        kept_cols = unpad_image(cols, size)[0, 0, :].numpy()
+        cur_h, cur_w = len(kept_rows), len(kept_cols)
+        max_tiles = int(str(getattr(cfg, "vision_aspect_ratio", "anyres_max_9")).strip("anyres_max_"))
+        ratio = math.sqrt(cur_h * cur_w / (max_tiles * side ** 2))
+        out_h, out_w = (int(cur_h // ratio), int(cur_w // ratio)) if ratio > 1.1 else (cur_h, cur_w)
+        return kept_rows, kept_cols, out_h, out_w, x_edges, y_edges
+
+    def _grid(self, input_ids: torch.Tensor, inputs: dict, layout: Any,
+              image_size: tuple[int, int]) -> tuple[np.ndarray, GridMapping]:
+        w, h = image_size
+        pos = image_token_positions(input_ids, image_token_id(self.model.config))
+        side = self.model.config.vision_config.image_size // self.model.config.vision_config.patch_size
+        kept_rows, kept_cols, gh, gw, x_edges, y_edges = self.local_layout(w, h)
+        n_local = gh * (gw + 1)             # one newline token closes every row
+        if len(pos) != side * side + n_local:
+            raise ValueError(
+                f"OneVision layout mismatch: {len(pos)} image tokens, expected {side * side} base + {n_local} local")
+        local = pos[side * side:].reshape(gh, gw + 1)[:, :gw]
+        # The kept rows/cols span this source extent; an interpolated grid spans it evenly.
+        x0, x1 = x_edges[kept_cols[0]], x_edges[kept_cols[-1] + 1]
+        y0, y1 = y_edges[kept_rows[0]], y_edges[kept_rows[-1] + 1]
+        if (gh, gw) == (len(kept_rows), len(kept_cols)):
+            xe = tuple(x_edges[kept_cols[0]:kept_cols[-1] + 2])
+            ye = tuple(y_edges[kept_rows[0]:kept_rows[-1] + 2])
+        else:
+            xe = tuple(np.linspace(x0, x1, gw + 1).tolist())
+            ye = tuple(np.linspace(y0, y1, gh + 1).tolist())
+        return local, GridMapping(xe, ye, w, h)

@@ -1,0 +1,320 @@
+"""FOCUS end to end: targets -> relevance -> regions -> verify -> answer, on a cached frame prefix.
+
+A frame's image prefix is prefilled once (:meth:`FocusPipeline.prefix`, a small LRU keyed by the
+caller's frame key); every existence prompt and the final answer on that frame extend a fork of
+its KV cache. Verification crops are prefilled once each, and the chosen crop's prefix is reused
+for the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable
+
+import numpy as np
+
+from .config import ModelConfig, SearchConfig
+from .geometry import (Box, CellRegion, GridMapping, block_reduce, crop, far_apart, gaussian_smooth,
+                       paste_on_canvas, propose_regions, square_box, union_all)
+from .models import ImagePrefix, Meter, VLMAdapter, load_adapter
+from .relevance import layer_indices, relevance_from_values
+from .targets import (ANSWER_LEAD, QUERY, TYPE_ALL, TYPE_SINGLE, Target, extraction_prompt, parse_targets,
+                      question_type, targets_from_question)
+
+LOG = logging.getLogger(__name__)
+
+METHODS = ("focus", "vanilla")
+
+Progress = Callable[[str, int, int, "Region | None"], None]
+
+
+class Cancelled(Exception):
+    """Raised between stages when the caller's cancel check says so."""
+
+
+@dataclass
+class Region:
+    """A candidate region in source pixels, the target it belongs to, and its scores."""
+
+    box: Box
+    target: str
+    relevance: float
+    confidence: float = -1.0            # existence confidence on the crop; -1: not verified
+    cells: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def to_dict(self) -> dict:
+        return {"bbox": self.box.as_list(), "target": self.target, "relevance": round(self.relevance, 6),
+                "confidence": round(self.confidence, 6)}
+
+
+@dataclass
+class FocusResult:
+    """Everything a caller needs: the answer, where it is, and what it cost."""
+
+    question: str
+    answer: str
+    method: str
+    targets: list[str] = field(default_factory=list)
+    question_type: int = TYPE_SINGLE
+    bbox: Box | None = None
+    confidence: float = -1.0
+    regions: list[Region] = field(default_factory=list)
+    relevance_maps: dict[str, np.ndarray] = field(default_factory=dict)   # target -> model-grid map
+    forward_passes: int = 0
+    tokens_prefilled: int = 0
+    generated_tokens: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    image_size: tuple[int, int] = (0, 0)
+    model: str = ""
+    prefix_cached: bool = False
+    target_source: str = ""
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (relevance maps left out: they are arrays)."""
+        return {
+            "question": self.question, "answer": self.answer, "method": self.method,
+            "targets": self.targets, "question_type": self.question_type,
+            "bbox": self.bbox.as_list() if self.bbox else None,
+            "confidence": round(self.confidence, 6),
+            "regions": [r.to_dict() for r in self.regions],
+            "forward_passes": self.forward_passes, "tokens_prefilled": self.tokens_prefilled,
+            "generated_tokens": self.generated_tokens,
+            "timings": {k: round(v, 6) for k, v in self.timings.items()},
+            "image_size": list(self.image_size), "model": self.model,
+            "prefix_cached": self.prefix_cached, "target_source": self.target_source,
+        }
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._t = time.perf_counter()
+        self._start = self._t
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + now - self._t
+        self._t = now
+
+    def total(self) -> dict[str, float]:
+        self.timings["total"] = time.perf_counter() - self._start
+        return self.timings
+
+
+class FocusPipeline:
+    """FOCUS on one model adapter. Not thread-safe: give each worker thread its own calls in turn."""
+
+    def __init__(self, adapter: VLMAdapter, search: SearchConfig, prefix_cache_size: int = 2):
+        search.validate()
+        self.adapter = adapter
+        self.search = search
+        self._prefixes: OrderedDict[Hashable, ImagePrefix] = OrderedDict()
+        self._prefix_cache_size = max(0, prefix_cache_size)
+
+    @classmethod
+    def from_configs(cls, model: ModelConfig, search: SearchConfig, **kwargs: Any) -> "FocusPipeline":
+        """Load the model of ``model`` and wrap it."""
+        return cls(load_adapter(model), search, **kwargs)
+
+    # ----------------------------------------------------------------- frame prefix cache
+    def prefix(self, image: np.ndarray, key: Hashable | None = None,
+               meter: Meter | None = None) -> tuple[ImagePrefix, bool]:
+        """The frame's prefilled image prefix, from the LRU when ``key`` was seen; (prefix, was_cached)."""
+        if key is not None and key in self._prefixes:
+            self._prefixes.move_to_end(key)
+            return self._prefixes[key], True
+        prefix = self.adapter.prefill_image(image, meter)
+        if key is not None and self._prefix_cache_size:
+            self._prefixes[key] = prefix
+            while len(self._prefixes) > self._prefix_cache_size:
+                self._prefixes.popitem(last=False)
+        return prefix, False
+
+    def clear_cache(self) -> None:
+        """Forget every cached frame prefix."""
+        self._prefixes.clear()
+
+    # ----------------------------------------------------------------- public entry
+    def run(self, image: np.ndarray, question: str, method: str = "focus", frame_key: Hashable | None = None,
+            cancel: Callable[[], bool] | None = None, progress: Progress | None = None) -> FocusResult:
+        """Answer ``question`` about ``image`` (H x W x 3 uint8 RGB) with ``method``."""
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError("question is empty")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError("image must be an HxWx3 uint8 RGB array")
+        if min(image.shape[:2]) < 2:
+            raise ValueError(f"image too small: {image.shape[1]}x{image.shape[0]}")
+        question = question.strip()
+        meter, clock = Meter(), _Clock()
+        h, w = image.shape[:2]
+        result = FocusResult(question=question, answer="", method=method, image_size=(w, h),
+                             model=self.adapter.name)
+        if method == "vanilla":
+            self._vanilla(image, question, frame_key, meter, clock, result)
+        else:
+            self._focus(image, question, frame_key, meter, clock, result, cancel or (lambda: False),
+                        progress or (lambda *a: None))
+        result.forward_passes = meter.forward_passes
+        result.tokens_prefilled = meter.tokens_prefilled
+        result.generated_tokens = meter.generated_tokens
+        result.timings = clock.total()
+        return result
+
+    # ----------------------------------------------------------------- methods
+    def _vanilla(self, image: np.ndarray, question: str, key: Hashable | None, meter: Meter, clock: _Clock,
+                 result: FocusResult) -> None:
+        prefix, result.prefix_cached = self.prefix(image, key, meter)
+        clock.lap("prefill")
+        ext = self.adapter.extend(prefix, self.adapter.question_text(question), meter)
+        result.answer = self.adapter.decode(ext, self.search.max_new_tokens, meter)
+        result.bbox = Box(0, 0, result.image_size[0], result.image_size[1])
+        clock.lap("answer")
+
+    def extract_targets(self, question: str, meter: Meter | None = None) -> tuple[list[Target], str]:
+        """Step 1: the question's targets, from the model (few-shot) or the rule parser; and the source."""
+        if self.search.target_extraction == "model":
+            user = extraction_prompt(question).rsplit(f"\n{ANSWER_LEAD}", 1)[0]
+            text = self.adapter.text_prompt(user) + ANSWER_LEAD
+            ext = self.adapter.extend(None, text, meter)
+            reply = self.adapter.decode(ext, self.search.max_target_tokens, meter)
+            targets = parse_targets(reply)
+            if targets:
+                return targets, "model"
+            LOG.debug("model listed no targets (%r); using the question's", reply)
+        return targets_from_question(question), "question"
+
+    def _focus(self, image: np.ndarray, question: str, key: Hashable | None, meter: Meter, clock: _Clock,
+               result: FocusResult, cancel: Callable[[], bool], progress: Progress) -> None:
+        s, adapter = self.search, self.adapter
+
+        def check() -> None:
+            if cancel():
+                raise Cancelled("cancelled")
+
+        progress("targets", 0, 0, None)
+        targets, result.target_source = self.extract_targets(question, meter)
+        result.question_type = question_type(question, targets)
+        result.targets = [t.phrase for t in targets]
+        clock.lap("targets")
+        check()
+        prefix, result.prefix_cached = self.prefix(image, key, meter)
+        clock.lap("prefill")
+        if not targets:
+            # Nothing to look for: answer from the whole frame, as vanilla would.
+            LOG.info("no targets in %r: answering from the whole frame", question)
+            ext = adapter.extend(prefix, adapter.question_text(question), meter)
+            result.answer = adapter.decode(ext, s.max_new_tokens, meter)
+            result.bbox = Box(0, 0, *result.image_size)
+            clock.lap("answer")
+            return
+        check()
+        progress("relevance", 0, len(targets), None)
+        candidates: dict[str, list[Region]] = {}
+        for target in targets:
+            rel_map, grid_map, mapping = self.relevance(prefix, target.phrase, meter)
+            result.relevance_maps[target.phrase] = rel_map
+            candidates[target.phrase] = self._regions(grid_map, mapping, target.phrase)
+            check()
+        clock.lap("relevance")
+
+        chosen: list[Region] = []
+        crop_prefixes: dict[Box, ImagePrefix] = {}
+        total = sum(min(len(c), s.max_steps) for c in candidates.values())
+        step = 0
+        for target in targets:
+            found = self._verify(image, target, candidates[target.phrase], meter, crop_prefixes, check,
+                                 lambda r: progress("verify", step + 1, total, r))
+            step += min(len(candidates[target.phrase]), s.max_steps)
+            chosen.extend(found)
+            result.regions.extend(candidates[target.phrase])
+        clock.lap("verify")
+        check()
+
+        progress("answer", 0, 0, None)
+        boxes = [r.box for r in chosen]
+        result.confidence = float(np.mean([r.confidence for r in chosen])) if chosen else -1.0
+        w, h = result.image_size
+        if far_apart(boxes, s.far_apart_area_ratio):
+            view = paste_on_canvas([crop(image, b) for b in boxes])
+            view_prefix = None
+        else:
+            union = union_all(boxes)
+            view = crop(image, union)
+            view_prefix = crop_prefixes.get(union) if len(boxes) == 1 else None
+        result.bbox = union_all(boxes)
+        if s.answer_view == "global+crop":
+            ext = adapter.extend_with_image(prefix, view, adapter.crop_question_text(question), meter)
+        else:
+            if view_prefix is None:
+                view_prefix = adapter.prefill_image(view, meter)
+            ext = adapter.extend(view_prefix, adapter.question_text(question), meter)
+        result.answer = adapter.decode(ext, s.max_new_tokens, meter)
+        clock.lap("answer")
+
+    # ----------------------------------------------------------------- steps 2-4
+    def relevance(self, prefix: ImagePrefix, target: str,
+                  meter: Meter | None = None) -> tuple[np.ndarray, np.ndarray, GridMapping]:
+        """Step 2: the target's relevance on the model grid, the map used for proposals, its mapping."""
+        ext = self.adapter.extend(prefix, self.adapter.existence_text(target), meter)
+        target_pos = self.adapter.token_span(ext, target)
+        layers = layer_indices(self.adapter.num_layers, self.search.layer_start, self.search.layer_end)
+        import torch  # local: keeps this module importable for type checks without torch loaded first
+
+        image_pos = torch.as_tensor(prefix.grid_positions.reshape(-1), dtype=torch.long)
+        rel = relevance_from_values(self.adapter.values(ext.cache, layers), target_pos, image_pos)
+        rel_map = rel.reshape(prefix.grid_positions.shape)
+        grid_map, mapping = rel_map, prefix.mapping
+        if self.search.smooth_sigma > 0:
+            grid_map = gaussian_smooth(grid_map, self.search.smooth_sigma)
+        side = self.search.max_grid_side
+        if side and max(grid_map.shape) > side:
+            factor = -(-max(grid_map.shape) // side)
+            grid_map, mapping = block_reduce(grid_map, factor), mapping.downsample(factor)
+        return rel_map, grid_map, mapping
+
+    def _regions(self, grid_map: np.ndarray, mapping: GridMapping, target: str) -> list[Region]:
+        """Step 3: proposals on the grid, mapped to source pixels (with margin / minimum size)."""
+        s = self.search
+        w, h = mapping.source_width, mapping.source_height
+        out = []
+        for g in propose_regions(grid_map, s.top_k_anchors, s.min_anchor_distance, s.s_min, s.s_max,
+                                 s.grow_threshold, s.nms_iou):
+            box = mapping.cell_box(g.r0, g.c0, g.r1, g.c1)
+            if s.crop_margin > 0:
+                box = box.expand(s.crop_margin, w, h)
+            if s.min_crop_side and min(box.width, box.height) < s.min_crop_side:
+                box = square_box(box, w, h, s.min_crop_side)
+            if box.width >= 1 and box.height >= 1:
+                out.append(Region(box, target, float(g.score), cells=(g.r0, g.c0, g.r1, g.c1)))
+        return out
+
+    def _verify(self, image: np.ndarray, target: Target, regions: list[Region], meter: Meter,
+                crop_prefixes: dict[Box, ImagePrefix], check: Callable[[], None],
+                on_step: Callable[[Region], None]) -> list[Region]:
+        """Step 4a: existence confidence on the crops, best first; "overrun" until a Yes."""
+        s, adapter = self.search, self.adapter
+        limit = s.max_steps + (s.max_overrun_steps if s.overrun and target.kind == TYPE_SINGLE else 0)
+        best: Region | None = None
+        for i, region in enumerate(regions[:limit]):
+            if i >= s.max_steps and best is not None and best.confidence >= s.exist_threshold:
+                break     # overrun only continues while no candidate said Yes
+            check()
+            crop_prefix = adapter.prefill_image(crop(image, region.box), meter)
+            ext = adapter.extend(crop_prefix, adapter.existence_text(target.phrase), meter)
+            region.confidence = adapter.yes_probability(ext.logits)
+            on_step(region)
+            if best is None or region.confidence > best.confidence:
+                if best is not None:
+                    crop_prefixes.pop(best.box, None)
+                best = region
+                crop_prefixes[region.box] = crop_prefix      # kept for the answer: no re-encode
+        if target.kind == TYPE_ALL:
+            kept = [r for r in regions if r.confidence > s.type2_threshold]
+            if kept:
+                return kept
+        return [best] if best is not None else []

@@ -1,0 +1,120 @@
+"""FOCUS step 1: which objects does a question need? Prompt building and answer parsing.
+
+The model is asked, text only, with in-context examples (paper, section 3.1). Its answer
+"So I need the information about the following objects: A and B" is parsed here; a target
+phrased "all X" (every instance matters, e.g. counting) is type 2, anything else type 1.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+TYPE_SINGLE = 1
+TYPE_ALL = 2
+
+ANSWER_LEAD = "So I need the information about the following objects:"
+QUERY = "If you want to answer the question, which objects' information do you need?"
+
+# In-context examples: one target, two targets, an "all" target, as in the paper's prompt.
+FEW_SHOT = (
+    ("What is the color of the woman's bag?", "woman's bag"),
+    ("Is the dog on the left or right side of the car?", "dog and car"),
+    ("How many birds are there in the image?", "all birds"),
+)
+
+_ARTICLES = re.compile(r"^(?:the|a|an|any|some)\s+", re.IGNORECASE)
+_SPLIT = re.compile(r"\s*(?:,|;|&|\band\b|\bor\b)\s*", re.IGNORECASE)
+_ALL = re.compile(r"^(?:all|every|each)\s+(?:the\s+|of\s+the\s+)?", re.IGNORECASE)
+_NONE = {"", "none", "nothing", "no objects", "no object", "n/a"}
+_MAX_WORDS = 8          # a target is a short noun phrase; longer output is the model rambling
+_PHRASE_OK = re.compile(r"^[\w][\w' -]*$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One object the question needs, and whether every instance of it matters."""
+
+    phrase: str
+    kind: int = TYPE_SINGLE
+
+
+def extraction_prompt(question: str) -> str:
+    """Few-shot text prompt whose continuation lists the question's targets."""
+    parts = [f"Question: {q}\n{QUERY}\n{ANSWER_LEAD} {a}\n" for q, a in FEW_SHOT]
+    parts.append(f"Question: {question.strip()}\n{QUERY}\n{ANSWER_LEAD}")
+    return "\n".join(parts)
+
+
+def _clean(phrase: str) -> str:
+    phrase = phrase.strip().strip(".?!:\"'").strip()
+    while True:
+        stripped = _ARTICLES.sub("", phrase)
+        if stripped == phrase:
+            return phrase
+        phrase = stripped
+
+
+def parse_targets(text: str) -> list[Target]:
+    """Parse the model's continuation (or a full "So I need ..." sentence) into targets.
+
+    Only the first line counts (the model may go on with another example). "all X" becomes a
+    type-2 target ``X``; duplicates are dropped; "none" or empty output gives ``[]``.
+    """
+    if ANSWER_LEAD in text:
+        text = text.split(ANSWER_LEAD, 1)[1]
+    line = text.strip().split("\n", 1)[0]
+    line = line.split("Question:", 1)[0]
+    targets: list[Target] = []
+    seen: set[str] = set()
+    for raw in _SPLIT.split(line):
+        raw = _clean(raw)
+        kind = TYPE_SINGLE
+        if _ALL.match(raw):
+            kind, raw = TYPE_ALL, _clean(_ALL.sub("", raw))
+        if raw.lower() in _NONE or raw.lower() in seen:
+            continue
+        if not _PHRASE_OK.match(raw) or len(raw.split()) > _MAX_WORDS or not raw.isprintable():
+            continue      # not a noun phrase (control characters, symbols, a whole sentence)
+        seen.add(raw.lower())
+        targets.append(Target(raw, kind))
+    return targets
+
+
+# Question patterns for the rule-based extractor, most specific first.
+_RULES = (
+    (re.compile(r"^how many (.+?)(?: are there| can you see| do you see| are in| in the image|\?|$)",
+                re.IGNORECASE), TYPE_ALL),
+    (re.compile(r"^is (?:the )?(.+?) (?:to the |on the )?(?:left|right)(?: side)? or (?:the )?(?:left|right)"
+                r"(?: side)? of (?:the )?(.+?)\??$", re.IGNORECASE), TYPE_SINGLE),
+    (re.compile(r"^(?:is|are) there (?:a |an |any )?(.+?)(?: in the image| in the picture)?\??$",
+                re.IGNORECASE), TYPE_SINGLE),
+    (re.compile(r"^what (?:colou?r|shape|size|kind|type|material|brand|number|text)\b.*? (?:is|are) "
+                r"(?:the |this |that )?(.+?)\??$", re.IGNORECASE), TYPE_SINGLE),
+    (re.compile(r"\b(?:the|a|an) ([\w' -]+?)(?:\s+(?:in|on|at|of|to|near|with|is|are)\b|[?.,]|$)",
+                re.IGNORECASE), TYPE_SINGLE),
+)
+
+
+def targets_from_question(question: str) -> list[Target]:
+    """Rule-based targets straight from the question: the fallback when the model's list is empty,
+    and the ``search.target_extraction: rule`` mode."""
+    q = question.strip()
+    for pattern, kind in _RULES:
+        m = pattern.search(q)
+        if m:
+            out = []
+            for g in m.groups():
+                phrase = _clean(g or "")
+                if phrase and phrase.lower() not in _NONE:
+                    out.append(Target(phrase, kind))
+            if out:
+                return out
+    return []
+
+
+def question_type(question: str, targets: list[Target]) -> int:
+    """Type 2 when any target needs every instance, or the question counts."""
+    if any(t.kind == TYPE_ALL for t in targets) or re.match(r"^\s*(how many|count)\b", question, re.I):
+        return TYPE_ALL
+    return TYPE_SINGLE
