@@ -51,7 +51,10 @@ def setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not verbose:
-        logging.getLogger("transformers").setLevel(logging.ERROR)
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()   # "Loading weights" bars on stderr
 
 
 def load_image(path: str | Path) -> np.ndarray:

@@ -224,16 +224,22 @@ class FocusPipeline:
 
         chosen: list[Region] = []
         crop_prefixes: dict[Box, ImagePrefix] = {}
-        total = sum(min(len(c), s.max_steps) for c in candidates.values())
-        step = 0
+        total = sum(min(len(c), s.max_steps) for c in candidates.values())   # overrun may add more
+        done = [0]
+
+        def on_step(region: Region) -> None:
+            done[0] += 1
+            progress("verify", done[0], max(total, done[0]), region)
+
         for target in targets:
-            found = self._verify(image, target, candidates[target.phrase], meter, crop_prefixes, check,
-                                 lambda r: progress("verify", step + 1, total, r))
-            step += min(len(candidates[target.phrase]), s.max_steps)
-            chosen.extend(found)
+            chosen.extend(self._verify(image, target, candidates[target.phrase], meter, crop_prefixes, check,
+                                       on_step))
             result.regions.extend(candidates[target.phrase])
         clock.lap("verify")
         check()
+        if not chosen:
+            # No proposal survived (e.g. a degenerate map): answer from the whole frame.
+            chosen = [Region(Box(0, 0, *result.image_size), targets[0].phrase, 0.0)]
 
         progress("answer", 0, 0, None)
         boxes = [r.box for r in chosen]
