@@ -124,16 +124,24 @@ def search_defaults(family: str) -> SearchConfig:
 
 
 def resolve_family(model: ModelConfig) -> str:
-    """The configured family, or for ``auto`` the ``model_type`` declared in the checkpoint's config.json."""
+    """The configured family, or for ``auto`` the ``model_type`` the checkpoint declares in its
+    config.json (read locally, or through transformers' cache / hub for a hub id)."""
     if model.family != "auto":
         return model.family
     cfg_file = Path(model.path) / "config.json"
-    if not cfg_file.is_file():
-        raise ValueError(
-            f"model.family is 'auto' but {cfg_file} does not exist; set model.family to one of {FAMILIES}")
-    model_type = json.loads(cfg_file.read_text()).get("model_type", "")
+    if cfg_file.is_file():
+        model_type = json.loads(cfg_file.read_text()).get("model_type", "")
+    else:
+        try:
+            from transformers import AutoConfig
+
+            model_type = AutoConfig.from_pretrained(model.path, local_files_only=model.local_files_only).model_type
+        except Exception as exc:   # OSError, ValueError, hub errors: all mean "cannot tell"
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f"model.family is 'auto' but the config of {model.path!r} cannot be read ({first}); "
+                             f"check the path or set model.family to one of {FAMILIES}") from exc
     if model_type not in _MODEL_TYPE_TO_FAMILY:
-        raise ValueError(f"unsupported model_type {model_type!r} in {cfg_file}; supported: {FAMILIES}")
+        raise ValueError(f"unsupported model_type {model_type!r} in {model.path!r}; supported: {FAMILIES}")
     return _MODEL_TYPE_TO_FAMILY[model_type]
 
 

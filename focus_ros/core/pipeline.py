@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
 
 import numpy as np
+import torch
 
 from .config import ModelConfig, SearchConfig
 from .geometry import (Box, CellRegion, GridMapping, block_reduce, crop, far_apart, gaussian_smooth,
@@ -243,8 +244,7 @@ class FocusPipeline:
 
         progress("answer", 0, 0, None)
         boxes = [r.box for r in chosen]
-        result.confidence = float(np.mean([r.confidence for r in chosen])) if chosen else -1.0
-        w, h = result.image_size
+        result.confidence = float(np.mean([r.confidence for r in chosen]))
         if far_apart(boxes, s.far_apart_area_ratio):
             view = paste_on_canvas([crop(image, b) for b in boxes])
             view_prefix = None
@@ -269,8 +269,6 @@ class FocusPipeline:
         ext = self.adapter.extend(prefix, self.adapter.existence_text(target), meter)
         target_pos = self.adapter.token_span(ext, target)
         layers = layer_indices(self.adapter.num_layers, self.search.layer_start, self.search.layer_end)
-        import torch  # local: keeps this module importable for type checks without torch loaded first
-
         image_pos = torch.as_tensor(prefix.grid_positions.reshape(-1), dtype=torch.long)
         rel = relevance_from_values(self.adapter.values(ext.cache, layers), target_pos, image_pos)
         rel_map = rel.reshape(prefix.grid_positions.shape)
