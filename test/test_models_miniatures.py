@@ -27,7 +27,7 @@ def frame(w=1280, h=720, seed=0):
 def fresh_last_logits(adapter, image, ids, extra_images=()):
     """Next-token logits of one full prefill (no cache) of ``ids`` with the images' pixels."""
     images = [image, *extra_images]
-    inputs, _ = adapter._image_inputs(images[0], adapter.prefix_text(), add_special_tokens=True)
+    inputs = adapter._image_inputs(images[0], adapter.prefix_text(), add_special_tokens=True)
     if extra_images:
         inputs = dict(adapter.processor(images=list(images), text=adapter.prefix_text() + adapter.image_placeholder(),
                                         return_tensors="pt"))

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from .config import ModelConfig, SearchConfig
-from .geometry import (Box, CellRegion, GridMapping, block_reduce, crop, far_apart, gaussian_smooth,
+from .geometry import (Box, GridMapping, block_reduce, crop, far_apart, gaussian_smooth,
                        paste_on_canvas, propose_regions, square_box, union_all)
 from .models import ImagePrefix, Meter, VLMAdapter, load_adapter
 from .relevance import layer_indices, relevance_from_values
-from .targets import (ANSWER_LEAD, QUERY, TYPE_ALL, TYPE_SINGLE, Target, extraction_prompt, parse_targets,
+from .targets import (ANSWER_LEAD, TYPE_ALL, TYPE_SINGLE, Target, extraction_prompt, parse_targets,
                       question_type, targets_from_question)
 
 LOG = logging.getLogger(__name__)

@@ -168,12 +168,14 @@ class VLMAdapter(ABC):
     def text_prompt(self, user_text: str) -> str:
         """A text-only user turn followed by the assistant header."""
 
-    @abstractmethod
-    def _image_inputs(self, image: np.ndarray, text: str, add_special_tokens: bool) -> tuple[dict, Any]:
-        """Processor inputs for ``text`` containing one image placeholder, and layout info."""
+    def _image_inputs(self, image: np.ndarray, text: str, add_special_tokens: bool) -> dict:
+        """Processor inputs (input_ids, pixels, sizes) for ``text`` containing one image placeholder."""
+        inputs = self.processor(images=np.ascontiguousarray(image[..., :3]), text=text, return_tensors="pt",
+                                add_special_tokens=add_special_tokens)
+        return dict(inputs)
 
     @abstractmethod
-    def _grid(self, input_ids: torch.Tensor, inputs: dict, layout: Any,
+    def _grid(self, input_ids: torch.Tensor, inputs: dict,
               image_size: tuple[int, int]) -> tuple[np.ndarray, GridMapping]:
         """Sequence positions of the visual grid tokens and their mapping to source pixels."""
 
@@ -197,12 +199,12 @@ class VLMAdapter(ABC):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be HxWx3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
         h, w = image.shape[:2]
-        inputs, layout = self._image_inputs(image, self.prefix_text(), add_special_tokens=True)
+        inputs = self._image_inputs(image, self.prefix_text(), add_special_tokens=True)
         input_ids = inputs.pop("input_ids")
         inputs.pop("attention_mask", None)
         state = self._prefix_state(input_ids, inputs)
         _, cache = self._forward(input_ids, None, 0, state, vision=self._vision_kwargs(inputs, state, 0))
-        grid_positions, mapping = self._grid(input_ids, inputs, layout, (w, h))
+        grid_positions, mapping = self._grid(input_ids, inputs, (w, h))
         if meter:
             meter.prefill(int(input_ids.shape[1]))
         return ImagePrefix(cache=cache, input_ids=input_ids, grid_positions=grid_positions, mapping=mapping,
@@ -244,7 +246,7 @@ class VLMAdapter(ABC):
     def extend_with_image(self, prefix: ImagePrefix, image: np.ndarray, text: str,
                           meter: Meter | None = None) -> Extension:
         """Extend a cached prefix with a second image (e.g. a crop) and text: "global view + crop"."""
-        inputs, _ = self._image_inputs(image, text, add_special_tokens=False)
+        inputs = self._image_inputs(image, text, add_special_tokens=False)
         ids = inputs.pop("input_ids")
         inputs.pop("attention_mask", None)
         state = dict(prefix.state)

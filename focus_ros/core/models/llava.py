@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import numpy as np
 import torch
 
@@ -47,13 +45,11 @@ class LlavaAdapter(VLMAdapter):
         mean = getattr(self.processor.image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
         return tuple(int(round(255 * m)) for m in mean[:3])
 
-    def _image_inputs(self, image: np.ndarray, text: str, add_special_tokens: bool) -> tuple[dict, Any]:
-        square = expand_to_square(np.ascontiguousarray(image[..., :3]), self._fill())
-        inputs = self.processor(images=square, text=text, return_tensors="pt",
-                                add_special_tokens=add_special_tokens)
-        return dict(inputs), None
+    def _image_inputs(self, image: np.ndarray, text: str, add_special_tokens: bool) -> dict:
+        # The HF processor resizes + centre-crops; LLaVA-1.5 was trained on padded squares.
+        return super()._image_inputs(expand_to_square(image[..., :3], self._fill()), text, add_special_tokens)
 
-    def _grid(self, input_ids: torch.Tensor, inputs: dict, layout: Any,
+    def _grid(self, input_ids: torch.Tensor, inputs: dict,
               image_size: tuple[int, int]) -> tuple[np.ndarray, GridMapping]:
         pos = image_token_positions(input_ids, image_token_id(self.model.config))
         side = int(round(math.sqrt(len(pos))))

@@ -8,8 +8,6 @@ newline token after every row. FOCUS reads the local grid: it is the high-resolu
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import numpy as np
 import torch
 
@@ -34,11 +32,6 @@ class LlavaOnevisionAdapter(VLMAdapter):
 
     def text_prompt(self, user_text: str) -> str:
         return f"<|im_start|>user\n{user_text.strip()}<|im_end|>\n<|im_start|>assistant\n"
-
-    def _image_inputs(self, image: np.ndarray, text: str, add_special_tokens: bool) -> tuple[dict, Any]:
-        inputs = self.processor(images=np.ascontiguousarray(image[..., :3]), text=text, return_tensors="pt",
-                                add_special_tokens=add_special_tokens)
-        return dict(inputs), None
 
     def local_layout(self, width: int, height: int) -> tuple[np.ndarray, np.ndarray, int, int, tuple, tuple]:
         """Rows/cols of the full tile grid that survive unpadding, the interpolated grid size, and
@@ -75,7 +68,7 @@ class LlavaOnevisionAdapter(VLMAdapter):
         out_h, out_w = (int(cur_h // ratio), int(cur_w // ratio)) if ratio > 1.1 else (cur_h, cur_w)
         return kept_rows, kept_cols, out_h, out_w, x_edges, y_edges
 
-    def _grid(self, input_ids: torch.Tensor, inputs: dict, layout: Any,
+    def _grid(self, input_ids: torch.Tensor, inputs: dict,
               image_size: tuple[int, int]) -> tuple[np.ndarray, GridMapping]:
         w, h = image_size
         pos = image_token_positions(input_ids, image_token_id(self.model.config))

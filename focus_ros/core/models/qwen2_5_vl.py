@@ -37,11 +37,6 @@ class Qwen25VLAdapter(VLMAdapter):
     def text_prompt(self, user_text: str) -> str:
         return f"{SYSTEM}<|im_start|>user\n{user_text.strip()}<|im_end|>\n<|im_start|>assistant\n"
 
-    def _image_inputs(self, image: np.ndarray, text: str, add_special_tokens: bool) -> tuple[dict, Any]:
-        inputs = self.processor(images=np.ascontiguousarray(image[..., :3]), text=text, return_tensors="pt",
-                                add_special_tokens=add_special_tokens)
-        return dict(inputs), None
-
     def _mm_types(self, input_ids: torch.Tensor) -> torch.Tensor:
         return (input_ids == image_token_id(self.model.config)).int()
 
@@ -80,7 +75,7 @@ class Qwen25VLAdapter(VLMAdapter):
             vision["position_ids"] = text_pos.view(1, 1, -1).expand(3, 1, -1).to(self.device)
         return super()._forward(input_ids, cache, start, state, vision)
 
-    def _grid(self, input_ids: torch.Tensor, inputs: dict, layout: Any,
+    def _grid(self, input_ids: torch.Tensor, inputs: dict,
               image_size: tuple[int, int]) -> tuple[np.ndarray, GridMapping]:
         w, h = image_size
         _, gh_p, gw_p = (int(x) for x in inputs["image_grid_thw"][0])
