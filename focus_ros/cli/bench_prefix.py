@@ -12,7 +12,9 @@ import statistics
 import sys
 import time
 
-from .common import CliError, add_model_flags, load_image, load_pipeline, setup_logging
+from ..core.pipeline import METHODS
+from .common import CliError, add_model_flags, load_image, setup_logging
+from .vqa import load_with_baselines
 
 QUESTIONS = ("What shape is the red object?", "What shape is the blue object?")
 
@@ -28,12 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     add_model_flags(p)
     p.add_argument("--image", required=True)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--methods", nargs="+", default=["vanilla", "focus"], choices=["vanilla", "focus"])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     args = p.parse_args(argv)
     setup_logging(args.verbose)
     try:
         image = load_image(args.image)
-        pipeline = load_pipeline(args)
+        pipeline = load_with_baselines(args)
     except CliError as exc:
         print(f"focus-bench-prefix: error: {exc}", file=sys.stderr)
         return 2
@@ -62,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     h, w = image.shape[:2]
     print(f"model {args.model} ({pipeline.adapter.family}), device {pipeline.adapter.device}, "
           f"frame {w}x{h}, median of {args.repeats}")
-    print(f"{'method':8} {'question':24} {'ms':>9} {'passes':>7} {'tokens prefilled':>17} {'prefix ms':>10}")
+    print(f"{'method':9} {'question':24} {'ms':>9} {'passes':>7} {'tokens prefilled':>17} {'prefix ms':>10}")
     for method, name, ms, passes, tokens, prefix_ms in rows:
-        print(f"{method:8} {name:24} {ms:9.1f} {passes:7d} {tokens:17d} {prefix_ms:10.1f}")
+        print(f"{method:9} {name:24} {ms:9.1f} {passes:7d} {tokens:17d} {prefix_ms:10.1f}")
     return 0
 
 

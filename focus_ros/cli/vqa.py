@@ -1,4 +1,4 @@
-"""``focus-vqa``: ask a question about an image with FOCUS (or the vanilla baseline)."""
+"""``focus-vqa``: ask a question about an image with FOCUS (or a baseline: vanilla, zoom, attention, random)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.pipeline import METHODS
 from .common import CliError, add_model_flags, load_image, load_pipeline, setup_logging
 
 
@@ -17,7 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(p)
     p.add_argument("--image", help="image file (any format OpenCV reads)")
     p.add_argument("--question", help="question about the image")
-    p.add_argument("--method", choices=("focus", "vanilla"), default="focus")
+    p.add_argument("--method", choices=METHODS, default="focus",
+                   help="focus (default), or a baseline: vanilla, zoom (zoom tree), attention (attention crop), "
+                        "random (random windows); baseline settings via --set zoom.NAME=V / attention.NAME=V")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--dump-relevance", metavar="FILE.npy",
                    help="save the first target's relevance map (model visual-token grid) as .npy")
@@ -63,23 +66,36 @@ def _run_batch(pipeline, path: str, method: str) -> int:
     return 1 if failures else 0
 
 
+def load_with_baselines(args):
+    """``load_pipeline`` that also takes the baselines' ``--set zoom.*`` / ``--set attention.*``."""
+    from ..core.methods import split_method_settings
+
+    try:
+        args.set, zoom, attention = split_method_settings(args.set)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    pipeline = load_pipeline(args)
+    pipeline.zoom, pipeline.attention = zoom, attention
+    return pipeline
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
         if args.batch:
-            pipeline = load_pipeline(args)
+            pipeline = load_with_baselines(args)
             return _run_batch(pipeline, args.batch, args.method)
         if not args.image:
             raise CliError("--image is required (or --batch)")
         if args.question is None or not args.question.strip():
             raise CliError("question is empty")
         image = load_image(args.image)
-        pipeline = load_pipeline(args)
+        pipeline = load_with_baselines(args)
         result = pipeline.run(image, args.question, method=args.method)
         if args.dump_relevance:
             if not result.relevance_maps:
-                raise CliError("no relevance map to dump (no targets, or --method vanilla)")
+                raise CliError("no relevance map to dump (no targets, or a method without one)")
             np.save(args.dump_relevance, next(iter(result.relevance_maps.values())).astype(np.float32))
         print(json.dumps(result.to_dict()) if args.json else _human(result))
         return 0

@@ -4,6 +4,11 @@ A frame's image prefix is prefilled once (:meth:`FocusPipeline.prefix`, a small 
 caller's frame key); every existence prompt and the final answer on that frame extend a fork of
 its KV cache. Verification crops are prefilled once each, and the chosen crop's prefix is reused
 for the answer.
+
+``run(method=...)`` also runs the baselines of :mod:`focus_ros.core.methods` (zoom tree,
+attention crop, random windows) on the same adapter, with the same cost accounting and the same
+answer step (:meth:`FocusPipeline.answer_from_boxes`, :meth:`FocusPipeline.respond`), which also
+answers multiple-choice questions by option likelihood, for every method.
 """
 
 from __future__ import annotations
@@ -18,16 +23,18 @@ import numpy as np
 import torch
 
 from .config import ModelConfig, SearchConfig
-from .geometry import (Box, GridMapping, block_reduce, crop, far_apart, gaussian_smooth,
+from .geometry import (Box, CellRegion, GridMapping, block_reduce, crop, far_apart, gaussian_smooth,
                        paste_on_canvas, propose_regions, square_box, union_all)
-from .models import ImagePrefix, Meter, VLMAdapter, load_adapter
+from .methods import AttentionCropConfig, ZoomConfig, baseline
+from .methods.answer import Choices, parse_options, respond
+from .models import Extension, ImagePrefix, Meter, VLMAdapter, load_adapter
 from .relevance import layer_indices, relevance_from_values
 from .targets import (ANSWER_LEAD, TYPE_ALL, TYPE_SINGLE, Target, extraction_prompt, parse_targets,
                       question_type, targets_from_question)
 
 LOG = logging.getLogger(__name__)
 
-METHODS = ("focus", "vanilla")
+METHODS = ("vanilla", "focus", "zoom", "attention", "random")
 
 Progress = Callable[[str, int, int, "Region | None"], None]
 
@@ -72,6 +79,7 @@ class FocusResult:
     model: str = ""
     prefix_cached: bool = False
     target_source: str = ""
+    choice: str = ""                    # letter of the chosen option of a multiple-choice question
 
     def to_dict(self) -> dict:
         """JSON-ready dict (relevance maps left out: they are arrays)."""
@@ -86,6 +94,7 @@ class FocusResult:
             "timings": {k: round(v, 6) for k, v in self.timings.items()},
             "image_size": list(self.image_size), "model": self.model,
             "prefix_cached": self.prefix_cached, "target_source": self.target_source,
+            "choice": self.choice,
         }
 
 
@@ -108,10 +117,16 @@ class _Clock:
 class FocusPipeline:
     """FOCUS on one model adapter. Not thread-safe: give each worker thread its own calls in turn."""
 
-    def __init__(self, adapter: VLMAdapter, search: SearchConfig, prefix_cache_size: int = 2):
+    def __init__(self, adapter: VLMAdapter, search: SearchConfig, prefix_cache_size: int = 2,
+                 zoom: ZoomConfig | None = None, attention: AttentionCropConfig | None = None):
         search.validate()
         self.adapter = adapter
         self.search = search
+        self.zoom = zoom or ZoomConfig()              # the baselines' settings (methods/settings.py)
+        self.attention = attention or AttentionCropConfig()
+        self.zoom.validate()
+        self.attention.validate()
+        self.method_cache: dict[str, OrderedDict] = {}   # baselines' per-frame state, keyed like prefixes
         self._prefixes: OrderedDict[Hashable, ImagePrefix] = OrderedDict()
         self._prefix_cache_size = max(0, prefix_cache_size)
 
@@ -135,13 +150,17 @@ class FocusPipeline:
         return prefix, False
 
     def clear_cache(self) -> None:
-        """Forget every cached frame prefix."""
+        """Forget every cached frame prefix (and the baselines' per-frame state)."""
         self._prefixes.clear()
+        self.method_cache.clear()
 
     # ----------------------------------------------------------------- public entry
     def run(self, image: np.ndarray, question: str, method: str = "focus", frame_key: Hashable | None = None,
             cancel: Callable[[], bool] | None = None, progress: Progress | None = None) -> FocusResult:
-        """Answer ``question`` about ``image`` (H x W x 3 uint8 RGB) with ``method``."""
+        """Answer ``question`` about ``image`` (H x W x 3 uint8 RGB) with ``method`` (one of METHODS).
+
+        A multiple-choice question (options in its text, "(A) red (B) blue") is asked without its
+        options and answered with the likeliest option; ``result.choice`` is its letter."""
         if not isinstance(question, str) or not question.strip():
             raise ValueError("question is empty")
         if method not in METHODS:
@@ -151,15 +170,23 @@ class FocusPipeline:
         if min(image.shape[:2]) < 2:
             raise ValueError(f"image too small: {image.shape[1]}x{image.shape[0]}")
         question = question.strip()
+        choices = parse_options(question)
         meter, clock = Meter(), _Clock()
         h, w = image.shape[:2]
         result = FocusResult(question=question, answer="", method=method, image_size=(w, h),
                              model=self.adapter.name)
+        cancel = cancel or (lambda: False)
+        progress = progress or (lambda *a: None)
         if method == "vanilla":
-            self._vanilla(image, question, frame_key, meter, clock, result)
+            self._vanilla(image, choices, frame_key, meter, clock, result)
+        elif method == "focus":
+            self._focus(image, choices, frame_key, meter, clock, result, cancel, progress)
         else:
-            self._focus(image, question, frame_key, meter, clock, result, cancel or (lambda: False),
-                        progress or (lambda *a: None))
+            def check() -> None:
+                if cancel():
+                    raise Cancelled("cancelled")
+
+            baseline(method)(self, image, choices, frame_key, meter, clock, result, check, progress)
         result.forward_passes = meter.forward_passes
         result.tokens_prefilled = meter.tokens_prefilled
         result.generated_tokens = meter.generated_tokens
@@ -167,14 +194,47 @@ class FocusPipeline:
         return result
 
     # ----------------------------------------------------------------- methods
-    def _vanilla(self, image: np.ndarray, question: str, key: Hashable | None, meter: Meter, clock: _Clock,
+    def _vanilla(self, image: np.ndarray, choices: Choices, key: Hashable | None, meter: Meter, clock: _Clock,
                  result: FocusResult) -> None:
         prefix, result.prefix_cached = self.prefix(image, key, meter)
         clock.lap("prefill")
-        ext = self.adapter.extend(prefix, self.adapter.question_text(question), meter)
-        result.answer = self.adapter.decode(ext, self.search.max_new_tokens, meter)
+        ext = self.adapter.extend(prefix, self.adapter.question_text(choices.stem), meter)
+        self.respond(ext, choices, meter, result)
         result.bbox = Box(0, 0, result.image_size[0], result.image_size[1])
         clock.lap("answer")
+
+    # ----------------------------------------------------------------- the answer step of every method
+    def respond(self, ext: Extension, choices: Choices, meter: Meter, result: FocusResult) -> None:
+        """Fill ``result.answer`` (and ``result.choice``) from an answer prompt: greedy text, or
+        the likeliest option of a multiple-choice question."""
+        result.answer, result.choice = respond(self.adapter, ext, choices, self.search.max_new_tokens, meter)
+
+    def answer_from_boxes(self, image: np.ndarray, prefix: ImagePrefix | None, boxes: list[Box],
+                          choices: Choices, meter: Meter, result: FocusResult,
+                          crop_prefixes: dict[Box, ImagePrefix] | None = None) -> None:
+        """Answer from the chosen boxes, the same way for every cropping method: one crop of their
+        union (or, when they are far apart, their crops pasted on one canvas), shown alone
+        (``search.answer_view: crop``) or after the cached frame prefix (``global+crop``). A crop
+        whose prefix is in ``crop_prefixes`` is not encoded again. Sets answer and bbox."""
+        s, adapter = self.search, self.adapter
+        question = choices.stem
+        if far_apart(boxes, s.far_apart_area_ratio):
+            view = paste_on_canvas([crop(image, b) for b in boxes])
+            view_prefix = None
+        else:
+            union = union_all(boxes)
+            view = crop(image, union)
+            view_prefix = (crop_prefixes or {}).get(union) if len(boxes) == 1 else None
+        result.bbox = union_all(boxes)
+        if s.answer_view == "global+crop":
+            if prefix is None:
+                raise ValueError("search.answer_view 'global+crop' needs the frame prefix")
+            ext = adapter.extend_with_image(prefix, view, adapter.crop_question_text(question), meter)
+        else:
+            if view_prefix is None:
+                view_prefix = adapter.prefill_image(view, meter)
+            ext = adapter.extend(view_prefix, adapter.question_text(question), meter)
+        self.respond(ext, choices, meter, result)
 
     def extract_targets(self, question: str, meter: Meter | None = None) -> tuple[list[Target], str]:
         """Step 1: the question's targets, from the model (few-shot) or the rule parser; and the source."""
@@ -189,9 +249,10 @@ class FocusPipeline:
             LOG.debug("model listed no targets (%r); using the question's", reply)
         return targets_from_question(question), "question"
 
-    def _focus(self, image: np.ndarray, question: str, key: Hashable | None, meter: Meter, clock: _Clock,
+    def _focus(self, image: np.ndarray, choices: Choices, key: Hashable | None, meter: Meter, clock: _Clock,
                result: FocusResult, cancel: Callable[[], bool], progress: Progress) -> None:
         s, adapter = self.search, self.adapter
+        question = choices.stem
 
         def check() -> None:
             if cancel():
@@ -209,7 +270,7 @@ class FocusPipeline:
             # Nothing to look for: answer from the whole frame, as vanilla would.
             LOG.info("no targets in %r: answering from the whole frame", question)
             ext = adapter.extend(prefix, adapter.question_text(question), meter)
-            result.answer = adapter.decode(ext, s.max_new_tokens, meter)
+            self.respond(ext, choices, meter, result)
             result.bbox = Box(0, 0, *result.image_size)
             clock.lap("answer")
             return
@@ -245,21 +306,7 @@ class FocusPipeline:
         progress("answer", 0, 0, None)
         boxes = [r.box for r in chosen]
         result.confidence = float(np.mean([r.confidence for r in chosen]))
-        if far_apart(boxes, s.far_apart_area_ratio):
-            view = paste_on_canvas([crop(image, b) for b in boxes])
-            view_prefix = None
-        else:
-            union = union_all(boxes)
-            view = crop(image, union)
-            view_prefix = crop_prefixes.get(union) if len(boxes) == 1 else None
-        result.bbox = union_all(boxes)
-        if s.answer_view == "global+crop":
-            ext = adapter.extend_with_image(prefix, view, adapter.crop_question_text(question), meter)
-        else:
-            if view_prefix is None:
-                view_prefix = adapter.prefill_image(view, meter)
-            ext = adapter.extend(view_prefix, adapter.question_text(question), meter)
-        result.answer = adapter.decode(ext, s.max_new_tokens, meter)
+        self.answer_from_boxes(image, prefix, boxes, choices, meter, result, crop_prefixes)
         clock.lap("answer")
 
     # ----------------------------------------------------------------- steps 2-4
@@ -284,10 +331,16 @@ class FocusPipeline:
     def _regions(self, grid_map: np.ndarray, mapping: GridMapping, target: str) -> list[Region]:
         """Step 3: proposals on the grid, mapped to source pixels (with margin / minimum size)."""
         s = self.search
+        return self.regions_from_cells(
+            propose_regions(grid_map, s.top_k_anchors, s.min_anchor_distance, s.s_min, s.s_max,
+                            s.grow_threshold, s.nms_iou), mapping, target)
+
+    def regions_from_cells(self, cells: list[CellRegion], mapping: GridMapping, target: str) -> list[Region]:
+        """Grid regions -> Regions in source pixels, with FOCUS's margin and minimum crop side."""
+        s = self.search
         w, h = mapping.source_width, mapping.source_height
         out = []
-        for g in propose_regions(grid_map, s.top_k_anchors, s.min_anchor_distance, s.s_min, s.s_max,
-                                 s.grow_threshold, s.nms_iou):
+        for g in cells:
             box = mapping.cell_box(g.r0, g.c0, g.r1, g.c1)
             if s.crop_margin > 0:
                 box = box.expand(s.crop_margin, w, h)

@@ -1,0 +1,139 @@
+"""``focus-bench``: accuracy and cost of every method on the same questions, same model, same frames.
+
+    focus-bench [--model DIR_OR_ID] [--scenes DIR | --n N --seed S | --vstar DIR]
+                [--methods vanilla focus zoom attention random] [--out DIR]
+
+prints, per method and question type, accuracy, mean forward passes, mean prefilled tokens and
+mean seconds per question; writes OUT/results.json (settings, summary, every question with every
+method's answer), OUT/answers.jsonl and OUT/accuracy_vs_passes.png. ``--n N --seed S`` first
+writes N scenes to OUT/scenes (as ``focus-scenes`` would); ``--scenes`` reads such a folder;
+``--vstar`` reads V* Bench (category folders of images with JSON annotations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ..core.pipeline import METHODS
+from .common import CliError, add_model_flags, load_pipeline, setup_logging
+
+DEFAULT_MODEL = "models/miniatures/llava"     # until the embedded trained model lands
+
+
+def default_model() -> str:
+    """The LLaVA miniature, from the current directory or this source checkout."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (root / DEFAULT_MODEL / "config.json").is_file():
+            return str(root / DEFAULT_MODEL)
+    raise CliError(f"no --model given and no {DEFAULT_MODEL} here (run scripts/setup.sh, or pass --model)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="focus-bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_flags(p, require_model=False)   # default: the LLaVA miniature (models/miniatures/llava)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--scenes", metavar="DIR", help="a folder written by focus-scenes (or its questions.jsonl)")
+    src.add_argument("--vstar", metavar="DIR", help="V* Bench: direct_attributes/ and relative_position/ folders")
+    p.add_argument("--n", type=int, default=None, help="generate N scenes (default 8 when no --scenes/--vstar)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated scenes")
+    p.add_argument("--short-side", type=int, nargs=2, metavar=("MIN", "MAX"), default=None,
+                   help="short side range of generated frames (default 1080 3000)")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--types", nargs="+", metavar="TYPE", help="only these question types (e.g. shape exists)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    p.add_argument("--choices", action="store_true",
+                   help="ask scene questions as multiple choice over their answer words (likeliest option wins)")
+    p.add_argument("--out", default="out/bench", help="output folder (default out/bench)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _items(args: argparse.Namespace, out: Path):
+    from ..core.bench import load_questions
+    from ..core.scenes import SceneSpec, write_scenes
+    from ..core.vstar import load_vstar
+
+    if args.vstar:
+        return load_vstar(args.vstar), {"vstar": str(Path(args.vstar).resolve())}
+    if args.scenes:
+        if args.n is not None:
+            raise CliError("--n generates scenes; it cannot be combined with --scenes")
+        return load_questions(args.scenes), {"scenes": str(Path(args.scenes).resolve())}
+    n = 8 if args.n is None else args.n
+    if n < 1:
+        raise CliError("--n must be >= 1")
+    spec = SceneSpec(short_side=tuple(args.short_side)) if args.short_side else SceneSpec()
+    try:
+        spec.validate()
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"writing {n} scenes (seed {args.seed}) to {out / 'scenes'}", file=sys.stderr)
+    path = write_scenes(out / "scenes", n, args.seed, spec)
+    return load_questions(path), {"n": n, "seed": args.seed, "spec": asdict(spec), "scenes": str(path.parent)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    from ..core import bench
+    from ..core.methods import split_method_settings
+
+    try:
+        args.model = args.model or default_model()
+        try:
+            args.set, zoom, attention = split_method_settings(args.set)
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            items, source = _items(args, out)
+        except (FileNotFoundError, ValueError) as exc:
+            raise CliError(str(exc)) from exc
+        if args.types:
+            items = [it for it in items if it.type in args.types]
+        if args.limit is not None:
+            items = items[:args.limit]
+        if args.choices:
+            items = bench.as_multiple_choice(items)
+        if not items:
+            raise CliError("no questions to ask (check --types / --limit)")
+        pipeline = load_pipeline(args)
+        pipeline.zoom, pipeline.attention = zoom, attention
+    except CliError as exc:
+        print(f"focus-bench: error: {exc}", file=sys.stderr)
+        return 2
+    adapter = pipeline.adapter
+    t0 = time.perf_counter()
+    records = bench.run_bench(pipeline, items, args.methods, progress=not args.no_progress)
+    wall = time.perf_counter() - t0
+    summary = bench.summarise(records)
+    command = "focus-bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    config = {"model": args.model, "family": adapter.family, "device": str(adapter.device),
+              "dtype": str(adapter.dtype).replace("torch.", ""),
+              "attn_implementation": adapter.config.attn_implementation, "methods": args.methods,
+              "questions": len(items), "multiple_choice": bool(args.choices), "source": source,
+              "search": asdict(pipeline.search), "zoom": asdict(pipeline.zoom),
+              "attention": asdict(pipeline.attention), "wall_seconds": round(wall, 3), "command": command}
+    paths = bench.write_results(out, items, records, summary, config)
+    title = f"{Path(args.model).name} ({adapter.family}), {len(items)} questions" + (
+        ", multiple choice" if args.choices else "")
+    png = bench.plot_accuracy_vs_passes(summary, out / "accuracy_vs_passes.png", title)
+    frames = len({it.image for it in items})
+    print(f"model {args.model} ({adapter.family}, {adapter.device}, {config['dtype']}, "
+          f"{config['attn_implementation']}): {len(items)} questions on {frames} frames, {wall:.1f} s")
+    print(bench.format_table(summary))
+    errors = sum("error" in r for r in records)
+    if errors:
+        print(f"{errors} question(s) failed; see {paths['results']}")
+    print(f"wrote {paths['results']}, {paths['answers']}, {png}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,315 @@
+"""The benchmark behind ``focus-bench``: questions in, per-method accuracy and cost out.
+
+Every method answers every question on the same pipeline (same model, same frames, in the same
+order), each method starting from an empty frame cache; questions about one frame are
+consecutive, so a frame's prefix is prefilled once per method and reused, for every method alike.
+One untimed warm-up question runs first. Costs come from :class:`FocusResult` (forward passes,
+tokens prefilled, generated tokens, seconds of ``run``).
+
+Answer matching: a scene answer is one lower-case word, so a reply is reduced to the first word
+of the question type's vocabulary that it contains ("It is a red circle." -> "circle" for a
+shape question; number words become digits); a multiple-choice reply is correct when the chosen
+option is the right one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .geometry import Box
+from .scenes import ANSWER_WORDS
+
+ALL_BUT_COLOR = "all*"          # the summary row over every type except "color" (reported apart)
+NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"))}
+SYNONYMS = {"grey": "gray", "violet": "purple", "rhombus": "diamond", "plus": "cross"}
+
+
+@dataclass
+class BenchItem:
+    """One question: image path, text, gold answer, type, gold boxes; options for multiple choice."""
+
+    image: str
+    question: str
+    answer: str
+    type: str
+    boxes: list[list[float]] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)      # in the order shown (multiple choice)
+    id: str = ""
+
+    @property
+    def answer_letter(self) -> str:
+        return chr(ord("A") + self.options.index(self.answer)) if self.answer in self.options else ""
+
+
+def load_questions(path: str | Path) -> list[BenchItem]:
+    """Questions written by ``focus-scenes``: a directory with questions.jsonl, or the file itself.
+    Image paths are relative to the file's directory (or absolute)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "questions.jsonl"
+    if not p.is_file():
+        raise FileNotFoundError(f"no questions file: {p}")
+    items = []
+    for n, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            image = Path(d["image"])
+            items.append(BenchItem(str(image if image.is_absolute() else (p.parent / image).resolve()),
+                                   d["question"], str(d["answer"]), d.get("type", "other"),
+                                   d.get("boxes", []), d.get("options", []), d.get("id", f"q{len(items):05d}")))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{p}:{n}: not a question line ({exc})") from exc
+    return items
+
+
+def as_multiple_choice(items: Sequence[BenchItem]) -> list[BenchItem]:
+    """Scene questions with their type's answer vocabulary as options, "(A) circle (B) square ...":
+    every method then picks the likeliest word (V* Bench's protocol), so even a weak model scores
+    at chance instead of failing to produce the word. Other items are returned unchanged."""
+    from .vstar import format_question
+
+    out = []
+    for it in items:
+        vocab = ANSWER_WORDS.get(it.type)
+        if vocab and not it.options and it.answer in vocab:
+            options = list(vocab)
+            out.append(replace(it, question=format_question(it.question, options), options=options))
+        else:
+            out.append(it)
+    return out
+
+
+def _words(text: str) -> list[str]:
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return [SYNONYMS.get(NUMBER_WORDS.get(w, w), NUMBER_WORDS.get(w, w)) for w in words]
+
+
+def normalise_answer(text: str, qtype: str | None = None) -> str:
+    """The one lower-case word a scene question expects, found in a free-text reply; for other
+    types the reply's words, lower-cased, joined by one space."""
+    words = _words(text)
+    vocab = ANSWER_WORDS.get(qtype or "")
+    if vocab:
+        for w in words:
+            if w in vocab:
+                return w
+        return words[0] if words else ""
+    return " ".join(words)
+
+
+def is_correct(item: BenchItem, answer: str, choice: str = "") -> bool:
+    if item.options:
+        if choice:
+            return choice == item.answer_letter
+        return normalise_answer(answer) == normalise_answer(item.answer)
+    return normalise_answer(answer, item.type) == normalise_answer(item.answer, item.type)
+
+
+def box_hit(bbox: Sequence[float] | None, gold: Sequence[Sequence[float]]) -> bool | None:
+    """Whether the returned box contains the centre of a gold box (None without gold boxes)."""
+    if not gold:
+        return None
+    if not bbox:
+        return False
+    b = Box(*bbox)
+    return any(b.contains_point((g[0] + g[2]) / 2.0, (g[1] + g[3]) / 2.0) for g in gold)
+
+
+class _ImageCache:
+    """The last image read (questions of one frame are consecutive)."""
+
+    def __init__(self, loader: Callable[[str], np.ndarray]):
+        self.loader, self.path, self.image = loader, None, None
+
+    def __call__(self, path: str) -> np.ndarray:
+        if path != self.path:
+            self.image, self.path = self.loader(path), path
+        return self.image
+
+
+def read_image(path: str) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"cannot read image: {path}")
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def run_bench(pipeline, items: Sequence[BenchItem], methods: Sequence[str], progress: bool = True,
+              loader: Callable[[str], np.ndarray] = read_image, warmup: bool = True) -> list[dict]:
+    """Answer every item with every method; one record per (method, item)."""
+    from tqdm import tqdm
+
+    images = _ImageCache(loader)
+    if warmup and items:
+        pipeline.run(images(items[0].image), items[0].question, method="vanilla")   # first-call overheads
+    records: list[dict] = []
+    bar = tqdm(total=len(items) * len(methods), disable=not progress, unit="q", file=sys.stderr,
+               dynamic_ncols=True, desc="focus-bench")
+    try:
+        for method in methods:
+            pipeline.clear_cache()
+            right = 0
+            for i, item in enumerate(items):
+                rec: dict[str, Any] = {"method": method, "id": item.id, "type": item.type}
+                try:
+                    image = images(item.image)
+                    t0 = time.perf_counter()
+                    r = pipeline.run(image, item.question, method=method, frame_key=item.image)
+                    seconds = time.perf_counter() - t0
+                except (ValueError, RuntimeError, FileNotFoundError) as exc:
+                    rec.update(error=str(exc), correct=False, answer="", normalised="", choice="",
+                               forward_passes=0, tokens_prefilled=0, generated_tokens=0, seconds=0.0,
+                               bbox=None, box_hit=None)
+                else:
+                    ok = is_correct(item, r.answer, r.choice)
+                    bbox = r.bbox.as_list() if r.bbox else None
+                    qtype = None if item.options else item.type
+                    rec.update(answer=r.answer, normalised=normalise_answer(r.answer, qtype),
+                               choice=r.choice, correct=ok, forward_passes=r.forward_passes,
+                               tokens_prefilled=r.tokens_prefilled, generated_tokens=r.generated_tokens,
+                               seconds=seconds, timings=r.timings, bbox=bbox, box_hit=box_hit(bbox, item.boxes),
+                               prefix_cached=r.prefix_cached)
+                right += bool(rec["correct"])
+                records.append(rec)
+                bar.set_postfix_str(f"{method} acc {right / (i + 1):.2f}")
+                bar.update()
+    finally:
+        bar.close()
+    return records
+
+
+def _mean(values: Iterable[float]) -> float:
+    v = list(values)
+    return float(np.mean(v)) if v else float("nan")
+
+
+def _metrics(recs: list[dict]) -> dict:
+    hits = [r["box_hit"] for r in recs if r.get("box_hit") is not None]
+    return {"n": len(recs), "accuracy": _mean(r["correct"] for r in recs),
+            "forward_passes": _mean(r["forward_passes"] for r in recs),
+            "tokens_prefilled": _mean(r["tokens_prefilled"] for r in recs),
+            "generated_tokens": _mean(r["generated_tokens"] for r in recs),
+            "seconds": _mean(r["seconds"] for r in recs),
+            "box_hit": _mean(hits) if hits else None,
+            "errors": sum("error" in r for r in recs)}
+
+
+def summarise(records: Sequence[dict]) -> dict[str, dict[str, dict]]:
+    """method -> question type -> metrics, plus ``all*`` (every type but "color")."""
+    out: dict[str, dict[str, dict]] = {}
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    for m in methods:
+        recs = [r for r in records if r["method"] == m]
+        types = list(dict.fromkeys(r["type"] for r in recs))
+        out[m] = {t: _metrics([r for r in recs if r["type"] == t]) for t in types}
+        rest = [r for r in recs if r["type"] != "color"]
+        if rest:
+            out[m][ALL_BUT_COLOR] = _metrics(rest)
+    return out
+
+
+def format_table(summary: dict[str, dict[str, dict]]) -> str:
+    """The per-method, per-type table ``focus-bench`` prints."""
+    head = f"{'method':10} {'type':18} {'n':>4} {'accuracy':>9} {'passes':>8} {'prefilled':>10} " \
+           f"{'generated':>10} {'seconds':>8}"
+    lines = [head, "-" * len(head)]
+    for m, types in summary.items():
+        for i, (t, s) in enumerate(types.items()):
+            lines.append(f"{m if i == 0 else '':10} {t:18} {s['n']:4d} {s['accuracy']:9.3f} {s['forward_passes']:8.1f} "
+                         f"{s['tokens_prefilled']:10.0f} {s['generated_tokens']:10.1f} {s['seconds']:8.3f}")
+    lines.append(f"{ALL_BUT_COLOR}: every question type but 'color' (what colour is the <shape>: the identity "
+                 "itself is the fine detail), which is reported on its own row")
+    return "\n".join(lines)
+
+
+def plot_accuracy_vs_passes(summary: dict[str, dict[str, dict]], path: str | Path, title: str = "") -> Path:
+    """PNG: accuracy (``all*``, or all questions) against mean forward passes, one point per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from matplotlib.ticker import ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    markers = "osD^vP*Xh"
+    xs = []
+    for i, (m, types) in enumerate(summary.items()):
+        s = types.get(ALL_BUT_COLOR) or next(iter(types.values()))
+        x, y = s["forward_passes"], s["accuracy"]
+        if not (math.isfinite(x) and math.isfinite(y)):
+            continue
+        xs.append(x)
+        ax.scatter([x], [y], s=70, marker=markers[i % len(markers)], zorder=3,
+                   label=f"{m}: {y:.2f} at {x:.1f} passes")
+    if xs and max(xs) / max(min(xs), 1e-9) > 8:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(ScalarFormatter())
+    if xs:
+        ax.legend(fontsize=8, loc="best")
+    ax.set_xlabel("mean forward passes per question")
+    ax.set_ylabel(f"accuracy ({ALL_BUT_COLOR})")
+    ax.set_ylim(-0.05, 1.05)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title or "accuracy vs forward passes", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_results(out: str | Path, items: Sequence[BenchItem], records: Sequence[dict], summary: dict,
+                  config: dict) -> dict[str, Path]:
+    """``results.json`` (config, summary, every question with every method's answer) and
+    ``answers.jsonl`` (one line per method and question)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    by_id: dict[str, dict] = {}
+    for item in items:
+        by_id[item.id] = {**asdict(item), "results": {}}
+    for r in records:
+        by_id[r["id"]]["results"][r["method"]] = {k: v for k, v in r.items() if k not in ("id", "method", "type")}
+
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    results = out / "results.json"
+    results.write_text(json.dumps(clean({"config": config, "summary": summary, "questions": list(by_id.values())}),
+                                  indent=1) + "\n")
+    answers = out / "answers.jsonl"
+    with answers.open("w") as f:
+        for r in records:
+            item = by_id[r["id"]]
+            f.write(json.dumps(clean({"method": r["method"], "id": r["id"], "image": item["image"],
+                                      "question": item["question"], "gold": item["answer"], "type": r["type"],
+                                      "answer": r.get("answer", ""), "correct": r["correct"],
+                                      "forward_passes": r["forward_passes"], "seconds": r["seconds"],
+                                      "bbox": r.get("bbox")})) + "\n")
+    return {"results": results, "answers": answers}
+
+
+__all__ = ["BenchItem", "load_questions", "as_multiple_choice", "normalise_answer", "is_correct", "box_hit",
+           "run_bench", "summarise",
+           "format_table", "plot_accuracy_vs_passes", "write_results", "ALL_BUT_COLOR"]

@@ -1,0 +1,381 @@
+"""Synthetic high-resolution scenes with a fixed vocabulary, for benchmarks and tests.
+
+Objects are filled shapes (:data:`SHAPES`) in vocabulary colours (:data:`COLORS`) on a textured,
+cluttered background. **Colour identifies an object** (it survives down-scaling: a 3-pixel red dot
+is still red); **shape is the fine detail** that needs a closer look. In a scene every object has
+its own colour, except the colour a counting question asks about, which may repeat.
+
+The background never looks like a vocabulary object: it is drawn only in *muted* colours (HSV
+saturation <= 0.25, value in [0.3, 0.75]), so it is far from every vocabulary colour, white and
+black included, and its clutter is thin strokes and large soft blobs, never small filled shapes.
+
+Everything is pure numpy/OpenCV and deterministic: scene ``i`` of seed ``s`` is the same image
+and the same questions on every machine. Boxes are ``[x0, y0, x1, y1]`` in source pixels, x1/y1
+exclusive, and tight around the object's drawn pixels.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
+COLORS: dict[str, tuple[int, int, int]] = {      # RGB, saturated and far apart
+    "red": (220, 30, 30),
+    "green": (30, 170, 50),
+    "blue": (30, 60, 220),
+    "yellow": (240, 220, 30),
+    "purple": (140, 40, 180),
+    "orange": (250, 140, 20),
+    "white": (250, 250, 250),
+    "black": (10, 10, 10),
+}
+
+# The question templates; answers are one lower-case word.
+TEMPLATES = {
+    "shape": "What shape is the {color} object?",                                  # -> shape word
+    "exists": "Is there a {color} object in the image?",                           # -> yes / no
+    "relation": "Is the {color} object to the left or right of the {other} object?",   # -> left / right
+    "count": "How many {color} objects are there?",                                # -> a digit
+    "color": "What color is the {shape}?",                                         # -> colour word (hard)
+}
+QUESTION_TYPES = tuple(TEMPLATES)
+# The words each question type's answer is drawn from (what answer matching looks for).
+ANSWER_WORDS: dict[str, tuple[str, ...]] = {
+    "shape": SHAPES,
+    "exists": ("yes", "no"),
+    "relation": ("left", "right"),
+    "count": tuple(str(i) for i in range(10)),
+    "color": tuple(COLORS),
+}
+
+MUTED_MAX_SATURATION = 0.25
+MUTED_VALUE = (0.3, 0.75)
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """How scenes are drawn; the defaults are the benchmark's."""
+
+    short_side: tuple[int, int] = (1080, 3000)         # frame short side, px
+    aspects: tuple[float, ...] = (1.0, 4 / 3, 3 / 2, 16 / 9)
+    portrait_share: float = 0.15                       # frames taller than wide
+    small_frac: tuple[float, float] = (0.01, 0.04)     # target size / short side
+    large_frac: tuple[float, float] = (0.05, 0.12)     # the share of larger objects
+    large_share: float = 0.25
+    unique_objects: tuple[int, int] = (2, 4)           # objects with a colour of their own
+    count_repeats: tuple[int, int] = (1, 4)            # instances of the counted colour
+
+    def validate(self) -> None:
+        lo, hi = self.short_side
+        if not 32 <= lo <= hi:
+            raise ValueError(f"short_side must satisfy 32 <= min <= max, got {self.short_side}")
+        if not (self.unique_objects[0] >= 2 and self.unique_objects[1] + 1 <= len(COLORS) - 1):
+            raise ValueError("unique_objects must be in [2, len(COLORS) - 2]")
+        if not 1 <= self.count_repeats[0] <= self.count_repeats[1] <= 9:
+            raise ValueError("count_repeats must be within [1, 9]")
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    shape: str
+    color: str
+    box: tuple[int, int, int, int]     # tight, source pixels, x1/y1 exclusive
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return ((self.box[0] + self.box[2]) / 2.0, (self.box[1] + self.box[3]) / 2.0)
+
+
+@dataclass
+class SceneQuestion:
+    question: str
+    answer: str
+    type: str
+    boxes: list[list[int]] = field(default_factory=list)
+
+
+@dataclass
+class Scene:
+    index: int
+    seed: int
+    width: int
+    height: int
+    objects: list[SceneObject]
+    questions: list[SceneQuestion]
+    image: np.ndarray = field(repr=False, default=None)   # H x W x 3 uint8 RGB
+
+
+# ----------------------------------------------------------------------------- drawing
+def muted_color(rng: np.random.Generator) -> tuple[int, int, int]:
+    """A background colour: low saturation, mid value; far from every vocabulary colour."""
+    r, g, b = colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0, MUTED_MAX_SATURATION), rng.uniform(*MUTED_VALUE))
+    return (int(round(r * 255)), int(round(g * 255)), int(round(b * 255)))
+
+
+def _texture(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    """Smooth muted colour field + mid-frequency and fine luminance noise (int16, H x W x 3)."""
+    gw, gh = int(rng.integers(4, 9)), int(rng.integers(3, 7))
+    field_ = np.array([[muted_color(rng) for _ in range(gw)] for _ in range(gh)], dtype=np.float32)
+    base = cv2.resize(field_, (w, h), interpolation=cv2.INTER_CUBIC)
+    mid = rng.normal(0, 10, (max(2, h // 24), max(2, w // 24), 1)).astype(np.float32)
+    base += cv2.resize(mid, (w, h), interpolation=cv2.INTER_CUBIC)[..., None]
+    fine = rng.integers(-6, 7, (h, w, 1), dtype=np.int16)
+    return base.astype(np.int16) + fine
+
+
+def _blobs(img: np.ndarray, rng: np.random.Generator, short: int) -> None:
+    """Large, soft, low-contrast blobs (shadows, stains): drawn at 1/8 scale, blurred, blended."""
+    h, w = img.shape[:2]
+    sw, sh = max(8, w // 8), max(8, h // 8)
+    layer = np.zeros((sh, sw, 3), np.float32)
+    alpha = np.zeros((sh, sw), np.float32)
+    for _ in range(int(rng.integers(4, 12))):
+        center = (int(rng.uniform(0, sw)), int(rng.uniform(0, sh)))
+        axes = (int(rng.uniform(0.08, 0.25) * short / 8) + 1, int(rng.uniform(0.08, 0.25) * short / 8) + 1)
+        mask = np.zeros((sh, sw), np.uint8)
+        cv2.ellipse(mask, center, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+        a = mask.astype(np.float32) / 255 * rng.uniform(0.15, 0.35)
+        layer[a > 0] = muted_color(rng)
+        alpha = np.maximum(alpha, a)
+    k = max(3, (short // 40) | 1)
+    layer = cv2.GaussianBlur(layer, (k, k), 0)
+    alpha = cv2.GaussianBlur(alpha, (k, k), 0)
+    layer = cv2.resize(layer, (w, h), interpolation=cv2.INTER_LINEAR)
+    alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
+    img[:] = (img * (1 - alpha) + layer * alpha).astype(np.int16)
+
+
+def _strokes(img: np.ndarray, rng: np.random.Generator, short: int) -> None:
+    """Thin muted open curves (cables, cracks, furniture edges): a random walk whose heading turns
+    slowly, so a stroke never closes into an outline of a vocabulary shape."""
+    h, w = img.shape[:2]
+    for _ in range(int(rng.integers(40, 120))):
+        k = int(rng.integers(4, 13))
+        heading = rng.uniform(0, 2 * math.pi)
+        turns = np.cumsum(rng.normal(0, 0.3, k - 1)) + heading
+        lengths = rng.uniform(0.01, 0.06, k - 1) * short
+        steps = np.stack([np.cos(turns) * lengths, np.sin(turns) * lengths], axis=1)
+        start = rng.uniform([0, 0], [w, h])
+        pts = np.vstack([start, start + np.cumsum(steps, axis=0)]).astype(np.int32)
+        thickness = max(1, int(rng.uniform(0.0005, 0.003) * short))
+        cv2.polylines(img, [pts.reshape(-1, 1, 2)], False, muted_color(rng), thickness, cv2.LINE_AA)
+
+
+SHIFT = 4                                  # fixed-point bits for sub-pixel polygon vertices
+
+
+def _shape_polygon(shape: str, cx: float, cy: float, size: float) -> list[np.ndarray]:
+    """Polygon(s) of a shape whose bounding box is about ``size`` px, centred at (cx, cy)."""
+    r = size / 2.0
+    if shape == "circle":
+        t = np.linspace(0, 2 * math.pi, 64, endpoint=False)
+        pts = np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
+    elif shape == "square":
+        a = r * 0.9
+        pts = np.array([[cx - a, cy - a], [cx + a, cy - a], [cx + a, cy + a], [cx - a, cy + a]])
+    elif shape == "triangle":
+        pts = np.array([[cx, cy - r], [cx + r, cy + 0.75 * r], [cx - r, cy + 0.75 * r]])
+    elif shape == "star":
+        t = np.arange(10) * math.pi / 5 - math.pi / 2
+        rad = np.where(np.arange(10) % 2 == 0, r, 0.42 * r)
+        pts = np.stack([cx + rad * np.cos(t), cy + rad * np.sin(t)], axis=1)
+    elif shape == "cross":
+        a, b = r, r / 3.0
+        pts = np.array([[cx - b, cy - a], [cx + b, cy - a], [cx + b, cy - b], [cx + a, cy - b],
+                        [cx + a, cy + b], [cx + b, cy + b], [cx + b, cy + a], [cx - b, cy + a],
+                        [cx - b, cy + b], [cx - a, cy + b], [cx - a, cy - b], [cx - b, cy - b]])
+    elif shape == "diamond":
+        pts = np.array([[cx, cy - r], [cx + 0.65 * r, cy], [cx, cy + r], [cx - 0.65 * r, cy]])
+    else:
+        raise ValueError(f"unknown shape {shape!r}; vocabulary: {SHAPES}")
+    return [np.round(pts * (1 << SHIFT)).astype(np.int32).reshape(-1, 1, 2)]
+
+
+def shape_mask(shape: str, size: float, pad: int = 2) -> tuple[np.ndarray, float, float]:
+    """Anti-aliased coverage mask (float32 in [0, 1]) of one shape and its centre in the mask."""
+    side = int(math.ceil(size)) + 2 * pad
+    cx = cy = side / 2.0
+    mask = np.zeros((side, side), np.uint8)
+    cv2.fillPoly(mask, _shape_polygon(shape, cx, cy, size), 255, cv2.LINE_AA, SHIFT)
+    return mask.astype(np.float32) / 255.0, cx, cy
+
+
+def draw_object(img: np.ndarray, shape: str, color: str, cx: float, cy: float,
+                size: float) -> tuple[int, int, int, int]:
+    """Draw a filled, anti-aliased shape; returns its tight box (pixels with any coverage)."""
+    mask, mx, my = shape_mask(shape, size)
+    ox, oy = int(round(cx - mx)), int(round(cy - my))
+    h, w = img.shape[:2]
+    ys, xs = np.nonzero(mask > 0)
+    x0, x1 = ox + int(xs.min()), ox + int(xs.max()) + 1
+    y0, y1 = oy + int(ys.min()), oy + int(ys.max()) + 1
+    if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+        raise ValueError("object does not fit in the frame")
+    sub = mask[y0 - oy:y1 - oy, x0 - ox:x1 - ox, None]
+    region = img[y0:y1, x0:x1].astype(np.float32)
+    img[y0:y1, x0:x1] = (region * (1 - sub) + np.asarray(COLORS[color], np.float32) * sub).astype(img.dtype)
+    return (x0, y0, x1, y1)
+
+
+# ----------------------------------------------------------------------------- layout
+def _frame_size(rng: np.random.Generator, spec: SceneSpec) -> tuple[int, int]:
+    short = int(rng.integers(spec.short_side[0], spec.short_side[1] + 1)) // 2 * 2
+    aspect = float(rng.choice(spec.aspects))
+    long = int(round(short * aspect)) // 2 * 2
+    return (short, long) if rng.random() < spec.portrait_share else (long, short)
+
+
+def _place(rng: np.random.Generator, sizes: Sequence[float], w: int, h: int,
+           tries: int = 400) -> list[tuple[float, float]] | None:
+    """Centres for objects of the given sizes: inside the frame, never overlapping (gap >= a size)."""
+    centres: list[tuple[float, float]] = []
+    placed: list[float] = []
+    margin = 0.03 * min(w, h)
+    for size in sizes:
+        half = size / 2 + 4
+        for _ in range(tries):
+            cx = rng.uniform(margin + half, w - margin - half)
+            cy = rng.uniform(margin + half, h - margin - half)
+            if all(max(abs(cx - px), abs(cy - py)) > (size + ps) / 2 + max(size, ps)
+                   for (px, py), ps in zip(centres, placed)):
+                centres.append((cx, cy))
+                placed.append(size)
+                break
+        else:
+            return None
+    return centres
+
+
+def _layout(rng: np.random.Generator, spec: SceneSpec, w: int, h: int) -> list[tuple[str, str, float, float, float]]:
+    """(shape, colour, cx, cy, size) of every object. Colours: ``u`` unique ones plus one counted
+    colour repeated ``k`` times; at least one shape appears exactly once (for the colour question)."""
+    short = min(w, h)
+    colors = [str(c) for c in rng.permutation(list(COLORS))]
+    u = int(rng.integers(spec.unique_objects[0], spec.unique_objects[1] + 1))
+    k = int(rng.integers(spec.count_repeats[0], spec.count_repeats[1] + 1))
+    obj_colors = colors[:u] + [colors[u]] * k
+    n = len(obj_colors)
+    unique_shape = str(rng.choice(SHAPES))
+    others = [s for s in SHAPES if s != unique_shape]
+    shapes = [unique_shape] + [str(rng.choice(others)) for _ in range(n - 1)]
+    # the uniquely shaped object is one of the uniquely coloured ones, at a random index
+    j = int(rng.integers(0, u))
+    shapes[0], shapes[j] = shapes[j], shapes[0]
+    sizes = []
+    for _ in range(n):
+        frac = spec.large_frac if rng.random() < spec.large_share else spec.small_frac
+        sizes.append(max(6.0, rng.uniform(*frac) * short))
+    order = np.argsort(sizes)[::-1]                      # place the large ones first
+    centres = _place(rng, [sizes[i] for i in order], w, h)
+    if centres is None:
+        raise RuntimeError("could not place the objects")
+    pos = {int(i): c for i, c in zip(order, centres)}
+    return [(shapes[i], obj_colors[i], pos[i][0], pos[i][1], sizes[i]) for i in range(n)]
+
+
+def _questions(rng: np.random.Generator, objects: list[SceneObject]) -> list[SceneQuestion]:
+    """One question of each type (when the scene allows it), answers from the drawn objects."""
+    by_color: dict[str, list[SceneObject]] = {}
+    for o in objects:
+        by_color.setdefault(o.color, []).append(o)
+    unique = [o for o in objects if len(by_color[o.color]) == 1]
+    shape_count = {s: sum(o.shape == s for o in objects) for s in SHAPES}
+    out: list[SceneQuestion] = []
+
+    o = unique[int(rng.integers(len(unique)))]
+    out.append(SceneQuestion(TEMPLATES["shape"].format(color=o.color), o.shape, "shape", [list(o.box)]))
+
+    absent = [c for c in COLORS if c not in by_color]
+    if absent and rng.random() < 0.5:
+        c = str(rng.choice(absent))
+        out.append(SceneQuestion(TEMPLATES["exists"].format(color=c), "no", "exists", []))
+    else:
+        o = unique[int(rng.integers(len(unique)))]
+        out.append(SceneQuestion(TEMPLATES["exists"].format(color=o.color), "yes", "exists", [list(o.box)]))
+
+    pairs = [(a, b) for a in unique for b in unique if a is not b and (a.box[2] <= b.box[0] or b.box[2] <= a.box[0])]
+    if pairs:
+        a, b = pairs[int(rng.integers(len(pairs)))]
+        side = "left" if a.center[0] < b.center[0] else "right"
+        out.append(SceneQuestion(TEMPLATES["relation"].format(color=a.color, other=b.color), side, "relation",
+                                 [list(a.box), list(b.box)]))
+
+    counted = max(by_color, key=lambda c: (len(by_color[c]), c))
+    out.append(SceneQuestion(TEMPLATES["count"].format(color=counted), str(len(by_color[counted])), "count",
+                             [list(x.box) for x in by_color[counted]]))
+
+    once = [o for o in unique if shape_count[o.shape] == 1]
+    if once:
+        o = once[int(rng.integers(len(once)))]
+        out.append(SceneQuestion(TEMPLATES["color"].format(shape=o.shape), o.color, "color", [list(o.box)]))
+    return out
+
+
+def make_scene(seed: int, index: int = 0, spec: SceneSpec = SceneSpec()) -> Scene:
+    """Scene ``index`` of ``seed``: the frame, its objects and its questions (deterministic)."""
+    spec.validate()
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
+    w, h = _frame_size(rng, spec)
+    short = min(w, h)
+    img = _texture(rng, w, h)
+    _blobs(img, rng, short)
+    _strokes(img, rng, short)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    for _ in range(20):
+        try:
+            layout = _layout(rng, spec, w, h)
+            break
+        except RuntimeError:
+            continue
+    else:
+        raise RuntimeError(f"could not lay out scene {index} of seed {seed}")
+    objects = [SceneObject(shape, color, draw_object(img, shape, color, cx, cy, size))
+               for shape, color, cx, cy, size in layout]
+    return Scene(index, int(seed), w, h, objects, _questions(rng, objects), img)
+
+
+def iter_scenes(n: int, seed: int, spec: SceneSpec = SceneSpec()) -> Iterator[Scene]:
+    for i in range(n):
+        yield make_scene(seed, i, spec)
+
+
+def write_scenes(out: str | Path, n: int, seed: int, spec: SceneSpec = SceneSpec(), fmt: str = "jpg",
+                 progress=None) -> Path:
+    """Write ``n`` scenes: ``frames/scene_SSSS_IIIII.EXT``, ``questions.jsonl`` (one
+    ``{"image", "question", "answer", "type", "boxes"}`` a line, image relative to ``out``) and
+    ``scenes.json`` (every object of every frame). Returns the path of questions.jsonl."""
+    if fmt not in ("jpg", "png"):
+        raise ValueError("fmt must be 'jpg' or 'png'")
+    out = Path(out)
+    (out / "frames").mkdir(parents=True, exist_ok=True)
+    lines, meta = [], []
+    for scene in iter_scenes(n, seed, spec):
+        name = f"frames/scene_{seed}_{scene.index:05d}.{fmt}"
+        bgr = np.ascontiguousarray(scene.image[..., ::-1])
+        params = [cv2.IMWRITE_JPEG_QUALITY, 95, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                  cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444] if fmt == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+        if not cv2.imwrite(str(out / name), bgr, params):
+            raise OSError(f"cannot write {out / name}")
+        for q in scene.questions:
+            lines.append(json.dumps({"image": name, **asdict(q)}))
+        meta.append({"image": name, "index": scene.index, "seed": scene.seed, "width": scene.width,
+                     "height": scene.height, "objects": [asdict(o) for o in scene.objects]})
+        if progress:
+            progress(scene)
+    path = out / "questions.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    (out / "scenes.json").write_text(json.dumps({"seed": seed, "n": n, "spec": asdict(spec), "scenes": meta},
+                                                indent=1) + "\n")
+    return path
+
+
+__all__ = ["SHAPES", "COLORS", "TEMPLATES", "QUESTION_TYPES", "ANSWER_WORDS", "SceneSpec", "SceneObject",
+           "SceneQuestion", "Scene", "make_scene", "iter_scenes", "write_scenes", "draw_object", "muted_color"]

@@ -1,0 +1,127 @@
+"""The synthetic scene generator and ``focus-scenes``: determinism, boxes, vocabulary, clutter."""
+
+import hashlib
+import json
+import re
+
+import numpy as np
+import pytest
+
+from focus_ros.cli.scenes import main as focus_scenes
+from focus_ros.core.scenes import (ANSWER_WORDS, COLORS, SHAPES, TEMPLATES, SceneSpec, draw_object, make_scene,
+                                   muted_color)
+
+SMALL = SceneSpec(short_side=(1080, 1300))        # the benchmark's smallest frames: quick to draw
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return [make_scene(7, i, SMALL) for i in range(4)]
+
+
+def _near(image, rgb, tol=40.0):
+    d = image.astype(np.int32) - np.asarray(rgb, np.int32)
+    return np.sqrt((d * d).sum(axis=-1)) < tol
+
+
+def test_same_seed_gives_identical_frames_and_questions_and_another_seed_does_not():
+    a, b, c = make_scene(3, 1, SMALL), make_scene(3, 1, SMALL), make_scene(4, 1, SMALL)
+    assert np.array_equal(a.image, b.image)
+    assert a.objects == b.objects and a.questions == b.questions
+    assert a.image.shape != c.image.shape or not np.array_equal(a.image, c.image)
+
+
+def test_every_pixel_of_a_vocabulary_colour_lies_in_a_box_of_an_object_of_that_colour(scenes):
+    for scene in scenes:
+        for color, rgb in COLORS.items():
+            ys, xs = np.nonzero(_near(scene.image, rgb))
+            boxes = [o.box for o in scene.objects if o.color == color]
+            inside = np.zeros(len(xs), bool)
+            for x0, y0, x1, y1 in boxes:
+                inside |= (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+            assert inside.all(), f"{(~inside).sum()} {color} pixels outside its boxes (clutter or a wrong box)"
+
+
+def test_each_box_is_tight_around_its_drawn_object(scenes):
+    for scene in scenes:
+        for o in scene.objects:
+            x0, y0, x1, y1 = o.box
+            inner = _near(scene.image[y0:y1, x0:x1], COLORS[o.color])
+            assert inner.mean() > 0.25, f"{o} covers only {inner.mean():.2f} of its box"
+            # the object's clearly coloured pixels reach (within the anti-aliased fringe) every side of the box
+            ys, xs = np.nonzero(inner)
+            assert xs.min() <= 3 and ys.min() <= 3, o
+            assert xs.max() >= x1 - x0 - 4 and ys.max() >= y1 - y0 - 4, o
+
+
+def test_drawn_pixels_of_an_object_are_exactly_its_box_on_a_blank_canvas():
+    for shape in SHAPES:
+        canvas = np.zeros((200, 200, 3), np.int16)
+        x0, y0, x1, y1 = draw_object(canvas, shape, "white", 97.3, 101.6, 40.0)
+        ys, xs = np.nonzero(canvas.sum(axis=-1) > 0)
+        assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x0, y0, x1, y1), shape
+        assert 37 <= max(x1 - x0, y1 - y0) <= 44 and min(x1 - x0, y1 - y0) >= 25, shape
+
+
+def test_questions_use_the_issue_templates_and_answers_from_the_vocabulary(scenes):
+    patterns = {t: re.compile("^" + re.escape(tpl).replace(r"\{color\}", "(\\w+)").replace(r"\{other\}", "(\\w+)")
+                              .replace(r"\{shape\}", "(\\w+)") + "$") for t, tpl in TEMPLATES.items()}
+    seen = set()
+    for scene in scenes:
+        by_color = {}
+        for o in scene.objects:
+            by_color.setdefault(o.color, []).append(o)
+        for q in scene.questions:
+            m = patterns[q.type].match(q.question)
+            assert m, q.question
+            assert q.answer in ANSWER_WORDS[q.type] and q.answer == q.answer.lower()
+            seen.add(q.type)
+            if q.type == "shape":
+                (obj,) = by_color[m.group(1)]
+                assert q.answer == obj.shape and q.boxes == [list(obj.box)]
+            elif q.type == "exists":
+                assert q.answer == ("yes" if m.group(1) in by_color else "no")
+            elif q.type == "relation":
+                (a,), (b,) = by_color[m.group(1)], by_color[m.group(2)]
+                assert q.answer == ("left" if a.center[0] < b.center[0] else "right")
+                assert a.box[2] <= b.box[0] or b.box[2] <= a.box[0]       # no horizontal overlap: unambiguous
+            elif q.type == "count":
+                assert int(q.answer) == len(by_color[m.group(1)]) == len(q.boxes)
+            elif q.type == "color":
+                (obj,) = [o for o in scene.objects if o.shape == m.group(1)]
+                assert q.answer == obj.color
+    assert seen == set(TEMPLATES)
+
+
+def test_frames_and_targets_have_the_benchmark_sizes():
+    for i in range(6):
+        s = make_scene(11, i, SceneSpec(short_side=(1080, 3000)))
+        short = min(s.width, s.height)
+        assert 1080 <= short <= 3000
+        sides = [max(o.box[2] - o.box[0], o.box[3] - o.box[1]) / short for o in s.objects]
+        assert all(0.008 <= f <= 0.13 for f in sides), sides
+    # most objects are small targets (1-4 % of the short side), some are larger
+    fracs = [max(o.box[2] - o.box[0], o.box[3] - o.box[1]) / min(s.width, s.height)
+             for s in (make_scene(12, i, SMALL) for i in range(8)) for o in s.objects]
+    assert 0.5 < np.mean(np.asarray(fracs) <= 0.045) < 1.0
+
+
+def test_background_colours_are_far_from_every_vocabulary_colour():
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        c = np.asarray(muted_color(rng), float)
+        assert min(np.linalg.norm(c - np.asarray(v, float)) for v in COLORS.values()) > 60
+
+
+def test_focus_scenes_writes_frames_and_questions_deterministically(tmp_path, capsys):
+    digests = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert focus_scenes([str(out), "--n", "2", "--seed", "5", "--short-side", "1080", "1200"]) == 0
+        lines = [json.loads(x) for x in (out / "questions.jsonl").read_text().splitlines()]
+        assert {"image", "question", "answer", "type", "boxes"} <= set(lines[0])
+        assert len({x["image"] for x in lines}) == 2 and all((out / x["image"]).is_file() for x in lines)
+        files = sorted(p for p in out.rglob("*") if p.is_file())
+        digests.append({p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files})
+    assert digests[0] == digests[1]
+    assert "wrote 2 frames" in capsys.readouterr().out
