@@ -1,0 +1,297 @@
+"""``sensor_msgs/Image`` and ``sensor_msgs/CompressedImage`` <-> numpy, without rclpy.
+
+Intake must cost almost nothing per frame, so a raw image is first turned into a *zero-copy view*
+of the received buffer (:func:`image_view`: shape and step are validated, nothing is copied), and
+converted to the H x W x 3 uint8 RGB array the model wants only when a question needs that frame
+(:func:`view_to_rgb`). Compressed images are kept as received and decoded on demand
+(:func:`compressed_to_rgb`).
+
+When ROS 2's ``cv_bridge`` is importable it does the conversion to RGB (:func:`image_to_rgb`,
+:func:`compressed_to_rgb`); otherwise, or when it refuses an encoding, this module's own numpy /
+OpenCV conversion is used. Both paths raise :class:`ValueError` with a clear message for a
+malformed message (step too small, data too short, unknown encoding, undecodable bytes).
+
+The message-building helpers (:func:`numpy_to_image`, :func:`rgb_to_image`,
+:func:`rgb_to_compressed`) import ``sensor_msgs`` lazily, the decoding side works on any object
+with the message's fields.
+"""
+
+from __future__ import annotations
+
+import array
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+# encoding -> (channels, bytes per channel, what view_to_rgb does with it)
+# Names follow sensor_msgs/image_encodings.hpp; the OpenCV "8UC3"-style names are read the way
+# cv_bridge reads them (3 channels = BGR, 4 = BGRA).
+_ENCODINGS: dict[str, tuple[int, int, str]] = {
+    "rgb8": (3, 1, "rgb"), "bgr8": (3, 1, "bgr"), "rgba8": (4, 1, "rgba"), "bgra8": (4, 1, "bgra"),
+    "mono8": (1, 1, "mono"), "8UC1": (1, 1, "mono"), "8UC3": (3, 1, "bgr"), "8UC4": (4, 1, "bgra"),
+    "rgb16": (3, 2, "rgb"), "bgr16": (3, 2, "bgr"), "rgba16": (4, 2, "rgba"), "bgra16": (4, 2, "bgra"),
+    "mono16": (1, 2, "mono"), "16UC1": (1, 2, "mono"), "16UC3": (3, 2, "bgr"), "16UC4": (4, 2, "bgra"),
+    # 4:2:2 packed YUV: ROS "yuv422" is UYVY, "yuv422_yuy2" is YUYV (image_encodings.hpp).
+    "yuv422": (2, 1, "uyvy"), "uyvy": (2, 1, "uyvy"), "UYVY": (2, 1, "uyvy"),
+    "yuv422_yuy2": (2, 1, "yuyv"), "yuyv": (2, 1, "yuyv"), "YUYV": (2, 1, "yuyv"), "yuy2": (2, 1, "yuyv"),
+    # 4:2:0 semi-planar: a full-resolution Y plane, then interleaved chroma at half resolution.
+    "nv12": (1, 1, "nv12"), "nv21": (1, 1, "nv21"),
+    # Bayer mosaics (8 bit), demosaiced by OpenCV with the pattern names cv_bridge uses.
+    "bayer_rggb8": (1, 1, "bayer_rggb"), "bayer_bggr8": (1, 1, "bayer_bggr"),
+    "bayer_gbrg8": (1, 1, "bayer_gbrg"), "bayer_grbg8": (1, 1, "bayer_grbg"),
+}
+
+# OpenCV names a Bayer pattern after the second row's second and third pixels, so ROS's
+# "rggb" is OpenCV's "BG" (the same table as cv_bridge's getConversionCode).
+_BAYER_TO_RGB = {
+    "bayer_rggb": cv2.COLOR_BayerBG2RGB, "bayer_bggr": cv2.COLOR_BayerRG2RGB,
+    "bayer_gbrg": cv2.COLOR_BayerGR2RGB, "bayer_grbg": cv2.COLOR_BayerGB2RGB,
+}
+
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_ENCODINGS)
+
+try:  # ROS 2's cv_bridge, when a full ROS 2 install provides it (not on PyPI)
+    from cv_bridge import CvBridge as _CvBridge  # type: ignore[import-not-found]
+
+    _BRIDGE: Any = _CvBridge()
+except Exception:  # ImportError, or a broken/ROS 1 build that cannot even start
+    _BRIDGE = None
+
+
+def conversion_backend() -> str:
+    """``"cv_bridge"`` when ROS 2's cv_bridge converts images, else ``"numpy/opencv"``."""
+    return "cv_bridge" if _BRIDGE is not None else "numpy/opencv"
+
+
+def _lookup(encoding: str) -> tuple[int, int, str]:
+    spec = _ENCODINGS.get(encoding) or _ENCODINGS.get(encoding.lower())
+    if spec is None:
+        raise ValueError(f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}")
+    return spec
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """A validated zero-copy view of a raw ``sensor_msgs/Image`` buffer.
+
+    ``array`` is ``rows x width x channels`` (``rows x width`` for one channel) of uint8 or
+    uint16 in the message's layout; for nv12/nv21 it is the ``height * 3 / 2`` rows of both planes.
+    It shares memory with the message: keep the message alive as long as the view.
+    """
+
+    array: np.ndarray
+    encoding: str
+    width: int
+    height: int
+
+    @property
+    def kind(self) -> str:
+        return _lookup(self.encoding)[2]
+
+
+def _as_buffer(data: Any) -> np.ndarray:
+    """uint8 view of a message's ``data`` (array.array, bytes, memoryview, list) without copying."""
+    if isinstance(data, np.ndarray):
+        return data.reshape(-1).view(np.uint8)
+    if isinstance(data, (bytes, bytearray, memoryview, array.array)):
+        return np.frombuffer(data, dtype=np.uint8)
+    return np.asarray(data, dtype=np.uint8)       # a Python list (rare): this one copies
+
+
+def image_view(msg: Any) -> ImageView:
+    """Validate a raw ``sensor_msgs/Image`` and return a zero-copy view of its pixels.
+
+    Raises ValueError for an unknown encoding, zero size, a ``step`` smaller than one row, a
+    ``step`` that is not a whole number of 16-bit words, or ``data`` shorter than ``step * height``.
+    """
+    encoding = str(msg.encoding)
+    channels, depth, kind = _lookup(encoding)
+    width, height, step = int(msg.width), int(msg.height), int(msg.step)
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image has zero size ({width}x{height})")
+    if kind in ("uyvy", "yuyv") and width % 2:
+        raise ValueError(f"{encoding} needs an even width, got {width}")
+    rows = height
+    if kind in ("nv12", "nv21"):
+        if width % 2 or height % 2:
+            raise ValueError(f"{encoding} needs an even width and height, got {width}x{height}")
+        rows = height * 3 // 2
+    row_bytes = width * channels * depth
+    if step < row_bytes:
+        raise ValueError(f"step {step} is smaller than one row of {width} px x {channels * depth} bytes "
+                         f"({row_bytes}) for encoding {encoding}")
+    if depth == 2 and step % 2:
+        raise ValueError(f"step {step} is odd; a 16-bit encoding ({encoding}) needs whole 2-byte words")
+    buf = _as_buffer(msg.data)
+    need = step * rows
+    if buf.size < need:
+        raise ValueError(f"image data is too short: {buf.size} bytes, expected step x rows = "
+                         f"{step} x {rows} = {need} ({width}x{height} {encoding})")
+    view = buf[:need].reshape(rows, step)
+    if depth == 2:
+        dtype = np.dtype(">u2" if int(getattr(msg, "is_bigendian", 0)) else "<u2")
+        view = view.view(dtype)
+        row_items = width * channels
+        view = view[:, :row_items]
+    else:
+        view = view[:, :row_bytes]
+    if channels > 1 and kind not in ("nv12", "nv21"):
+        view = view.reshape(rows, width, channels)
+    return ImageView(view, encoding, width, height)
+
+
+def view_to_rgb(view: ImageView) -> np.ndarray:
+    """H x W x 3 uint8 RGB from a view; no copy at all when the frame is packed rgb8."""
+    arr, kind = view.array, view.kind
+    if arr.dtype != np.uint8:
+        arr = (arr >> 8).astype(np.uint8)              # 16 bit -> the high byte (as cv_bridge does)
+    if kind == "rgb":
+        return np.ascontiguousarray(arr)
+    if kind == "bgr":
+        return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    if kind == "rgba":
+        return cv2.cvtColor(arr, cv2.COLOR_RGBA2RGB)
+    if kind == "bgra":
+        return cv2.cvtColor(arr, cv2.COLOR_BGRA2RGB)
+    if kind == "mono":
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
+    if kind == "uyvy":
+        return cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_YUV2RGB_UYVY)
+    if kind == "yuyv":
+        return cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_YUV2RGB_YUYV)
+    if kind == "nv12":
+        return cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_YUV2RGB_NV12)
+    if kind == "nv21":
+        return cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_YUV2RGB_NV21)
+    if kind in _BAYER_TO_RGB:
+        return cv2.cvtColor(np.ascontiguousarray(arr), _BAYER_TO_RGB[kind])
+    raise ValueError(f"no conversion to RGB for encoding {view.encoding!r}")   # pragma: no cover
+
+
+def image_to_rgb(msg: Any, view: ImageView | None = None) -> np.ndarray:
+    """H x W x 3 uint8 RGB of a raw ``sensor_msgs/Image`` (cv_bridge when available)."""
+    if view is None:
+        view = image_view(msg)           # validates even when cv_bridge converts
+    if _BRIDGE is not None:
+        try:
+            return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+        except Exception:                # an encoding cv_bridge refuses: use our own conversion
+            pass
+    return view_to_rgb(view)
+
+
+def compressed_to_rgb(msg: Any) -> np.ndarray:
+    """H x W x 3 uint8 RGB of a ``sensor_msgs/CompressedImage`` (jpeg, png, anything OpenCV reads)."""
+    fmt = str(getattr(msg, "format", ""))
+    if "compresseddepth" in fmt.lower():
+        raise ValueError(f"compressed depth images ({fmt!r}) are not camera frames; subscribe to a colour stream")
+    buf = _as_buffer(msg.data)
+    if buf.size == 0:
+        raise ValueError(f"compressed image ({fmt or 'no format'}) has no data")
+    if _BRIDGE is not None:
+        try:
+            return np.ascontiguousarray(_BRIDGE.compressed_imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+        except Exception:
+            pass
+    flag = getattr(cv2, "IMREAD_COLOR_RGB", None)
+    if flag is not None:
+        out = cv2.imdecode(buf, flag)
+    else:                                 # OpenCV < 4.10
+        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        out = None if out is None else cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
+    if out is None:
+        raise ValueError(f"cannot decode compressed image ({fmt or 'no format'}, {buf.size} bytes)")
+    if out.dtype != np.uint8:
+        out = (out >> 8).astype(np.uint8)
+    return out
+
+
+# --------------------------------------------------------------------- numpy -> messages
+def _fill_header(msg: Any, header: Any) -> None:
+    if header is not None:
+        msg.header.stamp = header.stamp
+        msg.header.frame_id = header.frame_id
+
+
+def _to_array(buf: np.ndarray) -> array.array:
+    out = array.array("B")
+    out.frombytes(np.ascontiguousarray(buf).reshape(-1).view(np.uint8).data)
+    return out
+
+
+def numpy_to_image(arr: np.ndarray, encoding: str, header: Any = None, step: int | None = None) -> Any:
+    """A ``sensor_msgs/Image`` whose pixels are ``arr`` *as given* in ``encoding``'s layout.
+
+    ``arr`` is H x W x C (or H x W) uint8/uint16 for packed encodings, H x W x 2 for yuv422
+    variants, (H * 3 / 2) x W for nv12/nv21. ``step`` > one row pads every row with zeros.
+    """
+    from sensor_msgs.msg import Image
+
+    channels, depth, kind = _lookup(encoding)
+    arr = np.asarray(arr)
+    want = np.uint16 if depth == 2 else np.uint8
+    if arr.dtype != want:
+        raise ValueError(f"{encoding} needs {np.dtype(want).name} pixels, got {arr.dtype}")
+    if kind in ("nv12", "nv21"):
+        height, width = arr.shape[0] * 2 // 3, arr.shape[1]
+    else:
+        height, width = arr.shape[:2]
+        got = arr.shape[2] if arr.ndim == 3 else 1
+        if got != channels:
+            raise ValueError(f"{encoding} needs {channels} channel(s), got {got}")
+    rows = arr.reshape(arr.shape[0], -1)
+    if depth == 2:
+        rows = rows.astype(">u2" if sys.byteorder == "big" else "<u2", copy=False).view(np.uint8)
+    row_bytes = rows.shape[1]
+    step = row_bytes if step is None else int(step)
+    if step < row_bytes:
+        raise ValueError(f"step {step} is smaller than a row ({row_bytes} bytes)")
+    if step > row_bytes:
+        padded = np.zeros((rows.shape[0], step), np.uint8)
+        padded[:, :row_bytes] = rows
+        rows = padded
+    msg = Image()
+    _fill_header(msg, header)
+    msg.height, msg.width, msg.encoding, msg.step = int(height), int(width), encoding, int(step)
+    msg.is_bigendian = 1 if (depth == 2 and sys.byteorder == "big") else 0
+    msg.data = _to_array(rows)
+    return msg
+
+
+def rgb_to_image(rgb: np.ndarray, encoding: str = "rgb8", header: Any = None) -> Any:
+    """A ``sensor_msgs/Image`` (rgb8, bgr8 or mono8) of an H x W x 3 RGB array, or mono8 of H x W."""
+    if encoding == "rgb8":
+        return numpy_to_image(rgb, "rgb8", header)
+    if encoding == "bgr8":
+        return numpy_to_image(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), "bgr8", header)
+    if encoding == "mono8":
+        gray = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        return numpy_to_image(gray, "mono8", header)
+    raise ValueError(f"rgb_to_image writes rgb8, bgr8 or mono8, not {encoding!r}")
+
+
+def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", header: Any = None, quality: int = 90) -> Any:
+    """A ``sensor_msgs/CompressedImage`` (jpeg or png) of an H x W x 3 RGB array."""
+    from sensor_msgs.msg import CompressedImage
+
+    ext = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png"}.get(fmt.lower())
+    if ext is None:
+        raise ValueError(f"format must be jpeg or png, got {fmt!r}")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if ext == ".jpg" else []
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:                                           # pragma: no cover
+        raise ValueError(f"OpenCV could not encode a {fmt} image")
+    msg = CompressedImage()
+    _fill_header(msg, header)
+    msg.format = "jpeg" if ext == ".jpg" else "png"
+    msg.data = _to_array(buf)
+    return msg
+
+
+__all__ = [
+    "SUPPORTED_ENCODINGS", "ImageView", "conversion_backend", "image_view", "view_to_rgb", "image_to_rgb",
+    "compressed_to_rgb", "numpy_to_image", "rgb_to_image", "rgb_to_compressed",
+]

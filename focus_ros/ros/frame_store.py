@@ -1,0 +1,142 @@
+"""The latest frames per camera, bounded, with their headers; decoded lazily and at most once.
+
+Plain Python (no rclpy): the node wraps each received message in a :class:`Frame` whose
+``decode`` callable turns it into the H x W x 3 RGB array the model needs. Intake only stores
+the frame (a zero-copy view or the compressed bytes as received); the first question that needs
+the frame pays for the conversion, and later questions on the same frame reuse the result.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+_UIDS = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Frame:
+    """One received frame: where it came from, its header, and how to get its RGB pixels."""
+
+    camera: str
+    stamp_ns: int                       # header stamp in nanoseconds (0: the sender left it unset)
+    frame_id: str
+    decode: Callable[[], np.ndarray]    # -> H x W x 3 uint8 RGB; may raise ValueError
+    source: str = "raw"                 # "raw" or "compressed"
+    encoding: str = ""                  # raw encoding or compressed format, for messages and logs
+    width: int = 0                      # known for raw frames before decoding; 0 until decoded otherwise
+    height: int = 0
+    header: Any = None                  # the message header, handed back with results as-is
+    received: float = field(default_factory=time.monotonic)
+    received_ns: int = 0                # receive time on the node's clock (age of unstamped frames)
+    uid: int = field(default_factory=lambda: next(_UIDS))
+    _rgb: np.ndarray | None = field(default=None, repr=False)
+    _error: str | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def decoded(self) -> bool:
+        return self._rgb is not None
+
+    def rgb(self) -> np.ndarray:
+        """The frame as H x W x 3 uint8 RGB, converted on first use and cached (thread-safe)."""
+        with self._lock:
+            if self._rgb is None:
+                if self._error is not None:
+                    raise ValueError(self._error)
+                try:
+                    image = self.decode()
+                except ValueError as exc:
+                    self._error = f"frame from {self.camera!r} ({self.source} {self.encoding}) cannot be decoded: {exc}"
+                    raise ValueError(self._error) from exc
+                self._rgb = image
+                self.height, self.width = int(image.shape[0]), int(image.shape[1])
+            return self._rgb
+
+
+class FrameStore:
+    """Bounded latest frames per camera (thread-safe).
+
+    ``size`` frames are kept per camera, oldest dropped first. A frame with the same non-zero
+    stamp as one already stored is the same image over another transport (raw and compressed):
+    the raw one is kept, because it is cheaper to convert than to decode.
+    """
+
+    def __init__(self, cameras: list[str] | tuple[str, ...], size: int = 4):
+        if size < 1:
+            raise ValueError(f"frame store size must be >= 1, got {size}")
+        if not cameras:
+            raise ValueError("at least one camera is needed")
+        self.size = int(size)
+        self._frames: dict[str, deque[Frame]] = {c: deque(maxlen=self.size) for c in cameras}
+        self._received: dict[str, int] = {c: 0 for c in cameras}
+        self._lock = threading.Lock()
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return tuple(self._frames)
+
+    def has_camera(self, camera: str) -> bool:
+        return camera in self._frames
+
+    def add(self, frame: Frame) -> bool:
+        """Store ``frame``; False when it was a duplicate (same stamp, not better) and was dropped."""
+        with self._lock:
+            frames = self._frames.get(frame.camera)
+            if frames is None:
+                raise KeyError(f"unknown camera {frame.camera!r}; known: {list(self._frames)}")
+            self._received[frame.camera] += 1
+            if frame.stamp_ns:
+                for i, old in enumerate(frames):
+                    if old.stamp_ns == frame.stamp_ns:
+                        if old.source == "compressed" and frame.source == "raw":
+                            frames[i] = frame
+                            return True
+                        return False
+            frames.append(frame)
+            return True
+
+    def received(self, camera: str) -> int:
+        """How many frames ``camera`` delivered so far (duplicates included)."""
+        with self._lock:
+            return self._received.get(camera, 0)
+
+    def latest(self, camera: str) -> Frame | None:
+        """The most recently received frame of ``camera`` (None before the first one)."""
+        with self._lock:
+            frames = self._frames.get(camera)
+            if frames is None:
+                raise KeyError(f"unknown camera {camera!r}; known: {list(self._frames)}")
+            return frames[-1] if frames else None
+
+    def find(self, camera: str, stamp_ns: int, tolerance_ns: int = 0) -> Frame | None:
+        """The stored frame whose stamp is nearest ``stamp_ns`` within ``tolerance_ns`` (None if none)."""
+        with self._lock:
+            frames = self._frames.get(camera)
+            if frames is None:
+                raise KeyError(f"unknown camera {camera!r}; known: {list(self._frames)}")
+            best, best_d = None, None
+            for f in frames:
+                d = abs(f.stamp_ns - stamp_ns)
+                if d <= tolerance_ns and (best_d is None or d < best_d):
+                    best, best_d = f, d
+            return best
+
+    def stamps(self, camera: str) -> list[int]:
+        """Stamps (ns) of the stored frames of ``camera``, oldest first."""
+        with self._lock:
+            return [f.stamp_ns for f in self._frames.get(camera, ())]
+
+    def clear(self) -> None:
+        with self._lock:
+            for frames in self._frames.values():
+                frames.clear()
+
+
+__all__ = ["Frame", "FrameStore"]

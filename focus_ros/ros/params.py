@@ -1,0 +1,320 @@
+"""Every parameter of the focus node, declared once, with descriptions, ranges and validation.
+
+``model.*`` and ``search.*`` come from :func:`focus_ros.core.config.parameter_table` (the same
+names, defaults and validation as the command-line tools); the node's own parameters are listed
+in :data:`NODE_PARAMETERS`. Parameters whose change needs the model reloaded or the topics
+re-created are ``read_only`` (set them in the YAML file or on the command line). ``search.*``
+and the other dynamic parameters can be changed at run time (``ros2 param set``); an invalid
+value is refused with the reason, a valid ``search.*`` change applies to the next question.
+
+``search.*`` defaults depend on the model family (the paper's settings per model,
+``FAMILY_SEARCH_DEFAULTS``): only values the user set (parameter file, command line, launch or
+``ros2 param set``) override the family's defaults, and after ``configure`` the parameters show
+the values actually in use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from ..core.config import (ATTN_IMPLEMENTATIONS, DEVICES, DTYPES, FAMILIES, ModelConfig, SearchConfig,
+                           build_configs, parameter_table)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One parameter: default, description, range or choices, and whether it is read-only."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False
+    low: float | int | None = None
+    high: float | int | None = None
+    choices: tuple[str, ...] = ()
+
+
+RELIABILITIES = ("best_effort", "reliable")
+QOS_TOPICS = {
+    # group: (default reliability, default depth, what it applies to)
+    "image": ("best_effort", 1, "camera subscriptions (image and image/compressed); sensor-data QoS"),
+    "question": ("reliable", 10, "the question subscription (std_msgs/String)"),
+    "answer": ("reliable", 10, "the answer publisher (focus_ros/FocusResult)"),
+    "relevance": ("reliable", 1, "the relevance_map and relevance_overlay publishers (reliable also "
+                  "reaches best-effort subscribers such as RViz's default)"),
+}
+
+NODE_PARAMETERS: tuple[Spec, ...] = (
+    Spec("autostart", False, "configure and activate right after start (the executable; launch files use "
+         "lifecycle events instead)", read_only=True),
+    Spec("cameras", ["camera"], "camera names; the first is the default for questions. One camera subscribes "
+         "to 'image' and 'image/compressed', several to '<name>/image' and '<name>/image/compressed' "
+         "(remap them)", read_only=True),
+    Spec("image_transport", "both", "which camera topics to subscribe: raw (sensor_msgs/Image), compressed "
+         "(sensor_msgs/CompressedImage) or both (the same stamp over both keeps the raw frame)",
+         read_only=True, choices=("raw", "compressed", "both")),
+    Spec("queue_size", 4, "questions waiting for the model at most; one more is refused at once with "
+         "status BUSY", read_only=True, low=1, high=64),
+    Spec("frame_store_size", 4, "latest frames kept per camera (questions may name one by stamp)",
+         read_only=True, low=1, high=64),
+    Spec("prefill_on_arrival", False, "keep the image prefix of the default camera's latest frame prefilled "
+         "while idle, so a question asked now answers faster (costs model time on every new frame)"),
+    Spec("max_frame_age", 5.0, "refuse to answer about a latest frame older than this, seconds, by its "
+         "header stamp (receive time for unstamped frames); 0 disables", low=0.0, high=86400.0),
+    Spec("stamp_tolerance", 0.0, "a question naming a frame stamp takes the stored frame nearest to it "
+         "within this many seconds (0: exact)", low=0.0, high=60.0),
+    Spec("method", "focus", "answering method: focus (visual search) or vanilla (whole frame, one pass), "
+         "or any other method the core pipeline offers"),
+    Spec("publish_relevance", True, "publish relevance_map and relevance_overlay (only computed while "
+         "they have subscribers)"),
+    Spec("relevance_encoding", "rgb8", "relevance_map encoding: rgb8 (colour heat-map) or mono8 (0..255)",
+         choices=("rgb8", "mono8")),
+    Spec("overlay_max_side", 960, "longer side of relevance_map / relevance_overlay images, px (the frame "
+         "is down-scaled; boxes are drawn in scaled coordinates)", low=64, high=8192),
+) + tuple(
+    spec
+    for group, (rel, depth, what) in QOS_TOPICS.items()
+    for spec in (
+        Spec(f"qos.{group}.reliability", rel, f"reliability of {what}", read_only=True, choices=RELIABILITIES),
+        Spec(f"qos.{group}.depth", depth, f"history depth (keep last) of {what}", read_only=True, low=1, high=1000),
+    )
+)
+
+_MODEL_DOCS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "model.path": ("model directory or hub id (required)", ()),
+    "model.family": ("adapter: auto reads model_type from the checkpoint's config.json",
+                     FAMILIES + ("auto",)),
+    "model.dtype": ("weights dtype: auto = float16 on CUDA, float32 on CPU", DTYPES),
+    "model.device": ("auto = cuda when available, else cpu", DEVICES),
+    "model.attn_implementation": ("attention kernel; FOCUS reads cached values, never attention weights",
+                                  ATTN_IMPLEMENTATIONS),
+    "model.local_files_only": ("never contact a model hub", ()),
+}
+
+# search.* : (description, low, high, choices). Defaults are the LLaVA-1.5 paper settings;
+# other families start from their own (FAMILY_SEARCH_DEFAULTS) unless a value is set.
+_SEARCH_DOCS: dict[str, tuple[str, Any, Any, tuple[str, ...]]] = {
+    "target_extraction": ("step 1: model = few-shot prompt as in the paper; rule = parse the question "
+                          "(no model pass)", None, None, ("model", "rule")),
+    "max_target_tokens": ("step 1: tokens the model may write when listing targets", 1, 512, ()),
+    "layer_start": ("step 2: first layer whose cached values are read; <= 1 a fraction of depth, "
+                    "else an index", 0.0, 1000.0, ()),
+    "layer_end": ("step 2: end layer (exclusive); <= 1 a fraction of depth, else an index", 0.0, 1000.0, ()),
+    "smooth_sigma": ("step 2: Gaussian smoothing of the relevance grid, cells (0: none)", 0.0, 100.0, ()),
+    "max_grid_side": ("step 2: pool relevance grids longer than this many cells (0: never)", 0, 4096, ()),
+    "top_k_anchors": ("step 3: anchors taken from the relevance map", 1, 1000, ()),
+    "min_anchor_distance": ("step 3: cells between anchors", 0, 1000, ()),
+    "s_min": ("step 3: starting side of a region, cells", 1, 1000, ()),
+    "s_max": ("step 3: largest side of a region, cells (>= s_min)", 1, 1000, ()),
+    "grow_threshold": ("step 3: grow a region while its mean relevance >= this x the maximum", 0.0, 1.0, ()),
+    "nms_iou": ("step 3: drop regions overlapping a better one by more than this IoU", 0.0, 1.0, ()),
+    "crop_margin": ("step 3: extra context around each region, fraction of its size", 0.0, 10.0, ()),
+    "min_crop_side": ("step 3: never verify crops smaller than this, px (0: no minimum)", 0, 100000, ()),
+    "max_steps": ("step 4: candidates verified per target", 1, 1000, ()),
+    "overrun": ("step 4: keep verifying past max_steps until a Yes (the paper's overrun)", None, None, ()),
+    "max_overrun_steps": ("step 4: bound on the overrun", 0, 1000, ()),
+    "exist_threshold": ("step 4: existence probability that counts as Yes", 0.0, 1.0, ()),
+    "type2_threshold": ("step 4: keep every region above this for 'all X' questions", 0.0, 1.0, ()),
+    "far_apart_area_ratio": ("answer: paste crops on one canvas when their union is this many times "
+                             "their area", 1.0, 1000.0, ()),
+    "answer_view": ("answer: crop, or global+crop (the whole frame and the crop)", None, None,
+                    ("crop", "global+crop")),
+    "max_new_tokens": ("answer: tokens generated at most", 1, 4096, ()),
+    "seed": ("random generator seed (random-window baseline)", 0, 2**31 - 1, ()),
+}
+
+
+def _core_specs() -> tuple[Spec, ...]:
+    specs = []
+    for name, (default, _type) in parameter_table().items():
+        group, leaf = name.split(".", 1)
+        if group == "model":
+            doc, choices = _MODEL_DOCS.get(name, ("see focus_ros/core/config.py", ()))
+            specs.append(Spec(name, default, f"{doc} (read at configure)", read_only=True, choices=choices))
+        else:
+            doc, low, high, choices = _SEARCH_DOCS.get(leaf, ("see focus_ros/core/config.py", None, None, ()))
+            specs.append(Spec(name, default, f"{doc}; default depends on the model family (shown after "
+                              f"configure), applies to the next question", low=low, high=high, choices=choices))
+    return tuple(specs)
+
+
+def all_specs() -> tuple[Spec, ...]:
+    """Every parameter the node declares, in declaration order."""
+    return NODE_PARAMETERS + _core_specs()
+
+
+def undocumented_core_parameters() -> list[str]:
+    """``model.*`` / ``search.*`` settings of the core without a description here (should be none)."""
+    out = []
+    for name in parameter_table():
+        group, leaf = name.split(".", 1)
+        if (group == "model" and name not in _MODEL_DOCS) or (group == "search" and leaf not in _SEARCH_DOCS):
+            out.append(name)
+    return out
+
+
+def _descriptor(spec: Spec) -> ParameterDescriptor:
+    text = spec.description
+    if spec.choices:
+        text += f" [one of: {', '.join(spec.choices)}]"
+    d = ParameterDescriptor(name=spec.name, description=text, read_only=spec.read_only)
+    if spec.choices:
+        d.additional_constraints = f"one of: {', '.join(spec.choices)}"
+    if spec.low is not None and spec.high is not None and not isinstance(spec.default, bool):
+        if isinstance(spec.default, int):
+            d.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
+        elif isinstance(spec.default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high),
+                                                         step=0.0)]
+    return d
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The read-only settings the node applies at configure / activate."""
+
+    cameras: tuple[str, ...]
+    image_transport: str
+    queue_size: int
+    frame_store_size: int
+    qos: dict[str, QoSProfile]
+
+
+def qos_profile(reliability: str, depth: int) -> QoSProfile:
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=int(depth), durability=DurabilityPolicy.VOLATILE,
+        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE)
+
+
+def _camera_name_error(name: str) -> str | None:
+    if not name or not (name[0].isalpha() or name[0] == "_") or not all(c.isalnum() or c == "_" for c in name):
+        return f"camera name {name!r} must be a valid topic token (letters, digits, '_'; not starting with a digit)"
+    return None
+
+
+class NodeParameters:
+    """Declares the node's parameters and keeps track of which ``search.*`` values the user set."""
+
+    def __init__(self, node: Any):
+        self.node = node
+        self.specs = {s.name: s for s in all_specs()}
+        overrides = getattr(node, "_parameter_overrides", {}) or {}
+        # Values from a parameter file, the command line or a launch file are the user's choice.
+        self.user_set: set[str] = {n for n in overrides if n.startswith("search.")}
+        self._internal = False
+        self.search_changed = False
+        self.listeners: list[Callable[[list[Parameter]], None]] = []
+        for spec in self.specs.values():
+            node.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        node.add_on_set_parameters_callback(self._validate)
+        node.add_post_set_parameters_callback(self._applied)
+
+    # ------------------------------------------------------------------ reading
+    def get(self, name: str) -> Any:
+        return self.node.get_parameter(name).value
+
+    def settings(self) -> NodeSettings:
+        """Read-only settings; ValueError with a clear reason when they do not make sense."""
+        cameras = tuple(str(c) for c in self.get("cameras"))
+        if not cameras:
+            raise ValueError("parameter 'cameras' is empty: name at least one camera")
+        if len(set(cameras)) != len(cameras):
+            raise ValueError(f"parameter 'cameras' lists a camera twice: {list(cameras)}")
+        for c in cameras:
+            err = _camera_name_error(c)
+            if err:
+                raise ValueError(err)
+        qos = {group: qos_profile(self.get(f"qos.{group}.reliability"), self.get(f"qos.{group}.depth"))
+               for group in QOS_TOPICS}
+        return NodeSettings(cameras, self.get("image_transport"), int(self.get("queue_size")),
+                            int(self.get("frame_store_size")), qos)
+
+    def search_values(self) -> dict[str, Any]:
+        return {n.split(".", 1)[1]: self.get(n) for n in self.specs if n.startswith("search.")}
+
+    def configs(self) -> tuple[ModelConfig, SearchConfig]:
+        """(ModelConfig, SearchConfig) from the parameters via ``build_configs``.
+
+        Every ``model.*`` value is passed; of ``search.*`` only what the user set, so the model
+        family's paper defaults apply to the rest.
+        """
+        values: dict[str, Any] = {n: self.get(n) for n in self.specs if n.startswith("model.")}
+        values.update({n: self.get(n) for n in sorted(self.user_set)})
+        return build_configs(values)
+
+    def search_config(self) -> SearchConfig:
+        """The SearchConfig the current ``search.*`` parameter values describe (validated)."""
+        cfg = SearchConfig(**self.search_values())
+        cfg.validate()
+        return cfg
+
+    def show_effective(self, search: SearchConfig) -> None:
+        """After configure: make every ``search.*`` parameter show the value in use."""
+        updates = []
+        for f in dataclasses.fields(search):
+            name = f"search.{f.name}"
+            value = getattr(search, f.name)
+            if name in self.specs and self.get(name) != value:
+                updates.append(Parameter(name, value=value))
+        if updates:
+            self._internal = True
+            try:
+                results = self.node.set_parameters(updates)
+            finally:
+                self._internal = False
+            for p, r in zip(updates, results):
+                if not r.successful:
+                    self.node.get_logger().warning(f"could not show effective {p.name}={p.value}: {r.reason}")
+        self.search_changed = False
+
+    # ------------------------------------------------------------------ callbacks
+    def _validate(self, params: list[Parameter]) -> SetParametersResult:
+        search_updates: dict[str, Any] = {}
+        for p in params:
+            spec = self.specs.get(p.name)
+            if spec is None:
+                continue                                  # use_sim_time and other rclpy parameters
+            if spec.choices and p.value not in spec.choices:
+                return SetParametersResult(successful=False,
+                                           reason=f"{p.name} must be one of {list(spec.choices)}, got {p.value!r}")
+            if p.name == "method":
+                from ..core.pipeline import METHODS
+
+                if p.value not in METHODS:
+                    return SetParametersResult(successful=False,
+                                               reason=f"method must be one of {list(METHODS)}, got {p.value!r}")
+            if p.name.startswith("search."):
+                search_updates[p.name.split(".", 1)[1]] = p.value
+            if p.type_ == Parameter.Type.STRING_ARRAY and p.name == "cameras":
+                for c in p.value:
+                    err = _camera_name_error(str(c))
+                    if err:
+                        return SetParametersResult(successful=False, reason=err)
+        if search_updates:
+            values = self.search_values()
+            values.update(search_updates)
+            try:
+                SearchConfig(**values).validate()
+            except (TypeError, ValueError) as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _applied(self, params: list[Parameter]) -> None:
+        names = [p.name for p in params]
+        if any(n.startswith("search.") for n in names):
+            self.search_changed = True
+            if not self._internal:
+                self.user_set.update(n for n in names if n.startswith("search."))
+        if not self._internal:
+            for listener in self.listeners:
+                listener(params)
+
+
+__all__ = ["Spec", "NODE_PARAMETERS", "QOS_TOPICS", "all_specs", "undocumented_core_parameters", "NodeSettings",
+           "NodeParameters", "qos_profile"]

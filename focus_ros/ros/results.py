@@ -1,0 +1,90 @@
+"""Core results -> ``focus_ros/FocusResult`` messages (boxes in full-resolution source pixels)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from builtin_interfaces.msg import Duration
+from sensor_msgs.msg import RegionOfInterest
+
+from focus_ros.msg import FocusResult as FocusResultMsg
+from focus_ros.msg import Region as RegionMsg
+
+from ..core.geometry import Box
+from ..core.pipeline import FocusResult
+
+STATUS_OK = FocusResultMsg.STATUS_OK
+STATUS_ERROR = FocusResultMsg.STATUS_ERROR
+STATUS_CANCELED = FocusResultMsg.STATUS_CANCELED
+STATUS_BUSY = FocusResultMsg.STATUS_BUSY
+
+
+def roi_from_box(box: Box | None, width: int, height: int, whole_is_zero: bool = False) -> RegionOfInterest:
+    """Pixel-aligned ROI covering ``box``, clipped to a ``width x height`` frame.
+
+    With ``whole_is_zero`` a box covering the whole frame gives the all-zero ROI
+    (sensor_msgs convention: "full resolution").
+    """
+    roi = RegionOfInterest()
+    if box is None or width <= 0 or height <= 0:
+        return roi
+    x0 = min(max(int(math.floor(box.x0)), 0), width)
+    y0 = min(max(int(math.floor(box.y0)), 0), height)
+    x1 = min(max(int(math.ceil(box.x1)), x0), width)
+    y1 = min(max(int(math.ceil(box.y1)), y0), height)
+    if whole_is_zero and (x0, y0, x1, y1) == (0, 0, width, height):
+        return roi
+    roi.x_offset, roi.y_offset, roi.width, roi.height = x0, y0, x1 - x0, y1 - y0
+    return roi
+
+
+def duration(seconds: float) -> Duration:
+    seconds = max(0.0, float(seconds))
+    sec = int(seconds)
+    return Duration(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
+
+
+def base_result(question: str, camera: str, header: Any = None, model: str = "", method: str = "") -> FocusResultMsg:
+    msg = FocusResultMsg(question=question, camera=camera, model=model, method=method, confidence=-1.0)
+    if header is not None:
+        msg.header.stamp = header.stamp
+        msg.header.frame_id = header.frame_id
+    return msg
+
+
+def error_result(msg: FocusResultMsg, status: int, error: str, latency_s: float = 0.0) -> FocusResultMsg:
+    msg.status = status
+    msg.error = error
+    msg.answer = ""
+    msg.latency = duration(latency_s)
+    return msg
+
+
+def clean_text(text: str) -> str:
+    """``text`` without NUL and other control characters (ROS strings are C strings)."""
+    return "".join(c for c in text if c in "\n\t" or ord(c) >= 32)
+
+
+def fill_result(msg: FocusResultMsg, result: FocusResult, latency_s: float) -> FocusResultMsg:
+    """Copy a core result into ``msg`` (header, question, camera already set)."""
+    w, h = result.image_size
+    msg.answer = clean_text(result.answer)
+    msg.targets = list(result.targets)
+    msg.question_type = int(result.question_type)
+    msg.regions = [RegionMsg(roi=roi_from_box(r.box, w, h), target=r.target, confidence=float(r.confidence),
+                             relevance=float(r.relevance)) for r in result.regions]
+    msg.selected_roi = roi_from_box(result.bbox, w, h, whole_is_zero=True)
+    msg.confidence = float(result.confidence)
+    msg.forward_passes = int(result.forward_passes)
+    msg.tokens_prefilled = int(result.tokens_prefilled)
+    msg.latency = duration(latency_s)
+    msg.model = result.model
+    msg.method = result.method
+    msg.status = STATUS_OK
+    msg.error = ""
+    return msg
+
+
+__all__ = ["STATUS_OK", "STATUS_ERROR", "STATUS_CANCELED", "STATUS_BUSY", "roi_from_box", "duration",
+           "base_result", "error_result", "fill_result"]

@@ -1,0 +1,268 @@
+"""Shared helpers of the ROS tests: images in every encoding, and a real in-process ROS graph.
+
+:class:`NodeHarness` runs the real :class:`~focus_ros.ros.focus_node.FocusNode` (real model from
+``from_pretrained``, real DDS) and a client node on one ``MultiThreadedExecutor`` spinning in a
+background thread, in a private rclpy context. Tests talk to the node only through topics,
+services, actions and the parameter services, and read its frame store / counters to observe
+what happened inside.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+# ----------------------------------------------------------------------------- images
+
+COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "rgb16", "bgr16", "rgba16", "bgra16", "8UC3", "8UC4")
+MONO_ENCODINGS = ("mono8", "mono16", "8UC1", "16UC1")
+YUV_ENCODINGS = ("yuv422", "uyvy", "yuv422_yuy2", "yuyv", "nv12", "nv21")
+BAYER_ENCODINGS = ("bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8")
+
+
+def sample_rgb(width: int = 64, height: int = 48, seed: int = 0, block: int = 1) -> np.ndarray:
+    """Random RGB frame; ``block`` > 1 makes it constant on block x block tiles (chroma-subsampling safe)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (-(-height // block), -(-width // block), 3), dtype=np.uint8)
+    return np.ascontiguousarray(np.repeat(np.repeat(small, block, 0), block, 1)[:height, :width])
+
+
+def _yuv420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    h, w = rgb.shape[:2]
+    i420 = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    y = i420[:h]
+    chroma = i420[h:].reshape(-1)
+    n = (h // 2) * (w // 2)
+    return y, chroma[:n].reshape(h // 2, w // 2), chroma[n:2 * n].reshape(h // 2, w // 2)
+
+
+def encode_rgb(rgb: np.ndarray, encoding: str) -> np.ndarray:
+    """``rgb`` laid out as ``encoding`` stores it (what a camera driver would publish)."""
+    enc = encoding
+    if enc in ("rgb8",):
+        return rgb.copy()
+    if enc in ("bgr8", "8UC3"):
+        return np.ascontiguousarray(rgb[..., ::-1])
+    if enc == "rgba8":
+        return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    if enc in ("bgra8", "8UC4"):
+        return np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 255, np.uint8)])
+    if enc.endswith("16") and enc[:3] in ("rgb", "bgr"):
+        base = encode_rgb(rgb, enc[:-2] + "8")
+        return base.astype(np.uint16) * 257
+    if enc in ("mono8", "8UC1"):
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if enc in ("mono16", "16UC1"):
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257
+    if enc in ("nv12", "nv21"):
+        y, u, v = _yuv420(rgb)
+        uv = np.empty((u.shape[0], u.shape[1] * 2), np.uint8)
+        first, second = (u, v) if enc == "nv12" else (v, u)
+        uv[:, 0::2], uv[:, 1::2] = first, second
+        return np.vstack([y, uv])
+    if enc in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv"):
+        y, u, v = _yuv420(rgb)
+        h, w = y.shape
+        uu = np.repeat(u, 2, 0)[:h]
+        vv = np.repeat(v, 2, 0)[:h]
+        out = np.empty((h, w, 2), np.uint8)
+        chroma = np.empty((h, w), np.uint8)
+        chroma[:, 0::2], chroma[:, 1::2] = uu, vv
+        if enc in ("yuv422", "uyvy"):      # U Y0 V Y1
+            out[..., 0], out[..., 1] = chroma, y
+        else:                               # Y0 U Y1 V
+            out[..., 0], out[..., 1] = y, chroma
+        return out
+    if enc.startswith("bayer_"):
+        pattern = enc[len("bayer_"):-1]         # e.g. "rggb"
+        idx = {"r": 0, "g": 1, "b": 2}
+        out = np.empty(rgb.shape[:2], np.uint8)
+        for k, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            out[dy::2, dx::2] = rgb[dy::2, dx::2, idx[pattern[k]]]
+        return out
+    raise ValueError(f"test helper cannot encode {encoding}")
+
+
+def expected_rgb(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
+    """What converting ``encode_rgb(rgb, encoding)`` back must give, and the allowed error."""
+    if encoding in MONO_ENCODINGS:
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        return np.dstack([gray] * 3), 0
+    if encoding in YUV_ENCODINGS:
+        return rgb, 8              # limited-range YUV rounding
+    if encoding in BAYER_ENCODINGS:
+        return rgb, 3              # uniform test images only
+    return rgb, 0
+
+
+# ----------------------------------------------------------------------------- ROS graph
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
+    """Poll ``predicate`` until it is truthy; returns its value, or raises TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+class NodeHarness:
+    """The real FocusNode plus a client node, spinning on one MultiThreadedExecutor in a thread."""
+
+    def __init__(self, overrides: dict[str, Any], namespace: str = "focus", configure: bool = True,
+                 activate: bool = True):
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.lifecycle import TransitionCallbackReturn
+        from rclpy.parameter import Parameter
+
+        from focus_ros.ros.focus_node import FocusNode
+
+        self.namespace = namespace
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = FocusNode(namespace=namespace, context=self.context,
+                              parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+        # Results are checked through the interfaces; keep the per-question log lines off the test output.
+        self.node.get_logger().set_level(rclpy.logging.LoggingSeverity.ERROR)
+        self.client = rclpy.create_node("focus_test_client", context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=self.node.executor_threads() + 4, context=self.context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.client)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+        self._publishers: dict[tuple, Any] = {}
+        self._clients: dict[tuple, Any] = {}
+        if configure:
+            assert self.node.trigger_configure() == TransitionCallbackReturn.SUCCESS, self.node.last_error
+        if configure and activate:
+            assert self.node.trigger_activate() == TransitionCallbackReturn.SUCCESS, self.node.last_error
+
+    def name(self, relative: str) -> str:
+        return f"/{self.namespace}/{relative}" if self.namespace else f"/{relative}"
+
+    # ------------------------------------------------------------------ plumbing
+    def publisher(self, msg_type: Any, topic: str, reliable: bool = False, depth: int = 5) -> Any:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        key = (msg_type, topic, reliable)
+        if key not in self._publishers:
+            qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable
+                             else ReliabilityPolicy.BEST_EFFORT)
+            pub = self.client.create_publisher(msg_type, topic, qos)
+            self._publishers[key] = pub
+            wait_for(lambda: pub.get_subscription_count() > 0, 10.0)
+        return self._publishers[key]
+
+    def service_client(self, srv_type: Any, name: str) -> Any:
+        key = (srv_type, name)
+        if key not in self._clients:
+            cli = self.client.create_client(srv_type, name)
+            assert cli.wait_for_service(timeout_sec=10.0), f"service {name} not available"
+            self._clients[key] = cli
+        return self._clients[key]
+
+    def result_of(self, future: Any, timeout: float = 60.0) -> Any:
+        done = threading.Event()
+        future.add_done_callback(lambda _f: done.set())
+        if not done.wait(timeout):
+            raise TimeoutError(f"no result within {timeout} s")
+        return future.result()
+
+    def now(self) -> Any:
+        return self.node.get_clock().now().to_msg()
+
+    # ------------------------------------------------------------------ frames
+    def publish_frame(self, rgb: np.ndarray, encoding: str = "rgb8", camera_topic: str = "image",
+                      stamp: Any = None, frame_id: str = "camera_optical", wait: bool = True,
+                      compressed: str = "") -> Any:
+        """Publish ``rgb`` as ``encoding`` (or as a ``compressed`` jpeg/png); wait until the node stored it."""
+        from sensor_msgs.msg import CompressedImage, Image
+        from std_msgs.msg import Header
+
+        from focus_ros.ros.conversions import numpy_to_image, rgb_to_compressed
+
+        header = Header(stamp=stamp if stamp is not None else self.now(), frame_id=frame_id)
+        if compressed:
+            msg = rgb_to_compressed(rgb, compressed, header)
+            pub = self.publisher(CompressedImage, self.name(camera_topic + "/compressed"))
+        else:
+            msg = numpy_to_image(encode_rgb(rgb, encoding), encoding, header)
+            pub = self.publisher(Image, self.name(camera_topic))
+        before = self.node.stats["frames_received"]
+        pub.publish(msg)
+        if wait:
+            wait_for(lambda: self.node.stats["frames_received"] > before, 20.0)
+        return header
+
+    def stored_stamps(self, camera: str) -> list[int]:
+        return self.node.frames.stamps(camera)
+
+    # ------------------------------------------------------------------ questions
+    def ask_async(self, question: str, camera: str = "", stamp: Any = None) -> Any:
+        from focus_ros.srv import Ask
+
+        req = Ask.Request(question=question, camera=camera)
+        if stamp is not None:
+            req.stamp = stamp
+        return self.service_client(Ask, self.name("ask")).call_async(req)
+
+    def ask(self, question: str, camera: str = "", stamp: Any = None, timeout: float = 60.0) -> Any:
+        return self.result_of(self.ask_async(question, camera, stamp), timeout)
+
+    def action_client(self) -> Any:
+        from rclpy.action import ActionClient
+
+        from focus_ros.action import Query
+
+        if not hasattr(self, "_action_client"):
+            self._action_client = ActionClient(self.client, Query, self.name("query"))
+            assert self._action_client.wait_for_server(timeout_sec=10.0), "query action server not available"
+        return self._action_client
+
+    def send_goal(self, question: str, camera: str = "") -> tuple[Any, list]:
+        """Send a Query goal; returns (accepted goal handle, list collecting feedback in arrival order)."""
+        from focus_ros.action import Query
+
+        feedback: list = []
+        fut = self.action_client().send_goal_async(Query.Goal(question=question, camera=camera),
+                                                   feedback_callback=lambda fb: feedback.append(fb.feedback))
+        handle = self.result_of(fut, 10.0)
+        assert handle.accepted
+        return handle, feedback
+
+    def set_params(self, values: dict[str, Any]) -> list:
+        """Set parameters through the node's real parameter service; returns the SetParametersResults."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        cli = self.service_client(SetParameters, self.name("focus_node/set_parameters"))
+        req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
+                                                for k, v in values.items()])
+        return list(self.result_of(cli.call_async(req), 10.0).results)
+
+    # ------------------------------------------------------------------ teardown
+    def close(self) -> None:
+        import rclpy
+
+        try:
+            self.node.release()
+        finally:
+            self.executor.shutdown()
+            self.node.destroy_node()
+            self.client.destroy_node()
+            rclpy.try_shutdown(context=self.context)
+            self._thread.join(timeout=5.0)
+
+
+def roi_inside(roi: Any, width: int, height: int) -> bool:
+    return (roi.x_offset + roi.width <= width and roi.y_offset + roi.height <= height
+            and roi.width > 0 and roi.height > 0)

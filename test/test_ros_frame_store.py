@@ -1,0 +1,92 @@
+"""The frame store: bounded latest frames per camera, lookup by stamp, lazy decoding at most once."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from focus_ros.ros.frame_store import Frame, FrameStore
+
+
+def _frame(camera="front", stamp=0, source="raw", decode=None, **kw):
+    return Frame(camera, stamp, "optical", decode or (lambda: np.zeros((2, 3, 3), np.uint8)), source=source, **kw)
+
+
+def test_each_camera_keeps_only_its_latest_frames():
+    store = FrameStore(["front", "rear"], size=3)
+    for i in range(1, 6):
+        store.add(_frame("front", i))
+    store.add(_frame("rear", 100))
+    assert store.stamps("front") == [3, 4, 5]
+    assert store.latest("front").stamp_ns == 5 and store.latest("rear").stamp_ns == 100
+    assert store.received("front") == 5
+
+
+def test_latest_is_none_before_the_first_frame_and_unknown_cameras_raise():
+    store = FrameStore(["front"], size=2)
+    assert store.latest("front") is None
+    with pytest.raises(KeyError, match="unknown camera 'side'"):
+        store.latest("side")
+    with pytest.raises(KeyError):
+        store.add(_frame("side", 1))
+
+
+def test_find_by_stamp_is_exact_or_nearest_within_the_tolerance():
+    store = FrameStore(["front"], size=4)
+    for stamp in (1_000, 2_000, 3_000):
+        store.add(_frame(stamp=stamp))
+    assert store.find("front", 2_000).stamp_ns == 2_000
+    assert store.find("front", 2_100) is None
+    assert store.find("front", 2_100, tolerance_ns=500).stamp_ns == 2_000
+    assert store.find("front", 2_600, tolerance_ns=500).stamp_ns == 3_000
+
+
+def test_decoding_happens_on_first_use_only_and_once_across_threads():
+    calls = []
+
+    def decode():
+        calls.append(1)
+        return np.ones((4, 5, 3), np.uint8)
+
+    frame = _frame(decode=decode)
+    assert not frame.decoded and calls == []
+    threads = [threading.Thread(target=frame.rgb) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and frame.decoded
+    assert (frame.width, frame.height) == (5, 4)
+
+
+def test_a_frame_that_cannot_be_decoded_reports_why_every_time_without_retrying():
+    calls = []
+
+    def decode():
+        calls.append(1)
+        raise ValueError("cannot decode compressed image (jpeg, 12 bytes)")
+
+    frame = _frame(source="compressed", encoding="jpeg", decode=decode)
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"frame from 'front' \(compressed jpeg\) cannot be decoded: cannot"):
+            frame.rgb()
+    assert len(calls) == 1
+
+
+def test_the_same_stamp_over_raw_and_compressed_keeps_the_raw_frame():
+    store = FrameStore(["front"], size=4)
+    assert store.add(_frame(stamp=7, source="compressed"))
+    assert store.add(_frame(stamp=7, source="raw"))            # replaces the compressed twin
+    assert not store.add(_frame(stamp=7, source="compressed"))  # the raw one stays
+    assert store.stamps("front") == [7] and store.latest("front").source == "raw"
+    # unstamped frames are never treated as duplicates
+    store.add(_frame(stamp=0))
+    store.add(_frame(stamp=0))
+    assert store.stamps("front") == [7, 0, 0]
+
+
+def test_store_needs_a_camera_and_a_positive_size():
+    with pytest.raises(ValueError):
+        FrameStore([], size=2)
+    with pytest.raises(ValueError):
+        FrameStore(["front"], size=0)
