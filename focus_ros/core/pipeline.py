@@ -71,6 +71,7 @@ class FocusResult:
     confidence: float = -1.0
     regions: list[Region] = field(default_factory=list)
     relevance_maps: dict[str, np.ndarray] = field(default_factory=dict)   # target -> model-grid map
+    relevance_mapping: GridMapping | None = None   # grid cell -> source pixels of relevance_maps
     forward_passes: int = 0
     tokens_prefilled: int = 0
     generated_tokens: int = 0
@@ -128,7 +129,7 @@ class FocusPipeline:
         self.attention.validate()
         self.method_cache: dict[str, OrderedDict] = {}   # baselines' per-frame state, keyed like prefixes
         self._prefixes: OrderedDict[Hashable, ImagePrefix] = OrderedDict()
-        self._prefix_cache_size = max(0, prefix_cache_size)
+        self.prefix_cache_size = max(0, prefix_cache_size)
 
     @classmethod
     def from_configs(cls, model: ModelConfig, search: SearchConfig, **kwargs: Any) -> "FocusPipeline":
@@ -143,9 +144,9 @@ class FocusPipeline:
             self._prefixes.move_to_end(key)
             return self._prefixes[key], True
         prefix = self.adapter.prefill_image(image, meter)
-        if key is not None and self._prefix_cache_size:
+        if key is not None and self.prefix_cache_size:
             self._prefixes[key] = prefix
-            while len(self._prefixes) > self._prefix_cache_size:
+            while len(self._prefixes) > self.prefix_cache_size:
                 self._prefixes.popitem(last=False)
         return prefix, False
 
@@ -265,6 +266,7 @@ class FocusPipeline:
         clock.lap("targets")
         check()
         prefix, result.prefix_cached = self.prefix(image, key, meter)
+        result.relevance_mapping = prefix.mapping
         clock.lap("prefill")
         if not targets:
             # Nothing to look for: answer from the whole frame, as vanilla would.
@@ -294,7 +296,7 @@ class FocusPipeline:
             progress("verify", done[0], max(total, done[0]), region)
 
         for target in targets:
-            chosen.extend(self._verify(image, target, candidates[target.phrase], meter, crop_prefixes, check,
+            chosen.extend(self.verify_regions(image, target, candidates[target.phrase], meter, crop_prefixes, check,
                                        on_step))
             result.regions.extend(candidates[target.phrase])
         clock.lap("verify")
@@ -350,7 +352,7 @@ class FocusPipeline:
                 out.append(Region(box, target, float(g.score), cells=(g.r0, g.c0, g.r1, g.c1)))
         return out
 
-    def _verify(self, image: np.ndarray, target: Target, regions: list[Region], meter: Meter,
+    def verify_regions(self, image: np.ndarray, target: Target, regions: list[Region], meter: Meter,
                 crop_prefixes: dict[Box, ImagePrefix], check: Callable[[], None],
                 on_step: Callable[[Region], None]) -> list[Region]:
         """Step 4a: existence confidence on the crops, best first; "overrun" until a Yes."""

@@ -593,7 +593,7 @@ class FocusNode(rclpy.lifecycle.Node):
         try:
             small, scale = viz.downscale(image, int(self.get_parameter("overlay_max_side").value))
             heat = None
-            mapping = self._cached_mapping(job.frame.uid)
+            mapping = result.relevance_mapping
             if result.relevance_maps and mapping is not None:
                 heat = viz.heat_on_frame(list(result.relevance_maps.values()), mapping, small.shape[1], small.shape[0])
             header = job.frame.header
@@ -610,12 +610,6 @@ class FocusNode(rclpy.lifecycle.Node):
                 overlay_pub.publish(rgb_to_image(overlay, "rgb8", header))
         except Exception as exc:
             self.get_logger().warning(f"relevance images not published: {exc}", throttle_duration_sec=5.0)
-
-    def _cached_mapping(self, key: Any) -> Any:
-        """The grid->pixel mapping of the frame's prefix, if the pipeline still caches it (no new prefill)."""
-        prefixes = getattr(self.pipeline, "_prefixes", None)
-        prefix = prefixes.get(key) if prefixes is not None else None
-        return getattr(prefix, "mapping", None)
 
 
 __all__ = ["FocusNode", "NODE_NAME", "DEFAULT_NAMESPACE"]

@@ -11,10 +11,8 @@ its log-probability is in the question's last logits.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator
 
 import torch
 
@@ -63,29 +61,6 @@ def parse_options(question: str) -> Choices:
     return Choices(question.strip())
 
 
-@contextlib.contextmanager
-def all_logits(model: Any) -> Iterator[dict]:
-    """Within the block, model calls compute the logits of every new token (not only the last)
-    and leave them in the yielded dict under ``"logits"``. Uses PyTorch's forward hooks, so the
-    adapter's own calling code (positions, caches, Qwen's rope deltas) is untouched."""
-    captured: dict = {}
-
-    def pre(_module, args, kwargs):
-        kwargs["logits_to_keep"] = 0
-        return args, kwargs
-
-    def post(_module, _args, _kwargs, output):
-        captured["logits"] = output.logits
-
-    h1 = model.register_forward_pre_hook(pre, with_kwargs=True)
-    h2 = model.register_forward_hook(post, with_kwargs=True)
-    try:
-        yield captured
-    finally:
-        h1.remove()
-        h2.remove()
-
-
 def option_text(ext: Extension, option: str) -> str:
     """The option as the assistant would start it: after ``ASSISTANT:`` with a space, after a newline without."""
     return option if not ext.text or ext.text[-1].isspace() else " " + option
@@ -105,10 +80,9 @@ def option_scores(adapter: VLMAdapter, ext: Extension, options: list[str], meter
         if len(ids) == 1:
             scores.append(float(first[ids[0]]))
             continue
-        with all_logits(adapter.model) as cap:
-            cont = adapter.extend(ext, text, meter)
+        cont = adapter.extend(ext, text, meter, logits_to_keep=0)     # every token's logits
         ids = cont.input_ids[0].tolist()
-        logp = torch.log_softmax(cap["logits"][0, :-1].float(), dim=-1)
+        logp = torch.log_softmax(cont.outputs.logits[0, :-1].float(), dim=-1)
         rest = logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])]
         scores.append(float((first[ids[0]] + rest.sum()) / len(ids)))
     return scores
@@ -124,4 +98,4 @@ def respond(adapter: VLMAdapter, ext: Extension, choices: Choices, max_new_token
     return choices.options[best], choices.letters[best]
 
 
-__all__ = ["Choices", "parse_options", "all_logits", "option_scores", "respond"]
+__all__ = ["Choices", "parse_options", "option_scores", "respond"]

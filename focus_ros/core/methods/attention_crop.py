@@ -55,33 +55,11 @@ def attention_crop_eager(model: Any) -> Iterator[None]:
             model.set_attn_implementation({"text_config": previous})
 
 
-@contextlib.contextmanager
-def attention_crop_weights(model: Any) -> Iterator[dict]:
-    """Model calls inside the block return attention weights; the last call's are in ``["attentions"]``."""
-    captured: dict = {}
-
-    def pre(_module, args, kwargs):
-        kwargs["output_attentions"] = True
-        return args, kwargs
-
-    def post(_module, _args, _kwargs, output):
-        captured["attentions"] = output.attentions
-
-    h1 = model.register_forward_pre_hook(pre, with_kwargs=True)
-    h2 = model.register_forward_hook(post, with_kwargs=True)
-    try:
-        yield captured
-    finally:
-        h1.remove()
-        h2.remove()
-
-
 def attention_crop_map(adapter: VLMAdapter, prefix: ImagePrefix, text: str, layers: Sequence[int],
-                       meter: Meter | None, captured: dict) -> np.ndarray:
+                       meter: Meter | None) -> np.ndarray:
     """Attention of the last token of ``text`` (after the prefix) to the visual grid: mean over
-    heads and ``layers``, shaped like the prefix's grid. Call inside both context managers."""
-    adapter.extend(prefix, text, meter)
-    attentions = captured.get("attentions")
+    heads and ``layers``, shaped like the prefix's grid. Call inside ``attention_crop_eager``."""
+    attentions = adapter.extend(prefix, text, meter, output_attentions=True).outputs.attentions
     if not attentions or attentions[0] is None:
         raise RuntimeError("the model returned no attention weights (is the language model in eager mode?)")
     cols = torch.as_tensor(prefix.grid_positions.reshape(-1), dtype=torch.long)
@@ -136,21 +114,21 @@ def run_attention_crop(pipe: "FocusPipeline", image: np.ndarray, choices: Choice
     layers = layer_indices(adapter.num_layers, cfg.layer_start, cfg.layer_end)
     generic_cache: OrderedDict = pipe.method_cache.setdefault("attention_generic", OrderedDict())
     generic_key = (key, cfg.generic_prompt, tuple(layers)) if key is not None else None
-    with attention_crop_eager(adapter.model), attention_crop_weights(adapter.model) as captured:
-        a_q = attention_crop_map(adapter, prefix, adapter.question_text(question), layers, meter, captured)
+    with attention_crop_eager(adapter.model):
+        a_q = attention_crop_map(adapter, prefix, adapter.question_text(question), layers, meter)
         progress("attention", 1, 2, None)
         a_g = generic_cache.get(generic_key) if generic_key is not None else None
         if a_g is None:
-            a_g = attention_crop_map(adapter, prefix, adapter.question_text(cfg.generic_prompt), layers, meter,
-                                     captured)
+            a_g = attention_crop_map(adapter, prefix, adapter.question_text(cfg.generic_prompt), layers, meter)
             if generic_key is not None:
                 generic_cache[generic_key] = a_g
-                while len(generic_cache) > max(1, pipe._prefix_cache_size):
+                while len(generic_cache) > max(1, pipe.prefix_cache_size):
                     generic_cache.popitem(last=False)
     rel = a_q / (a_g + _EPS)
     rel = rel / rel.max() if rel.max() > 0 else rel
     box, side = vicrop_box(rel, prefix.mapping, cfg.native_side, cfg.ratios)
     result.relevance_maps["attention"] = rel
+    result.relevance_mapping = prefix.mapping
     result.targets = []
     result.regions = [Region(box, "attention", float(rel.max()))]
     progress("attention", 2, 2, result.regions[0])

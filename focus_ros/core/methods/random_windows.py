@@ -100,7 +100,7 @@ def run_random_windows(pipe: "FocusPipeline", image: np.ndarray, choices: Choice
         progress("verify", done[0], max(total, done[0]), region)
 
     for target in targets:
-        chosen.extend(pipe._verify(image, target, candidates[target.phrase], meter, crop_prefixes, check, on_step))
+        chosen.extend(pipe.verify_regions(image, target, candidates[target.phrase], meter, crop_prefixes, check, on_step))
         result.regions.extend(candidates[target.phrase])
     clock.lap("verify")
     check()

@@ -69,6 +69,8 @@ class Extension:
     offsets: list[tuple[int, int]]     # character span of each new text token (for target lookup)
     text: str
     state: dict = field(default_factory=dict)
+    outputs: Any = None                # the model call's raw outputs (all logits / attention weights
+                                       # when the caller asked for them through ``model_kwargs``)
 
     @property
     def end(self) -> int:
@@ -185,12 +187,12 @@ class VLMAdapter(ABC):
 
     # ----------------------------------------------------------------- model calls
     def _forward(self, input_ids: torch.Tensor, cache: Any, start: int, state: dict,
-                 vision: dict | None = None) -> tuple[torch.Tensor, Any]:
-        """Run the model on new tokens at sequence index ``start``; returns last logits and cache."""
+                 vision: dict | None = None) -> Any:
+        """Run the model on new tokens at sequence index ``start``; returns its outputs (``.cache``,
+        ``.logits`` of the last token unless ``vision`` asks for ``logits_to_keep=0``)."""
         kwargs = dict(vision or {})
-        out = self.model(input_ids=input_ids.to(self.device), cache=cache, use_cache=True,
-                         logits_to_keep=1, **kwargs)
-        return out.logits[0, -1].float(), out.cache
+        kwargs.setdefault("logits_to_keep", 1)
+        return self.model(input_ids=input_ids.to(self.device), cache=cache, use_cache=True, **kwargs)
 
     @torch.inference_mode()
     def prefill_image(self, image: np.ndarray, meter: Meter | None = None) -> ImagePrefix:
@@ -203,7 +205,7 @@ class VLMAdapter(ABC):
         input_ids = inputs.pop("input_ids")
         inputs.pop("attention_mask", None)
         state = self._prefix_state(input_ids, inputs)
-        _, cache = self._forward(input_ids, None, 0, state, vision=self._vision_kwargs(inputs, state, 0))
+        cache = self._forward(input_ids, None, 0, state, vision=self._vision_kwargs(inputs, state, 0)).cache
         grid_positions, mapping = self._grid(input_ids, inputs, (w, h))
         if meter:
             meter.prefill(int(input_ids.shape[1]))
@@ -225,8 +227,11 @@ class VLMAdapter(ABC):
 
     @torch.inference_mode()
     def extend(self, prefix: ImagePrefix | Extension | None, text: str,
-               meter: Meter | None = None) -> Extension:
-        """Prefill ``text`` after a cached prefix (forked, never modified), or alone if ``prefix`` is None."""
+               meter: Meter | None = None, **model_kwargs: Any) -> Extension:
+        """Prefill ``text`` after a cached prefix (forked, never modified), or alone if ``prefix`` is None.
+
+        ``model_kwargs`` go to the model call (e.g. ``logits_to_keep=0`` for every token's logits);
+        the raw outputs are kept in ``Extension.outputs``."""
         ids, offsets = self._tokenize(text)
         if ids.shape[1] == 0:
             raise ValueError("nothing to extend with: empty text")
@@ -236,11 +241,11 @@ class VLMAdapter(ABC):
             cache = fork_cache(prefix.cache)
             start = prefix.length if isinstance(prefix, ImagePrefix) else prefix.end
             state = dict(prefix.state)
-        logits, cache = self._forward(ids, cache, start, state)
+        out = self._forward(ids, cache, start, state, vision=model_kwargs)
         if meter:
             meter.prefill(int(ids.shape[1]))
-        return Extension(cache=cache, logits=logits, input_ids=ids, start=start, offsets=offsets,
-                         text=text, state=state)
+        return Extension(cache=out.cache, logits=out.logits[0, -1].float(), input_ids=ids, start=start,
+                         offsets=offsets, text=text, state=state, outputs=out if model_kwargs else None)
 
     @torch.inference_mode()
     def extend_with_image(self, prefix: ImagePrefix, image: np.ndarray, text: str,
@@ -252,11 +257,11 @@ class VLMAdapter(ABC):
         state = dict(prefix.state)
         start = prefix.length
         vision = self._extension_vision_kwargs(prefix, ids, inputs, state)
-        logits, cache = self._forward(ids, fork_cache(prefix.cache), start, state, vision=vision)
+        out = self._forward(ids, fork_cache(prefix.cache), start, state, vision=vision)
         if meter:
             meter.prefill(int(ids.shape[1]))
-        return Extension(cache=cache, logits=logits, input_ids=ids, start=start, offsets=[], text=text,
-                         state=state)
+        return Extension(cache=out.cache, logits=out.logits[0, -1].float(), input_ids=ids, start=start, offsets=[],
+                         text=text, state=state)
 
     def _extension_vision_kwargs(self, prefix: ImagePrefix, ids: torch.Tensor, inputs: dict,
                                  state: dict) -> dict:
@@ -278,7 +283,8 @@ class VLMAdapter(ABC):
             if tok in self._stop_ids:
                 break
             tokens.append(tok)
-            logits, cache = self._forward(torch.tensor([[tok]]), cache, pos, ext.state)
+            out = self._forward(torch.tensor([[tok]]), cache, pos, ext.state)
+            logits, cache = out.logits[0, -1].float(), out.cache
             pos += 1
         if meter:
             meter.generated_tokens += len(tokens)

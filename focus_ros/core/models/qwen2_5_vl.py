@@ -67,7 +67,7 @@ class Qwen25VLAdapter(VLMAdapter):
         return self._vision_kwargs(inputs, state, prefix.length)
 
     def _forward(self, input_ids: torch.Tensor, cache: Any, start: int, state: dict,
-                 vision: dict | None = None) -> tuple[torch.Tensor, Any]:
+                 vision: dict | None = None) -> Any:
         vision = dict(vision or {})
         if "position_ids" not in vision:
             n = input_ids.shape[1]
