@@ -250,6 +250,21 @@ class FocusPipeline:
             LOG.debug("model listed no targets (%r); using the question's", reply)
         return targets_from_question(question), "question"
 
+    def targets_and_prefix(self, image: np.ndarray, question: str, key: Hashable | None, meter: Meter,
+                           clock: _Clock, result: FocusResult, check: Callable[[], None],
+                           progress: Progress) -> tuple[list[Target], ImagePrefix]:
+        """The first two stages every search method shares: the question's targets (recorded in
+        ``result``) and the frame's cached prefix."""
+        progress("targets", 0, 0, None)
+        targets, result.target_source = self.extract_targets(question, meter)
+        result.question_type = question_type(question, targets)
+        result.targets = [t.phrase for t in targets]
+        clock.lap("targets")
+        check()
+        prefix, result.prefix_cached = self.prefix(image, key, meter)
+        clock.lap("prefill")
+        return targets, prefix
+
     def _focus(self, image: np.ndarray, choices: Choices, key: Hashable | None, meter: Meter, clock: _Clock,
                result: FocusResult, cancel: Callable[[], bool], progress: Progress) -> None:
         s, adapter = self.search, self.adapter
@@ -259,15 +274,8 @@ class FocusPipeline:
             if cancel():
                 raise Cancelled("cancelled")
 
-        progress("targets", 0, 0, None)
-        targets, result.target_source = self.extract_targets(question, meter)
-        result.question_type = question_type(question, targets)
-        result.targets = [t.phrase for t in targets]
-        clock.lap("targets")
-        check()
-        prefix, result.prefix_cached = self.prefix(image, key, meter)
+        targets, prefix = self.targets_and_prefix(image, question, key, meter, clock, result, check, progress)
         result.relevance_mapping = prefix.mapping
-        clock.lap("prefill")
         if not targets:
             # Nothing to look for: answer from the whole frame, as vanilla would.
             LOG.info("no targets in %r: answering from the whole frame", question)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..geometry import Box, CellRegion, GridMapping
 from ..models import ImagePrefix, Meter
-from ..targets import TYPE_SINGLE, question_type
+from ..targets import TYPE_SINGLE
 from .answer import Choices
 
 if TYPE_CHECKING:   # pragma: no cover
@@ -67,14 +67,7 @@ def run_random_windows(pipe: "FocusPipeline", image: np.ndarray, choices: Choice
     from ..pipeline import Region
 
     s, adapter, question = pipe.search, pipe.adapter, choices.stem
-    progress("targets", 0, 0, None)
-    targets, result.target_source = pipe.extract_targets(question, meter)
-    result.question_type = question_type(question, targets)
-    result.targets = [t.phrase for t in targets]
-    clock.lap("targets")
-    check()
-    prefix, result.prefix_cached = pipe.prefix(image, key, meter)
-    clock.lap("prefill")
+    targets, prefix = pipe.targets_and_prefix(image, question, key, meter, clock, result, check, progress)
     w, h = result.image_size
     if not targets:                      # nothing to look for: the whole frame, as FOCUS does
         pipe.respond(adapter.extend(prefix, adapter.question_text(question), meter), choices, meter, result)

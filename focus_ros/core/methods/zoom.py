@@ -36,7 +36,7 @@ import numpy as np
 
 from ..geometry import Box, crop
 from ..models import ImagePrefix, Meter
-from ..targets import TYPE_ALL, Target, question_type
+from ..targets import TYPE_ALL, Target
 from .answer import Choices
 
 if TYPE_CHECKING:   # pragma: no cover
@@ -159,14 +159,7 @@ def run_zoom(pipe: "FocusPipeline", image: np.ndarray, choices: Choices, key: Ha
     from ..pipeline import Region
 
     adapter, question = pipe.adapter, choices.stem
-    progress("targets", 0, 0, None)
-    targets, result.target_source = pipe.extract_targets(question, meter)
-    result.question_type = question_type(question, targets)
-    result.targets = [t.phrase for t in targets]
-    clock.lap("targets")
-    check()
-    prefix, result.prefix_cached = pipe.prefix(image, key, meter)
-    clock.lap("prefill")
+    targets, prefix = pipe.targets_and_prefix(image, question, key, meter, clock, result, check, progress)
     w, h = result.image_size
     root_box = Box(0, 0, w, h)
     chosen: list[Node] = []
