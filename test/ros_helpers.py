@@ -101,6 +101,12 @@ def expected_rgb(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
 
 # ----------------------------------------------------------------------------- ROS graph
 
+# Search settings for a question that keeps the model busy for a while: many small candidates,
+# all verified (~250 candidates x ~20 ms on the LLaVA miniature). Tests cancel it once they have
+# what they need, so it never runs to the end.
+LONG_SEARCH = {"search.max_steps": 300, "search.top_k_anchors": 300, "search.nms_iou": 1.0,
+               "search.min_anchor_distance": 1, "search.s_min": 2, "search.s_max": 3}
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
     """Poll ``predicate`` until it is truthy; returns its value, or raises TimeoutError."""
     deadline = time.monotonic() + timeout
@@ -249,6 +255,23 @@ class NodeHarness:
                                                 for k, v in values.items()])
         return list(self.result_of(cli.call_async(req), 10.0).results)
 
+    # ------------------------------------------------------------------ lifecycle (through its services)
+    def transition(self, transition_id: int, timeout: float = 120.0) -> bool:
+        """Request a lifecycle transition through ``change_state`` (what ``ros2 lifecycle set`` does)."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        cli = self.service_client(ChangeState, self.name("focus_node/change_state"))
+        req = ChangeState.Request(transition=Transition(id=transition_id))
+        return self.result_of(cli.call_async(req), timeout).success
+
+    def state(self) -> int:
+        """The node's lifecycle state id (lifecycle_msgs/State) from ``get_state``."""
+        from lifecycle_msgs.srv import GetState
+
+        cli = self.service_client(GetState, self.name("focus_node/get_state"))
+        return self.result_of(cli.call_async(GetState.Request()), 10.0).current_state.id
+
     # ------------------------------------------------------------------ teardown
     def close(self) -> None:
         import rclpy
@@ -266,3 +289,98 @@ class NodeHarness:
 def roi_inside(roi: Any, width: int, height: int) -> bool:
     return (roi.x_offset + roi.width <= width and roi.y_offset + roi.height <= height
             and roi.width > 0 and roi.height > 0)
+
+
+# ----------------------------------------------------------------------------- exactly-once accounting
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process in MiB (``VmRSS`` of /proc/<pid>/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
+
+
+class AnswerLog:
+    """Every ``FocusResult`` the node publishes on ``answer``, for counting answers per question.
+
+    :meth:`flush` makes the count exact without waiting for a while: it asks one more question
+    the node refuses at once (an unknown camera named ``sentinel<n>``) and waits for *its* result
+    on the topic. The answer writer is reliable and keeps its order, and the node publishes a
+    result before the caller gets it, so everything published before the sentinel is in by then.
+    """
+
+    def __init__(self, ros: "NodeHarness", topic: str = "answer"):
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        from focus_ros.msg import FocusResult
+
+        self.ros = ros
+        self.results: list = []
+        self._lock = threading.Lock()
+        self._sentinels = 0
+        self._sub = ros.client.create_subscription(
+            FocusResult, ros.name(topic), self._on_result, QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+        wait_for(lambda: ros.node._answer_pub is not None and ros.node._answer_pub.get_subscription_count() > 0)
+
+    def _on_result(self, msg: Any) -> None:
+        with self._lock:
+            self.results.append(msg)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        self._sentinels += 1
+        camera = f"sentinel{self._sentinels}"
+        res = self.ros.ask("sentinel question", camera=camera, timeout=timeout)
+        assert not res.success and "unknown camera" in res.message, res.message
+        wait_for(lambda: any(r.camera == camera for r in self.snapshot()), timeout)
+
+    def snapshot(self) -> list:
+        with self._lock:
+            return list(self.results)
+
+    def for_question(self, question: str) -> list:
+        return [r for r in self.snapshot() if r.question == question]
+
+    def close(self) -> None:
+        self.ros.client.destroy_subscription(self._sub)
+
+
+class RosoutLog:
+    """``rcl_interfaces/Log`` messages of the node's logger from ``/rosout`` (what ``rqt_console`` shows).
+
+    Give a module that reads /rosout a namespace of its own: rcl keys a process's rosout
+    publishers by logger name, and a same-named node of an earlier module, finalized late,
+    takes the shared entry (and with it this node's /rosout output) away."""
+
+    def __init__(self, ros: "NodeHarness"):
+        from rcl_interfaces.msg import Log
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+        self.ros, self.logger = ros, ros.node.get_logger().name
+        self.messages: list = []
+        self._lock = threading.Lock()
+        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        self._sub = ros.client.create_subscription(Log, "/rosout", self._on_log, qos)
+        wait_for(lambda: self._sub.get_publisher_count() > 0)
+
+    def _on_log(self, msg: Any) -> None:
+        if msg.name == self.logger:
+            with self._lock:
+                self.messages.append(msg)
+
+    def matching(self, *parts: str, level: int | None = None) -> list:
+        """Messages containing every one of ``parts`` (and of ``level``, e.g. Log.WARN)."""
+        with self._lock:
+            return [m for m in self.messages if all(p in m.msg for p in parts) and (level is None or m.level == level)]
+
+    def wait(self, *parts: str, level: int | None = None, timeout: float = 10.0) -> list:
+        try:
+            return wait_for(lambda: self.matching(*parts, level=level), timeout)
+        except TimeoutError:
+            with self._lock:
+                seen = "\n".join(f"  [{m.level}] {m.msg[:200]}" for m in self.messages[-15:])
+            raise TimeoutError(f"no /rosout message with {parts} within {timeout} s; the last ones:\n{seen}") from None
+
+    def close(self) -> None:
+        self.ros.client.destroy_subscription(self._sub)

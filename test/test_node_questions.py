@@ -11,7 +11,7 @@ import pytest
 from action_msgs.msg import GoalStatus
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import NodeHarness, roi_inside, sample_rgb, wait_for
+from ros_helpers import LONG_SEARCH, NodeHarness, roi_inside, sample_rgb, wait_for
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -22,10 +22,7 @@ BASE = {"search.target_extraction": "rule", "search.max_steps": 2, "search.overr
         "search.nms_iou": 0.3, "search.min_anchor_distance": 2, "search.s_min": 3, "search.s_max": 7,
         "method": "focus", "prefill_on_arrival": False, "relevance_encoding": "rgb8",
         "max_frame_age": 0.0}     # frames are reused across a slow (shared, 2-core) test run
-# Many small candidates, all verified: a question that keeps the model busy for a while.
-# (~250 candidates x ~20 ms on this miniature; the tests cancel it once they have what they need.)
-LONG = {"search.max_steps": 300, "search.top_k_anchors": 300, "search.nms_iou": 1.0,
-        "search.min_anchor_distance": 1, "search.s_min": 2, "search.s_max": 3}
+LONG = LONG_SEARCH          # a question that keeps the model busy until the test cancels it
 
 
 @pytest.fixture(scope="module")

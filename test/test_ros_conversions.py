@@ -176,3 +176,55 @@ def test_cv_bridge_converts_when_present_and_own_conversion_covers_its_refusals(
     assert refusing.calls == 1
     monkeypatch.setattr(conv, "_BRIDGE", None)
     assert conv.conversion_backend() == "numpy/opencv"
+
+
+# ----------------------------------------------------------------------------- size checks from headers only
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_compressed_size_reads_width_and_height_from_the_header_alone(fmt):
+    msg = rgb_to_compressed(sample_rgb(123, 45, seed=5), fmt)
+    assert conv.compressed_size(msg) == (123, 45)
+    msg.data = conv._to_array(np.frombuffer(bytes(msg.data)[:200], np.uint8))     # the header survives truncation
+    assert conv.compressed_size(msg) == (123, 45)
+
+
+def test_compressed_size_walks_past_exif_and_other_segments_before_the_frame_header():
+    import cv2
+
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((30, 40, 3), np.uint8))
+    app1 = b"\xff\xe1" + (2 + 5000).to_bytes(2, "big") + bytes(5000)                # a big EXIF-like segment
+    data = bytes(jpeg)[:2] + app1 + bytes(jpeg)[2:]
+    msg = rgb_to_compressed(sample_rgb(4, 4), "jpeg")
+    msg.data = conv._to_array(np.frombuffer(data, np.uint8))
+    assert conv.compressed_size(msg) == (40, 30)
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"\xff\xd8 not a jpeg", "corrupt JPEG: no marker"),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF" + bytes(12), r"no frame header \(SOF\)"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(4), "corrupt PNG: no IHDR"),
+    (b"GIF89a? surely not", "not a recognisable"),
+])
+def test_bytes_that_are_no_image_are_refused_by_compressed_size_with_a_decode_error(data, words):
+    msg = rgb_to_compressed(sample_rgb(4, 4), "jpeg")
+    msg.data = conv._to_array(np.frombuffer(data, np.uint8))
+    with pytest.raises(conv.ImageError, match=words) as err:
+        conv.compressed_size(msg)
+    assert err.value.kind == "decode"
+
+
+@pytest.mark.parametrize("size, kind", [((0, 5), "zero_size"), ((1, 1), "too_small"), ((5, 1), "too_small"),
+                                        ((8193, 10), "too_large"), ((10, 16384), "too_large")])
+def test_frame_sizes_outside_the_limits_are_refused_with_their_kind(size, kind):
+    with pytest.raises(conv.ImageError) as err:
+        conv.check_frame_size(*size, max_side=8192)
+    assert err.value.kind == kind
+    conv.check_frame_size(2, 2, max_side=8192)
+    conv.check_frame_size(8192, 2, max_side=8192)
+    conv.check_frame_size(100000, 2, max_side=0)              # 0: no upper limit
+
+
+def test_malformed_raw_messages_raise_image_errors_with_a_kind():
+    for msg, kind in ((_msg(step=8), "step"), (_msg(size=30), "data"), (_msg(encoding="yuv444"), "encoding")):
+        with pytest.raises(conv.ImageError) as err:
+            image_view(msg)
+        assert err.value.kind == kind

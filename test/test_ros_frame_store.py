@@ -90,3 +90,35 @@ def test_store_needs_a_camera_and_a_positive_size():
         FrameStore([], size=2)
     with pytest.raises(ValueError):
         FrameStore(["front"], size=0)
+
+
+def test_stamps_going_back_a_little_are_dropped_and_a_big_jump_back_is_a_clock_reset():
+    from focus_ros.ros.frame_store import CLOCK_RESET_NS, Added
+
+    store = FrameStore(["front"], size=4)
+    base = 100 * CLOCK_RESET_NS
+    assert store.add(_frame(stamp=base)) is Added.STORED
+    assert store.add(_frame(stamp=base + 10)) is Added.STORED
+    late = store.add(_frame(stamp=base + 5))                     # out of order: dropped, latest unchanged
+    assert late is Added.OUT_OF_ORDER and not late
+    assert store.latest("front").stamp_ns == base + 10 and store.newest_stamp("front") == base + 10
+    assert store.add(_frame(stamp=0)) is Added.STORED            # unstamped frames are never compared
+    reset = store.add(_frame(stamp=base - 5 * CLOCK_RESET_NS))    # clock reset: older frames forgotten
+    assert reset is Added.CLOCK_RESET and reset
+    assert store.stamps("front") == [base - 5 * CLOCK_RESET_NS]
+
+
+def test_latest_skips_frames_that_failed_to_decode_so_the_last_good_one_stays_usable():
+    def broken():
+        raise ValueError("cannot decode compressed image (jpeg, 12 bytes)")
+
+    store = FrameStore(["front"], size=4)
+    good = _frame(stamp=1)
+    bad = _frame(stamp=2, source="compressed", encoding="jpeg", decode=broken)
+    store.add(good)
+    store.add(bad)
+    assert store.latest("front") is bad                          # not known to be bad until decoded
+    with pytest.raises(ValueError):
+        bad.rgb()
+    assert bad.failed and store.latest("front") is good
+    assert store.latest("front", usable_only=False) is bad

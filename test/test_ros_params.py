@@ -35,17 +35,20 @@ def make_node():
         rclpy.try_shutdown(context=ctx)
 
 
-def test_every_parameter_is_declared_with_a_description_and_model_settings_are_read_only(make_node):
+def test_every_parameter_is_declared_with_a_description_and_start_up_settings_are_read_only(make_node):
     node = make_node()
     names = [s.name for s in all_specs()]
     assert len(names) == len(set(names))
     assert set(parameter_table()) <= set(names)
     for desc in node.describe_parameters(names):
         assert len(desc.description) > 15, desc.name
-        if desc.name.startswith(("model.", "qos.")) or desc.name in ("cameras", "queue_size", "frame_store_size"):
+        if desc.name.startswith("qos.") or desc.name in ("cameras", "queue_size", "frame_store_size"):
             assert desc.read_only, desc.name
-        if desc.name.startswith("search."):
+        if desc.name.startswith(("search.", "model.")):
+            # model.* is settable while unconfigured (test_reliability_params.py proves the refusal otherwise)
             assert not desc.read_only, desc.name
+        if desc.name.startswith("model."):
+            assert "only while the node is unconfigured" in desc.additional_constraints, desc.name
     (steps,) = node.describe_parameters(["search.max_steps"])
     assert steps.integer_range[0].from_value == 1
     (age,) = node.describe_parameters(["max_frame_age"])
@@ -87,7 +90,7 @@ def test_family_paper_defaults_apply_unless_the_user_set_the_search_value(make_n
     ("search.target_extraction", "magic", "target_extraction must be one of"),
     ("search.max_steps", 0, ""),
     ("method", "guess", "method must be one of"),
-    ("model.path", "/elsewhere", "read-only"),
+    ("model.family", "gpt", "model.family must be one of"),
     ("queue_size", 9, "read-only"),
     ("relevance_encoding", "bgr8", "one of"),
     ("max_frame_age", -1.0, ""),

@@ -8,8 +8,16 @@ converted to the H x W x 3 uint8 RGB array the model wants only when a question 
 
 When ROS 2's ``cv_bridge`` is importable it does the conversion to RGB (:func:`image_to_rgb`,
 :func:`compressed_to_rgb`); otherwise, or when it refuses an encoding, this module's own numpy /
-OpenCV conversion is used. Both paths raise :class:`ValueError` with a clear message for a
-malformed message (step too small, data too short, unknown encoding, undecodable bytes).
+OpenCV conversion is used. Both paths raise :class:`ImageError` (a :class:`ValueError`) with a
+clear message for a malformed message (step too small, data too short, unknown encoding,
+undecodable bytes); its ``kind`` says which problem it was, so a node can throttle its warnings
+per topic and problem.
+
+Size limits are checked from the message's header fields alone (:func:`check_frame_size`), and a
+compressed frame's size is read from its JPEG / PNG header without decoding it
+(:func:`compressed_size`): a 16384 x 16384 frame is refused before anything of its size is
+allocated, whether it arrives raw (the message itself is all the memory it takes) or as a
+288 KB PNG that would decode to 805 MB.
 
 The message-building helpers (:func:`numpy_to_image`, :func:`rgb_to_image`,
 :func:`rgb_to_compressed`) import ``sensor_msgs`` lazily, the decoding side works on any object
@@ -19,6 +27,7 @@ with the message's fields.
 from __future__ import annotations
 
 import array
+import io
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -66,11 +75,44 @@ def conversion_backend() -> str:
     return "cv_bridge" if _BRIDGE is not None else "numpy/opencv"
 
 
+# The smallest frame the pipeline answers about (core/pipeline.py refuses smaller ones).
+MIN_IMAGE_SIDE = 2
+
+
+class ImageError(ValueError):
+    """A frame that cannot be used; ``kind`` names the problem (for per-problem throttled warnings).
+
+    Kinds: ``zero_size``, ``too_small``, ``too_large``, ``odd_size`` (a YUV layout needs even
+    sides), ``encoding`` (unknown encoding, depth image), ``step`` (row stride), ``data`` (too
+    short, empty), ``decode`` (bytes that are not an image or do not decode).
+    """
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
 def _lookup(encoding: str) -> tuple[int, int, str]:
     spec = _ENCODINGS.get(encoding) or _ENCODINGS.get(encoding.lower())
     if spec is None:
-        raise ValueError(f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}")
+        raise ImageError("encoding", f"unsupported image encoding {encoding!r}; supported: "
+                                     f"{', '.join(SUPPORTED_ENCODINGS)}")
     return spec
+
+
+def check_frame_size(width: int, height: int, max_side: int = 0) -> None:
+    """Raise :class:`ImageError` when a ``width x height`` frame cannot be used; ``max_side`` 0: no upper limit.
+
+    Checked on the header fields before any pixel is touched, so an oversized frame costs nothing
+    beyond the message itself."""
+    if width <= 0 or height <= 0:
+        raise ImageError("zero_size", f"image has zero size ({width}x{height})")
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise ImageError("too_small", f"image is too small ({width}x{height}); at least {MIN_IMAGE_SIDE}x"
+                                      f"{MIN_IMAGE_SIDE} px are needed")
+    if max_side and max(width, height) > max_side:
+        raise ImageError("too_large", f"image is too large ({width}x{height}); the longer side may be at most "
+                                      f"{max_side} px (parameter max_image_side)")
 
 
 @dataclass(frozen=True)
@@ -104,32 +146,32 @@ def _as_buffer(data: Any) -> np.ndarray:
 def image_view(msg: Any) -> ImageView:
     """Validate a raw ``sensor_msgs/Image`` and return a zero-copy view of its pixels.
 
-    Raises ValueError for an unknown encoding, zero size, a ``step`` smaller than one row, a
+    Raises ImageError for an unknown encoding, zero size, a ``step`` smaller than one row, a
     ``step`` that is not a whole number of 16-bit words, or ``data`` shorter than ``step * height``.
     """
     encoding = str(msg.encoding)
     channels, depth, kind = _lookup(encoding)
     width, height, step = int(msg.width), int(msg.height), int(msg.step)
     if width <= 0 or height <= 0:
-        raise ValueError(f"image has zero size ({width}x{height})")
+        raise ImageError("zero_size", f"image has zero size ({width}x{height})")
     if kind in ("uyvy", "yuyv") and width % 2:
-        raise ValueError(f"{encoding} needs an even width, got {width}")
+        raise ImageError("odd_size", f"{encoding} needs an even width, got {width}")
     rows = height
     if kind in ("nv12", "nv21"):
         if width % 2 or height % 2:
-            raise ValueError(f"{encoding} needs an even width and height, got {width}x{height}")
+            raise ImageError("odd_size", f"{encoding} needs an even width and height, got {width}x{height}")
         rows = height * 3 // 2
     row_bytes = width * channels * depth
     if step < row_bytes:
-        raise ValueError(f"step {step} is smaller than one row of {width} px x {channels * depth} bytes "
-                         f"({row_bytes}) for encoding {encoding}")
+        raise ImageError("step", f"step {step} is smaller than one row of {width} px x {channels * depth} bytes "
+                                 f"({row_bytes}) for encoding {encoding}")
     if depth == 2 and step % 2:
-        raise ValueError(f"step {step} is odd; a 16-bit encoding ({encoding}) needs whole 2-byte words")
+        raise ImageError("step", f"step {step} is odd; a 16-bit encoding ({encoding}) needs whole 2-byte words")
     buf = _as_buffer(msg.data)
     need = step * rows
     if buf.size < need:
-        raise ValueError(f"image data is too short: {buf.size} bytes, expected step x rows = "
-                         f"{step} x {rows} = {need} ({width}x{height} {encoding})")
+        raise ImageError("data", f"image data is too short: {buf.size} bytes, expected step x rows = "
+                                 f"{step} x {rows} = {need} ({width}x{height} {encoding})")
     view = buf[:need].reshape(rows, step)
     if depth == 2:
         dtype = np.dtype(">u2" if int(getattr(msg, "is_bigendian", 0)) else "<u2")
@@ -180,33 +222,109 @@ def image_to_rgb(msg: Any, view: ImageView | None = None) -> np.ndarray:
             return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
         except Exception:                # an encoding cv_bridge refuses: use our own conversion
             pass
-    return view_to_rgb(view)
+    try:
+        return view_to_rgb(view)
+    except cv2.error as exc:             # callers handle bad frames as ValueError, not OpenCV's own type
+        raise ImageError("decode", f"OpenCV cannot convert this {view.width}x{view.height} {view.encoding} "
+                                   f"frame: {str(exc).strip().splitlines()[-1]}") from exc
 
 
 def compressed_to_rgb(msg: Any) -> np.ndarray:
     """H x W x 3 uint8 RGB of a ``sensor_msgs/CompressedImage`` (jpeg, png, anything OpenCV reads)."""
-    fmt = str(getattr(msg, "format", ""))
-    if "compresseddepth" in fmt.lower():
-        raise ValueError(f"compressed depth images ({fmt!r}) are not camera frames; subscribe to a colour stream")
-    buf = _as_buffer(msg.data)
-    if buf.size == 0:
-        raise ValueError(f"compressed image ({fmt or 'no format'}) has no data")
+    fmt, buf = _compressed_buffer(msg)
     if _BRIDGE is not None:
         try:
             return np.ascontiguousarray(_BRIDGE.compressed_imgmsg_to_cv2(msg, desired_encoding="rgb8"))
         except Exception:
             pass
     flag = getattr(cv2, "IMREAD_COLOR_RGB", None)
-    if flag is not None:
-        out = cv2.imdecode(buf, flag)
-    else:                                 # OpenCV < 4.10
-        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-        out = None if out is None else cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
+    try:
+        if flag is not None:
+            out = cv2.imdecode(buf, flag)
+        else:                             # OpenCV < 4.10
+            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            out = None if out is None else cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
+    except cv2.error as exc:              # e.g. a header OpenCV refuses outright
+        raise ImageError("decode", f"cannot decode compressed image ({fmt or 'no format'}, {buf.size} bytes): "
+                                   f"{str(exc).strip().splitlines()[-1]}") from exc
     if out is None:
-        raise ValueError(f"cannot decode compressed image ({fmt or 'no format'}, {buf.size} bytes)")
+        raise ImageError("decode", f"cannot decode compressed image ({fmt or 'no format'}, {buf.size} bytes)")
     if out.dtype != np.uint8:
         out = (out >> 8).astype(np.uint8)
     return out
+
+
+def _compressed_buffer(msg: Any) -> tuple[str, np.ndarray]:
+    fmt = str(getattr(msg, "format", ""))
+    if "compresseddepth" in fmt.lower():
+        raise ImageError("encoding", f"compressed depth images ({fmt!r}) are not camera frames; subscribe to a "
+                                     f"colour stream")
+    buf = _as_buffer(msg.data)
+    if buf.size == 0:
+        raise ImageError("data", f"compressed image ({fmt or 'no format'}) has no data")
+    return fmt, buf
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (they carry the size); C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(buf: np.ndarray) -> tuple[int, int]:
+    """(width, height) from the first start-of-frame segment, walking the markers before it."""
+    n, i = int(buf.size), 2
+    while i + 4 <= n:
+        if int(buf[i]) != 0xFF:
+            raise ImageError("decode", f"corrupt JPEG: no marker at byte {i}")
+        marker = int(buf[i + 1])
+        if marker == 0xFF:                       # fill byte before a marker
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            i += 2                               # markers without a length
+            continue
+        if marker in (0xD9, 0xDA):
+            raise ImageError("decode", "corrupt JPEG: image data starts before any frame header (SOF)")
+        length = (int(buf[i + 2]) << 8) | int(buf[i + 3])
+        if length < 2:
+            raise ImageError("decode", f"corrupt JPEG: segment length {length} at byte {i}")
+        if marker in _JPEG_SOF:
+            if i + 9 > n:
+                break
+            height = (int(buf[i + 5]) << 8) | int(buf[i + 6])
+            width = (int(buf[i + 7]) << 8) | int(buf[i + 8])
+            return width, height
+        i += 2 + length
+    raise ImageError("decode", f"corrupt JPEG: no frame header (SOF) in {n} bytes (truncated?)")
+
+
+def compressed_size(msg: Any) -> tuple[int, int]:
+    """(width, height) of a ``sensor_msgs/CompressedImage`` from its header only, nothing decoded.
+
+    JPEG and PNG are parsed here (no copy of the bytes); any other format is probed with Pillow,
+    which also reads only the header. Raises :class:`ImageError` for an empty message, a depth
+    image, or bytes that are not a recognisable image.
+    """
+    fmt, buf = _compressed_buffer(msg)
+    head = bytes(buf[:8])
+    if head[:2] == b"\xff\xd8":
+        return _jpeg_size(buf)
+    if head == _PNG_SIGNATURE:
+        if buf.size < 24 or bytes(buf[12:16]) != b"IHDR":
+            raise ImageError("decode", f"corrupt PNG: no IHDR header in {buf.size} bytes")
+        width = int.from_bytes(bytes(buf[16:20]), "big")
+        height = int.from_bytes(bytes(buf[20:24]), "big")
+        return width, height
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(io.BytesIO(buf.tobytes())) as probe:      # lazy: reads the header only
+            return int(probe.size[0]), int(probe.size[1])
+    except PILImage.DecompressionBombError as exc:     # Pillow's own limit; ours is checked by the caller
+        raise ImageError("too_large", f"compressed image ({fmt or 'no format'}) is far too large ({exc})") from exc
+    except Exception as exc:                            # UnidentifiedImageError, OSError, SyntaxError ...
+        raise ImageError("decode", f"compressed image ({fmt or 'no format'}, {buf.size} bytes) is not a "
+                                   f"recognisable JPEG, PNG or other image") from exc
 
 
 # --------------------------------------------------------------------- numpy -> messages
@@ -292,6 +410,6 @@ def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", header: Any = None, qu
 
 
 __all__ = [
-    "SUPPORTED_ENCODINGS", "ImageView", "conversion_backend", "image_view", "view_to_rgb", "image_to_rgb",
+    "SUPPORTED_ENCODINGS", "MIN_IMAGE_SIDE", "ImageError", "ImageView", "check_frame_size", "compressed_size", "conversion_backend", "image_view", "view_to_rgb", "image_to_rgb",
     "compressed_to_rgb", "numpy_to_image", "rgb_to_image", "rgb_to_compressed",
 ]

@@ -15,12 +15,18 @@ Threads (see README "ROS 2 node"):
   the latest frame (``prefill_on_arrival``).
 
 Every question ends in exactly one ``focus_ros/FocusResult``: published on ``answer`` and handed
-to its caller, with ``status`` OK, ERROR, CANCELED or BUSY.
+to its caller, with ``status`` OK, ERROR, CANCELED or BUSY. That holds for hostile input too (see
+README "Reliability"): frames that cannot be used are dropped at intake with a warning throttled
+per topic and problem (the last good frame stays in use), questions that cannot be answered get
+an error at once, an exception inside the model fails only its own question, and running out of
+memory (CUDA or host) is reported and the cached frame prefixes are released.
 """
 
 from __future__ import annotations
 
 import gc
+import json
+import os
 import threading
 import time
 import traceback
@@ -29,10 +35,13 @@ from functools import partial
 from typing import Any, Callable
 
 import rclpy.lifecycle
+import torch
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.duration import Duration
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.publisher import Publisher
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.service import Service
 from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image
@@ -44,14 +53,52 @@ from focus_ros.srv import Ask
 
 from ..core.pipeline import Cancelled, FocusPipeline
 from . import visualization as viz
-from .conversions import compressed_to_rgb, conversion_backend, image_to_rgb, image_view, rgb_to_image
-from .frame_store import Frame, FrameStore
-from .params import NodeParameters, NodeSettings
+from .conversions import (ImageError, check_frame_size, compressed_size, compressed_to_rgb, conversion_backend,
+                          image_to_rgb, image_view, rgb_to_image)
+from .frame_store import Added, Frame, FrameStore
+from .params import NodeParameters, NodeSettings, layer_range_problem
 from .results import (STATUS_BUSY, STATUS_CANCELED, STATUS_ERROR, STATUS_OK, base_result, error_result,
                       fill_result, roi_from_box)
 
 NODE_NAME = "focus_node"
 DEFAULT_NAMESPACE = "focus"
+
+# One warning per topic and problem at most this often; the next one says how many were suppressed.
+WARN_THROTTLE_S = 5.0
+# rclpy sends a service response / action result after our callback returns: give those sends
+# this long before the service and the action server are destroyed (deactivate, shutdown).
+RESPONSE_GRACE_S = 0.25
+# How long deactivate / shutdown waits for subscribers to acknowledge the last answers.
+ANSWER_ACK_TIMEOUT_S = 1.0
+# Requests (ask calls, action goals / results / cancels) the middleware holds until the executor
+# takes them. The services default (keep last 10) silently drops requests beyond ten concurrent
+# callers, and those callers then wait forever; a BUSY answer is cheap, a lost request is not.
+REQUEST_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+# Questions are quoted in logs up to this many characters.
+LOG_QUESTION_CHARS = 120
+
+# torch.OutOfMemoryError (torch >= 2.5; older: torch.cuda.OutOfMemoryError) is what CUDA raises.
+_TORCH_OOM = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", MemoryError)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA out-of-memory, Python's MemoryError (numpy) and torch's CPU allocator failure."""
+    if isinstance(exc, (MemoryError, _TORCH_OOM)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _quote(text: str) -> str:
+    """``text`` for a log line: repr (escapes control characters), cut to LOG_QUESTION_CHARS."""
+    if len(text) <= LOG_QUESTION_CHARS:
+        return repr(text)
+    return f"{text[:LOG_QUESTION_CHARS]!r}... ({len(text)} characters)"
 
 
 class Job:
@@ -62,6 +109,7 @@ class Job:
         self.question = question
         self.camera = camera
         self.source = source                        # "topic", "service" or "action"
+        self.by_stamp = False                       # the caller named the frame (no fallback to another)
         self.user_cancel = cancel or (lambda: False)
         self.cancel: Callable[[], bool] = self.user_cancel     # the node adds its own stop check
         self.feedback = feedback
@@ -151,7 +199,18 @@ class FocusNode(rclpy.lifecycle.Node):
         self.pipeline: FocusPipeline | None = None
         self.frames: FrameStore | None = None
         self.last_error = ""                 # why the last transition failed (also logged)
-        self.stats: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()   # updated through _count (several threads write it)
+        self._stats_lock = threading.Lock()
+        self._throttle: dict[tuple[str, str], tuple[float, int]] = {}
+        self._throttle_lock = threading.Lock()
+        # Closing and queueing happen under this lock, so no question slips into a queue that is
+        # being drained (it would never be answered).
+        self._gate = threading.Lock()
+        # True from the start of configure until the model is released: model.* cannot change then.
+        self._model_busy = False
+        self._model_lock = threading.Lock()
+        self.params.model_change_refusal = self._model_change_refusal
+        self.params.model_layers = self._model_layers
         self._jobs: _JobQueue | None = None
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
@@ -175,10 +234,27 @@ class FocusNode(rclpy.lifecycle.Node):
 
     # ================================================================== lifecycle
     def on_configure(self, state: Any) -> TransitionCallbackReturn:
+        with self._model_lock:
+            self._model_busy = True           # from here on model.* is what we load
+        result = self._configure()
+        if result != TransitionCallbackReturn.SUCCESS:
+            with self._model_lock:
+                self._model_busy = False      # nothing loaded: model.* may be corrected and configure retried
+        return result
+
+    def _configure(self) -> TransitionCallbackReturn:
+        path = str(self.params.get("model.path"))
+        if os.path.isabs(path) or path.startswith((".", "~")):
+            # A local path that is not there: say so, rather than the hub client's "invalid repo id".
+            if not os.path.exists(os.path.expanduser(path)):
+                return self._fail_transition(f"configure failed: model path {path!r} does not exist")
         try:
             settings = self.params.settings()
             model_cfg, search_cfg = self.params.configs()
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:      # reading model_type from a broken config.json
+            return self._fail_transition(f"configure failed: cannot load model {path!r}: its config.json is not "
+                                         f"valid JSON ({exc})")
+        except (TypeError, ValueError) as exc:
             return self._fail_transition(f"configure failed: invalid parameters: {exc}")
         self.get_logger().info(f"loading model {model_cfg.path!r} (family {model_cfg.family}, device "
                                f"{model_cfg.device}, dtype {model_cfg.dtype}, "
@@ -186,9 +262,13 @@ class FocusNode(rclpy.lifecycle.Node):
         t0 = time.perf_counter()
         try:
             pipeline = FocusPipeline.from_configs(model_cfg, search_cfg)
-        except Exception as exc:  # OSError, ValueError, RuntimeError from transformers/torch
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            return self._fail_transition(f"configure failed: cannot load model {model_cfg.path!r}: {first}")
+        except Exception as exc:  # OSError, ValueError, RuntimeError, safetensors errors ... from the loaders
+            return self._fail_transition(f"configure failed: cannot load model {model_cfg.path!r}: "
+                                         f"{type(exc).__name__}: {_first_line(exc)}")
+        problem = layer_range_problem(search_cfg.layer_start, search_cfg.layer_end, pipeline.adapter.num_layers)
+        if problem:
+            pipeline.adapter.release()
+            return self._fail_transition(f"configure failed: invalid parameters: {problem}")
         self.pipeline, self.settings = pipeline, settings
         self.frames = FrameStore(list(settings.cameras), settings.frame_store_size)
         self.params.show_effective(search_cfg)
@@ -212,21 +292,25 @@ class FocusNode(rclpy.lifecycle.Node):
                 group = MutuallyExclusiveCallbackGroup()
                 subs = []
                 if s.image_transport in ("raw", "both"):
+                    topic = self.resolve_topic_name(base)          # with remapping: what warnings name
                     subs.append(self.create_subscription(
-                        Image, base, partial(self._on_image, camera), s.qos["image"], callback_group=group))
+                        Image, base, partial(self._on_image, camera, topic), s.qos["image"], callback_group=group))
                 if s.image_transport in ("compressed", "both"):
+                    topic = self.resolve_topic_name(f"{base}/compressed")
                     subs.append(self.create_subscription(
-                        CompressedImage, f"{base}/compressed", partial(self._on_compressed, camera), s.qos["image"],
-                        callback_group=group))
+                        CompressedImage, f"{base}/compressed", partial(self._on_compressed, camera, topic),
+                        s.qos["image"], callback_group=group))
                 self._camera_topics[camera] = [sub.topic_name for sub in subs]
                 self._entities.extend(subs)
             self._entities.append(self.create_subscription(
                 String, "question", self._on_question, s.qos["question"], callback_group=self._requests_group))
             self._entities.append(self.create_service(
-                Ask, "ask", self._on_ask, callback_group=self._requests_group))
+                Ask, "ask", self._on_ask, qos_profile=REQUEST_QOS, callback_group=self._requests_group))
             self._action_server = ActionServer(
                 self, Query, "query", execute_callback=self._execute_query, goal_callback=self._on_goal,
-                cancel_callback=self._on_cancel, callback_group=self._requests_group)
+                cancel_callback=self._on_cancel, callback_group=self._requests_group,
+                goal_service_qos_profile=REQUEST_QOS, result_service_qos_profile=REQUEST_QOS,
+                cancel_service_qos_profile=REQUEST_QOS)
         except Exception as exc:
             self._destroy_entities()
             return self._fail_transition(f"activate failed: {exc}")
@@ -247,6 +331,17 @@ class FocusNode(rclpy.lifecycle.Node):
         self._release_model()
         self.get_logger().info("cleaned up: model released")
         return TransitionCallbackReturn.SUCCESS
+
+    def _model_change_refusal(self) -> str | None:
+        with self._model_lock:
+            if not self._model_busy:
+                return None
+        return ("read-only while a model is loaded or loading (the node is configured): clean up first "
+                "(ros2 lifecycle set <node> cleanup), then set it and configure again")
+
+    def _model_layers(self) -> int | None:
+        pipeline = self.pipeline
+        return pipeline.adapter.num_layers if pipeline is not None and pipeline.adapter.model is not None else None
 
     def on_shutdown(self, state: Any) -> TransitionCallbackReturn:
         self.release()
@@ -276,18 +371,28 @@ class FocusNode(rclpy.lifecycle.Node):
             pipeline.adapter.release()
             del pipeline
             gc.collect()
-            try:
-                import torch
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        with self._model_lock:
+            self._model_busy = False
 
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-            except ImportError:    # pragma: no cover
-                pass
+    def _release_memory(self) -> None:
+        """After running out of memory: drop the cached frame prefixes and give freed memory back."""
+        pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.clear_cache()
+        self._prefilled_uid = 0
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _stop_worker(self, reason: str) -> None:
-        if not self._closing:
-            self._closing_reason = reason
-        self._closing = True
+        with self._gate:
+            if not self._closing:
+                self._closing_reason = reason
+            self._closing = True
+        with self._waiting_lock:
+            had_callers = self._waiting > 0         # service / action callers to answer before leaving
         self._stop.set()
         jobs = self._jobs
         if jobs is not None:
@@ -307,8 +412,21 @@ class FocusNode(rclpy.lifecycle.Node):
                 if self._waiting == 0:
                     break
             time.sleep(0.01)
+        if had_callers:
+            # Our callbacks have returned; rclpy sends a service response right after, and an
+            # action result from a task the executor schedules next. Give both the time to go out
+            # before the service and the action server are destroyed.
+            time.sleep(RESPONSE_GRACE_S)
 
     def _destroy_entities(self) -> None:
+        answer_pub = self._answer_pub
+        if answer_pub is not None:
+            # The last answers (CANCELED ones from a stop included) must reach reliable subscribers:
+            # a writer destroyed with unacknowledged samples loses them.
+            try:
+                answer_pub.wait_for_all_acked(Duration(seconds=ANSWER_ACK_TIMEOUT_S))
+            except Exception as exc:    # pragma: no cover - context already shut down
+                self.get_logger().debug(f"answers not acknowledged: {exc}")
         if self._action_server is not None:
             try:
                 self._action_server.destroy()
@@ -334,31 +452,110 @@ class FocusNode(rclpy.lifecycle.Node):
             if p.name.startswith("search.") and self.pipeline is not None:
                 self.get_logger().info(f"{p.name} = {p.value!r} (applies to the next question)")
 
+    # ================================================================== counters and throttled reports
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._stats_lock:
+            self.stats[key] += n
+
+    def _report(self, topic: str, kind: str, text: str, info: bool = False) -> None:
+        """Log ``topic: text`` at most once per WARN_THROTTLE_S for this topic and problem ``kind``."""
+        now = time.monotonic()
+        with self._throttle_lock:
+            last, suppressed = self._throttle.get((topic, kind), (None, 0))
+            if last is not None and now - last < WARN_THROTTLE_S:
+                self._throttle[(topic, kind)] = (last, suppressed + 1)
+                return
+            self._throttle[(topic, kind)] = (now, 0)
+        more = f" ({suppressed} more like this in the last {now - last:.0f} s)" if suppressed and last else ""
+        # Two call sites: rclpy refuses one call site logging at two severities.
+        if info:
+            self.get_logger().info(f"{topic}: {text}{more}")
+        else:
+            self.get_logger().warning(f"{topic}: {text}{more}")
+
     # ================================================================== intake
-    def _on_image(self, camera: str, msg: Image) -> None:
+    def _on_image(self, camera: str, topic: str, msg: Image) -> None:
+        self._guarded(topic, self._take_image, camera, topic, msg)
+
+    def _on_compressed(self, camera: str, topic: str, msg: CompressedImage) -> None:
+        self._guarded(topic, self._take_compressed, camera, topic, msg)
+
+    def _guarded(self, topic: str, handler: Callable[..., None], *args: Any) -> None:
+        """Run an intake handler; an unexpected exception is reported and the frame dropped. An
+        exception escaping a callback would end the executor's spin, and with it the node."""
         try:
+            handler(*args)
+        except Exception as exc:
+            self._count("intake_errors")
+            self._report(topic, "intake_error", f"frame dropped after an unexpected error: {type(exc).__name__}: "
+                                                f"{_first_line(exc)}\n{traceback.format_exc()}")
+
+    def _take_image(self, camera: str, topic: str, msg: Image) -> None:
+        try:
+            # Before the data is looked at: a huge frame costs nothing beyond its message.
+            check_frame_size(int(msg.width), int(msg.height), self._max_image_side())
             view = image_view(msg)
-        except ValueError as exc:
-            self.stats["frames_malformed"] += 1
-            self.get_logger().warning(f"dropping a frame from camera {camera!r}: {exc}", throttle_duration_sec=5.0)
+        except ImageError as exc:
+            self._reject(camera, topic, exc)
             return
         self._store(Frame(camera, _stamp_ns(msg.header.stamp), msg.header.frame_id,
                           decode=partial(image_to_rgb, msg, view), source="raw", encoding=msg.encoding,
-                          width=view.width, height=view.height, header=msg.header,
+                          width=view.width, height=view.height, header=msg.header, topic=topic,
                           received_ns=self.get_clock().now().nanoseconds))
 
-    def _on_compressed(self, camera: str, msg: CompressedImage) -> None:
+    def _take_compressed(self, camera: str, topic: str, msg: CompressedImage) -> None:
+        try:
+            width, height = compressed_size(msg)       # header only: a decompression bomb is never decoded
+            check_frame_size(width, height, self._max_image_side())
+        except ImageError as exc:
+            self._reject(camera, topic, exc)
+            return
         self._store(Frame(camera, _stamp_ns(msg.header.stamp), msg.header.frame_id,
                           decode=partial(compressed_to_rgb, msg), source="compressed", encoding=msg.format,
-                          header=msg.header, received_ns=self.get_clock().now().nanoseconds))
+                          width=width, height=height, header=msg.header, topic=topic,
+                          received_ns=self.get_clock().now().nanoseconds))
+
+    def _max_image_side(self) -> int:
+        return int(self.get_parameter("max_image_side").value)
+
+    def _reject(self, camera: str, topic: str, exc: ImageError) -> None:
+        self._count("frames_malformed")
+        self._count(f"frames_rejected_{exc.kind}")
+        self._report(topic, exc.kind, f"frame dropped: {exc}; camera {camera!r} keeps its last good frame")
+        self._count("frames_received")
 
     def _store(self, frame: Frame) -> None:
         frames, settings, jobs = self.frames, self.settings, self._jobs
         if frames is None or settings is None:
             return
-        self.stats["frames_received"] += 1
-        frames.add(frame)
-        if jobs is not None and frame.camera == settings.cameras[0] and self.get_parameter("prefill_on_arrival").value:
+        topic = frame.topic
+        previous = frames.latest(frame.camera, usable_only=False)
+        newest = frames.newest_stamp(frame.camera)
+        added = frames.add(frame)
+        if added is Added.OUT_OF_ORDER:
+            self._count("frames_out_of_order")
+            self._report(topic, "stamp_backwards",
+                         f"frame dropped: its stamp {_stamp_text(frame.stamp_ns)} is "
+                         f"{(newest - frame.stamp_ns) / 1e9:.3f} s older than the newest frame "
+                         f"({_stamp_text(newest)}), out of order; camera {frame.camera!r} keeps its latest frame")
+        elif added is Added.CLOCK_RESET:
+            self._count("clock_resets")
+            self._report(topic, "clock_reset",
+                         f"stamp jumped back {(newest - frame.stamp_ns) / 1e9:.1f} s (from {_stamp_text(newest)} to "
+                         f"{_stamp_text(frame.stamp_ns)}): the sender's clock was reset (bag loop, simulator "
+                         f"restart?); the older frames of camera {frame.camera!r} are forgotten")
+        if not frame.stamp_ns:
+            self._count("frames_unstamped")
+            self._report(topic, "stamp_zero", "frame has no stamp (0): its age is taken from its arrival and it "
+                                              "cannot be asked for by stamp")
+        if added and previous is not None and previous.width and frame.width and \
+                (previous.width, previous.height) != (frame.width, frame.height):
+            self._count("resolution_changes")
+            self._report(topic, "resolution", f"resolution changed from {previous.width}x{previous.height} to "
+                                              f"{frame.width}x{frame.height}", info=True)
+        self._count("frames_received")
+        if added and jobs is not None and frame.camera == settings.cameras[0] and \
+                self.get_parameter("prefill_on_arrival").value:
             jobs.poke()
 
     # ================================================================== requests
@@ -400,13 +597,26 @@ class FocusNode(rclpy.lifecycle.Node):
 
     def _submit(self, job: Job, stamp: Any = None) -> None:
         """Check the request and queue it; any problem finishes the job at once with one error."""
+        try:
+            self._check_and_queue(job, stamp)
+        except Exception as exc:      # a bug must cost this question an error, not the caller its answer
+            self._count("internal_errors")
+            self.get_logger().error(f"unexpected error taking {_quote(job.question)}: {exc}\n{traceback.format_exc()}")
+            self._finish_error(job, STATUS_ERROR, f"internal error: {type(exc).__name__}: {_first_line(exc)}")
+
+    def _check_and_queue(self, job: Job, stamp: Any) -> None:
         job.cancel = lambda: self._closing or job.user_cancel()
         if self._closing or self._jobs is None or self.frames is None or self.settings is None:
             self._finish_error(job, STATUS_ERROR, "the node is not active (configure and activate it first)")
             return
-        self.stats["questions"] += 1
+        self._count("questions")
         if not job.question.strip():
             self._finish_error(job, STATUS_ERROR, "question is empty")
+            return
+        limit = int(self.get_parameter("max_question_length").value)
+        if len(job.question) > limit:
+            self._finish_error(job, STATUS_ERROR, f"question is too long: {len(job.question)} characters "
+                                                  f"(max_question_length {limit})")
             return
         cameras = self.settings.cameras
         camera = job.camera or cameras[0]
@@ -416,6 +626,7 @@ class FocusNode(rclpy.lifecycle.Node):
             return
         job.method = str(self.get_parameter("method").value)
         want = _stamp_ns(stamp) if stamp is not None else 0
+        job.by_stamp = bool(want)
         if want:
             tol = int(float(self.get_parameter("stamp_tolerance").value) * 1e9)
             frame = self.frames.find(camera, want, tol)
@@ -429,25 +640,42 @@ class FocusNode(rclpy.lifecycle.Node):
         else:
             frame = self.frames.latest(camera)
             if frame is None:
+                failed = self.frames.latest(camera, usable_only=False)
+                if failed is not None:
+                    self._finish_error(job, STATUS_ERROR, f"no usable frame from camera {camera!r}: "
+                                                          f"{failed._error or 'its frames could not be decoded'}")
+                    return
                 topics = ", ".join(self._camera_topics.get(camera, [])) or "(no topics)"
                 self._finish_error(job, STATUS_ERROR, f"no frame yet from camera {camera!r}: nothing received on "
                                                       f"{topics}")
                 return
-            max_age = float(self.get_parameter("max_frame_age").value)
-            if max_age > 0:
-                now = self.get_clock().now().nanoseconds
-                age = (now - frame.stamp_ns) if frame.stamp_ns else (now - frame.received_ns)
-                if age > max_age * 1e9:
-                    job.frame = frame
-                    self._finish_error(job, STATUS_ERROR, f"latest frame from camera {camera!r} is {age / 1e9:.1f} s "
-                                                          f"old (max_frame_age {max_age:g} s): is the camera still "
-                                                          f"publishing, and are the clocks in sync?")
-                    return
+            age_error = self._age_error(frame)
+            if age_error:
+                job.frame = frame
+                self._finish_error(job, STATUS_ERROR, age_error)
+                return
         job.frame = frame
-        if not self._jobs.put(job):
-            self.stats["busy"] += 1
+        with self._gate:                  # not while a stop drains the queue (see _stop_worker)
+            closing = self._closing
+            queued = not closing and self._jobs.put(job)
+        if closing:
+            self._finish_error(job, STATUS_CANCELED, f"not answered: {self._closing_reason}")
+        elif not queued:
+            self._count("busy")
             self._finish_error(job, STATUS_BUSY, f"busy: {self._jobs.size} question(s) already waiting "
                                                  f"(queue_size {self._jobs.size}); try again later")
+
+    def _age_error(self, frame: Frame) -> str | None:
+        """Why the latest ``frame`` is too old to answer about (None when it is fresh enough)."""
+        max_age = float(self.get_parameter("max_frame_age").value)
+        if max_age <= 0:
+            return None
+        now = self.get_clock().now().nanoseconds
+        age = (now - frame.stamp_ns) if frame.stamp_ns else (now - frame.received_ns)
+        if age <= max_age * 1e9:
+            return None
+        return (f"latest frame from camera {frame.camera!r} is {age / 1e9:.1f} s old (max_frame_age {max_age:g} s): "
+                f"is the camera still publishing, and are the clocks in sync?")
 
     def _wait(self, job: Job, withdraw: Callable[[], bool] | None = None) -> None:
         """Block this executor thread (only) until ``job`` has its result."""
@@ -487,15 +715,17 @@ class FocusNode(rclpy.lifecycle.Node):
             except Exception as exc:     # context already shut down
                 self.get_logger().debug(f"cannot publish the answer: {exc}")
         job.done.set()
-        self.stats[f"status_{msg.status}"] += 1
+        self._count(f"status_{msg.status}")
         if msg.status == STATUS_OK:
             roi = msg.selected_roi
             self.get_logger().info(
-                f"[{job.camera}] {job.question!r} -> {msg.answer!r} roi=({roi.x_offset},{roi.y_offset},"
+                f"[{job.camera}] {_quote(job.question)} -> {msg.answer!r} roi=({roi.x_offset},{roi.y_offset},"
                 f"{roi.width}x{roi.height}) conf={msg.confidence:.2f} passes={msg.forward_passes} "
                 f"latency={msg.latency.sec + msg.latency.nanosec * 1e-9:.2f}s via {job.source}")
+        elif msg.status == STATUS_BUSY:     # a flood of questions must not flood the log as well
+            self._report("questions", "busy", f"{_quote(job.question)} via {job.source}: {msg.error}")
         else:
-            self.get_logger().warning(f"[{job.camera}] {job.question!r} via {job.source}: {msg.error}")
+            self.get_logger().warning(f"[{job.camera}] {_quote(job.question)} via {job.source}: {msg.error}")
 
     # ================================================================== worker
     def _worker_loop(self) -> None:
@@ -511,8 +741,12 @@ class FocusNode(rclpy.lifecycle.Node):
             try:
                 self._process(job)
             except Exception as exc:        # never let one question kill the worker
-                self.get_logger().error(f"unexpected error: {exc}\n{traceback.format_exc()}")
-                self._finish_error(job, STATUS_ERROR, f"internal error: {type(exc).__name__}: {exc}")
+                self._count("internal_errors")
+                size = f"{job.frame.width}x{job.frame.height} " if job.frame is not None else ""
+                self.get_logger().error(f"unexpected error on {_quote(job.question)} ({size}frame): {exc}\n"
+                                        f"{traceback.format_exc()}")
+                self._finish_error(job, STATUS_ERROR, f"internal error while answering about the {size}frame: "
+                                                      f"{type(exc).__name__}: {_first_line(exc)}")
 
     def _maybe_prefill(self) -> None:
         if not self.get_parameter("prefill_on_arrival").value or self.frames is None or self.pipeline is None:
@@ -521,11 +755,17 @@ class FocusNode(rclpy.lifecycle.Node):
         if frame is None or frame.uid == self._prefilled_uid:
             return
         self._prefilled_uid = frame.uid
+        oom = False
         try:
             self.pipeline.prefix(frame.rgb(), key=frame.uid)
-            self.stats["prefills"] += 1
+            self._count("prefills")
         except Exception as exc:
-            self.get_logger().warning(f"prefill of the latest frame failed: {exc}", throttle_duration_sec=5.0)
+            oom = is_out_of_memory(exc)
+            self._report(frame.topic or frame.camera, "prefill", f"prefill of the latest frame failed: "
+                                                                 f"{type(exc).__name__}: {_first_line(exc)}")
+        if oom:                              # outside the except block: its traceback holds the tensors
+            self._count("out_of_memory")
+            self._release_memory()
 
     def _process(self, job: Job) -> None:
         job.started = True
@@ -539,13 +779,10 @@ class FocusNode(rclpy.lifecycle.Node):
                 pipeline.search = self.params.search_config()
             except ValueError as exc:        # cannot happen: every change was validated
                 self.get_logger().error(f"search settings not applied: {exc}")
+        image, out_of_memory = None, ""
         try:
-            image = job.frame.rgb()
-        except ValueError as exc:
-            self._finish_error(job, STATUS_ERROR, str(exc))
-            return
-        progress = self._progress_for(job, image.shape[1], image.shape[0]) if job.feedback else None
-        try:
+            image = self._decode(job)
+            progress = self._progress_for(job, image.shape[1], image.shape[0]) if job.feedback else None
             result = pipeline.run(image, job.question, method=job.method, frame_key=job.frame.uid,
                                   cancel=job.cancel, progress=progress)
         except Cancelled:
@@ -554,9 +791,47 @@ class FocusNode(rclpy.lifecycle.Node):
         except ValueError as exc:
             self._finish_error(job, STATUS_ERROR, str(exc))
             return
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise                         # the worker loop reports it as an internal error
+            out_of_memory = f"{type(exc).__name__}: {_first_line(exc)}"
+        if out_of_memory:
+            # Released here, after the except block: until then its traceback keeps the question's
+            # tensors (KV caches, activations) alive and emptying the CUDA cache would free nothing.
+            del image
+            self._release_memory()
+            self._count("out_of_memory")
+            self.get_logger().error(f"out of memory on {_quote(job.question)} about the {job.frame.width}x"
+                                    f"{job.frame.height} frame: {out_of_memory}; cached frame prefixes released"
+                                    f"{self._cuda_memory_note()}")
+            self._finish_error(job, STATUS_ERROR, f"out of memory while answering about the {job.frame.width}x"
+                                                  f"{job.frame.height} frame ({out_of_memory}); cached frame "
+                                                  f"prefixes were released and the node goes on")
+            return
         msg = fill_result(self._new_result(job), result, time.monotonic() - job.requested)
         self._finish(job, msg)
         self._publish_relevance(job, result, image)
+
+    def _decode(self, job: Job) -> Any:
+        """The job's frame as RGB. When the latest frame does not decode, the newest good one (still
+        fresh enough) is analysed instead: a camera's occasional corrupt frame costs no answer."""
+        while True:
+            try:
+                return job.frame.rgb()
+            except ValueError as exc:
+                failed = job.frame
+                self._count("frames_undecodable")
+                self._report(failed.topic or failed.camera, "undecodable", str(exc))
+                fallback = None if job.by_stamp or self.frames is None else self.frames.latest(job.camera)
+                if fallback is None or fallback is failed or self._age_error(fallback):
+                    raise
+                job.frame = fallback
+
+    def _cuda_memory_note(self) -> str:
+        if not torch.cuda.is_available():
+            return ""
+        return (f" (CUDA: {torch.cuda.memory_allocated() / 2**20:.0f} MiB allocated, "
+                f"{torch.cuda.memory_reserved() / 2**20:.0f} MiB reserved after release)")
 
     def _cancel_reason(self, user_reason: str) -> str:
         return f"not answered: {self._closing_reason}" if self._closing else user_reason
@@ -588,7 +863,7 @@ class FocusNode(rclpy.lifecycle.Node):
         want_map = map_pub.get_subscription_count() > 0
         want_overlay = overlay_pub.get_subscription_count() > 0
         if not (want_map or want_overlay):
-            self.stats["relevance_skipped"] += 1       # nobody listens: nothing drawn
+            self._count("relevance_skipped")       # nobody listens: nothing drawn
             return
         try:
             small, scale = viz.downscale(image, int(self.get_parameter("overlay_max_side").value))
@@ -597,7 +872,7 @@ class FocusNode(rclpy.lifecycle.Node):
             if result.relevance_maps and mapping is not None:
                 heat = viz.heat_on_frame(list(result.relevance_maps.values()), mapping, small.shape[1], small.shape[0])
             header = job.frame.header
-            self.stats["relevance_computed"] += 1
+            self._count("relevance_computed")
             if want_map and heat is not None:
                 if self.get_parameter("relevance_encoding").value == "mono8":
                     map_pub.publish(rgb_to_image(viz.to_mono8(heat), "mono8", header))
@@ -609,7 +884,8 @@ class FocusNode(rclpy.lifecycle.Node):
                 overlay = viz.render_overlay(small, scale, heat, candidates, chosen, job.question, result.answer)
                 overlay_pub.publish(rgb_to_image(overlay, "rgb8", header))
         except Exception as exc:
-            self.get_logger().warning(f"relevance images not published: {exc}", throttle_duration_sec=5.0)
+            self._report("relevance", "publish", f"relevance images not published: {type(exc).__name__}: "
+                                                 f"{_first_line(exc)}")
 
 
-__all__ = ["FocusNode", "NODE_NAME", "DEFAULT_NAMESPACE"]
+__all__ = ["FocusNode", "NODE_NAME", "DEFAULT_NAMESPACE", "is_out_of_memory"]

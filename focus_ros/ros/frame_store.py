@@ -8,6 +8,7 @@ the frame pays for the conversion, and later questions on the same frame reuse t
 
 from __future__ import annotations
 
+import enum
 import itertools
 import threading
 import time
@@ -18,6 +19,22 @@ from typing import Any, Callable
 import numpy as np
 
 _UIDS = itertools.count(1)
+
+# A stamp this far behind the newest stored one is a clock reset, not a late frame.
+CLOCK_RESET_NS = 1_000_000_000
+
+
+class Added(enum.Enum):
+    """What :meth:`FrameStore.add` did with a frame; true when the frame was kept."""
+
+    STORED = "stored"
+    REPLACED = "replaced"            # same stamp as a stored compressed frame: the raw one is kept
+    DUPLICATE = "duplicate"          # same stamp as a stored frame that is at least as good: dropped
+    OUT_OF_ORDER = "out_of_order"    # older than the newest stored frame (by < CLOCK_RESET_NS): dropped
+    CLOCK_RESET = "clock_reset"      # older by >= CLOCK_RESET_NS: the camera's frames were dropped, this kept
+
+    def __bool__(self) -> bool:
+        return self in (Added.STORED, Added.REPLACED, Added.CLOCK_RESET)
 
 
 @dataclass(eq=False)
@@ -33,6 +50,7 @@ class Frame:
     width: int = 0                      # known for raw frames before decoding; 0 until decoded otherwise
     height: int = 0
     header: Any = None                  # the message header, handed back with results as-is
+    topic: str = ""                     # the topic it came in on (for warnings)
     received: float = field(default_factory=time.monotonic)
     received_ns: int = 0                # receive time on the node's clock (age of unstamped frames)
     uid: int = field(default_factory=lambda: next(_UIDS))
@@ -44,6 +62,11 @@ class Frame:
     def decoded(self) -> bool:
         return self._rgb is not None
 
+    @property
+    def failed(self) -> bool:
+        """True once decoding this frame failed (it never will succeed)."""
+        return self._error is not None
+
     def rgb(self) -> np.ndarray:
         """The frame as H x W x 3 uint8 RGB, converted on first use and cached (thread-safe)."""
         with self._lock:
@@ -53,7 +76,9 @@ class Frame:
                 try:
                     image = self.decode()
                 except ValueError as exc:
-                    self._error = f"frame from {self.camera!r} ({self.source} {self.encoding}) cannot be decoded: {exc}"
+                    where = f" on {self.topic}" if self.topic else ""
+                    self._error = (f"frame from {self.camera!r}{where} ({self.source} {self.encoding}) cannot be "
+                                   f"decoded: {exc}")
                     raise ValueError(self._error) from exc
                 self._rgb = image
                 self.height, self.width = int(image.shape[0]), int(image.shape[1])
@@ -85,8 +110,8 @@ class FrameStore:
     def has_camera(self, camera: str) -> bool:
         return camera in self._frames
 
-    def add(self, frame: Frame) -> bool:
-        """Store ``frame``; False when it was a duplicate (same stamp, not better) and was dropped."""
+    def add(self, frame: Frame) -> Added:
+        """Store ``frame`` unless it duplicates a stored one or arrived out of order (see the module doc)."""
         with self._lock:
             frames = self._frames.get(frame.camera)
             if frames is None:
@@ -97,23 +122,39 @@ class FrameStore:
                     if old.stamp_ns == frame.stamp_ns:
                         if old.source == "compressed" and frame.source == "raw":
                             frames[i] = frame
-                            return True
-                        return False
+                            return Added.REPLACED
+                        return Added.DUPLICATE
+                newest = max((f.stamp_ns for f in frames), default=0)
+                if frame.stamp_ns < newest:
+                    if newest - frame.stamp_ns < CLOCK_RESET_NS:
+                        return Added.OUT_OF_ORDER
+                    frames.clear()
+                    frames.append(frame)
+                    return Added.CLOCK_RESET
             frames.append(frame)
-            return True
+            return Added.STORED
+
+    def newest_stamp(self, camera: str) -> int:
+        """The newest non-zero stamp stored for ``camera`` (0 when none)."""
+        with self._lock:
+            return max((f.stamp_ns for f in self._frames.get(camera, ())), default=0)
 
     def received(self, camera: str) -> int:
         """How many frames ``camera`` delivered so far (duplicates included)."""
         with self._lock:
             return self._received.get(camera, 0)
 
-    def latest(self, camera: str) -> Frame | None:
-        """The most recently received frame of ``camera`` (None before the first one)."""
+    def latest(self, camera: str, usable_only: bool = True) -> Frame | None:
+        """The most recently received frame of ``camera`` (None before the first one); with
+        ``usable_only`` the newest one that has not failed to decode."""
         with self._lock:
             frames = self._frames.get(camera)
             if frames is None:
                 raise KeyError(f"unknown camera {camera!r}; known: {list(self._frames)}")
-            return frames[-1] if frames else None
+            for frame in reversed(frames):
+                if not (usable_only and frame.failed):
+                    return frame
+            return None
 
     def find(self, camera: str, stamp_ns: int, tolerance_ns: int = 0) -> Frame | None:
         """The stored frame whose stamp is nearest ``stamp_ns`` within ``tolerance_ns`` (None if none)."""
@@ -139,4 +180,4 @@ class FrameStore:
                 frames.clear()
 
 
-__all__ = ["Frame", "FrameStore"]
+__all__ = ["Added", "CLOCK_RESET_NS", "Frame", "FrameStore"]

@@ -2,10 +2,14 @@
 
 ``model.*`` and ``search.*`` come from :func:`focus_ros.core.config.parameter_table` (the same
 names, defaults and validation as the command-line tools); the node's own parameters are listed
-in :data:`NODE_PARAMETERS`. Parameters whose change needs the model reloaded or the topics
-re-created are ``read_only`` (set them in the YAML file or on the command line). ``search.*``
-and the other dynamic parameters can be changed at run time (``ros2 param set``); an invalid
-value is refused with the reason, a valid ``search.*`` change applies to the next question.
+in :data:`NODE_PARAMETERS`. Every parameter has a descriptor with its range (numbers) or allowed
+values (strings, also enforced by the set-parameters callback), and an invalid ``ros2 param set``
+is refused with the reason. Parameters that size the executor or create the topics are
+``read_only`` (set them in the YAML file or on the command line). ``model.*`` is read at
+configure: it can be set while the node is unconfigured (e.g. after a configure that failed on a
+bad path) and is refused, with the reason, while a model is loaded or loading. ``search.*`` and
+the other dynamic parameters can be changed at run time; a valid ``search.*`` change applies to
+the next question.
 
 ``search.*`` defaults depend on the model family (the paper's settings per model,
 ``FAMILY_SEARCH_DEFAULTS``): only values the user set (parameter file, command line, launch or
@@ -25,6 +29,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from ..core.config import (ATTN_IMPLEMENTATIONS, DEVICES, DTYPES, FAMILIES, ModelConfig, SearchConfig,
                            build_configs, parameter_table)
+from ..core.pipeline import METHODS
+from .conversions import MIN_IMAGE_SIDE
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class Spec:
     low: float | int | None = None
     high: float | int | None = None
     choices: tuple[str, ...] = ()
+    configure_time: bool = False        # settable only while unconfigured (read at configure)
 
 
 RELIABILITIES = ("best_effort", "reliable")
@@ -70,7 +77,12 @@ NODE_PARAMETERS: tuple[Spec, ...] = (
     Spec("stamp_tolerance", 0.0, "a question naming a frame stamp takes the stored frame nearest to it "
          "within this many seconds (0: exact)", low=0.0, high=60.0),
     Spec("method", "focus", "answering method: focus (visual search) or vanilla (whole frame, one pass), "
-         "or any other method the core pipeline offers"),
+         "or one of the baselines (zoom, attention, random)", choices=METHODS),
+    Spec("max_image_side", 8192, "refuse camera frames whose longer side is above this, px, at intake (before "
+         "anything of their size is allocated; a compressed frame's size is read from its header)",
+         low=MIN_IMAGE_SIDE, high=1_000_000_000),
+    Spec("max_question_length", 2000, "refuse questions longer than this many characters (a long question "
+         "costs model time and context)", low=1, high=1_000_000),
     Spec("publish_relevance", True, "publish relevance_map and relevance_overlay (only computed while "
          "they have subscribers)"),
     Spec("relevance_encoding", "rgb8", "relevance_map encoding: rgb8 (colour heat-map) or mono8 (0..255)",
@@ -136,7 +148,8 @@ def _core_specs() -> tuple[Spec, ...]:
         group, leaf = name.split(".", 1)
         if group == "model":
             doc, choices = _MODEL_DOCS.get(name, ("see focus_ros/core/config.py", ()))
-            specs.append(Spec(name, default, f"{doc} (read at configure)", read_only=True, choices=choices))
+            specs.append(Spec(name, default, f"{doc} (read at configure; settable only while unconfigured)",
+                              choices=choices, configure_time=True))
         else:
             doc, low, high, choices = _SEARCH_DOCS.get(leaf, ("see focus_ros/core/config.py", None, None, ()))
             specs.append(Spec(name, default, f"{doc}; default depends on the model family (shown after "
@@ -164,8 +177,12 @@ def _descriptor(spec: Spec) -> ParameterDescriptor:
     if spec.choices:
         text += f" [one of: {', '.join(spec.choices)}]"
     d = ParameterDescriptor(name=spec.name, description=text, read_only=spec.read_only)
+    constraints = []
     if spec.choices:
-        d.additional_constraints = f"one of: {', '.join(spec.choices)}"
+        constraints.append(f"one of: {', '.join(spec.choices)}")
+    if spec.configure_time:
+        constraints.append("settable only while the node is unconfigured (read at configure)")
+    d.additional_constraints = "; ".join(constraints)
     if spec.low is not None and spec.high is not None and not isinstance(spec.default, bool):
         if isinstance(spec.default, int):
             d.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
@@ -192,6 +209,25 @@ def qos_profile(reliability: str, depth: int) -> QoSProfile:
         reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE)
 
 
+def layer_range_problem(start: float, end: float, num_layers: int | None = None) -> str | None:
+    """Why ``search.layer_start`` / ``layer_end`` select no layer (None when they select some).
+
+    Values <= 1 are fractions of depth, larger ones indices (core/relevance.py). Without the
+    model's depth only two values in the same convention can be compared."""
+    if num_layers:
+        def pos(x: float) -> int:
+            return int(round(x * num_layers)) if x <= 1.0 else int(x)
+
+        lo, hi = pos(start), min(pos(end), num_layers)
+        if lo >= hi:
+            return (f"search.layer_start {start:g} .. layer_end {end:g} selects no layer of this model's "
+                    f"{num_layers} (layer {lo} .. {hi})")
+        return None
+    if (start <= 1.0) == (end <= 1.0) and start >= end:
+        return f"search.layer_start ({start:g}) must be below search.layer_end ({end:g})"
+    return None
+
+
 def _camera_name_error(name: str) -> str | None:
     if not name or not (name[0].isalpha() or name[0] == "_") or not all(c.isalnum() or c == "_" for c in name):
         return f"camera name {name!r} must be a valid topic token (letters, digits, '_'; not starting with a digit)"
@@ -210,8 +246,12 @@ class NodeParameters:
         self._internal = False
         self.search_changed = False
         self.listeners: list[Callable[[list[Parameter]], None]] = []
+        # Set by the node: why model.* cannot change now (None: it can), and the loaded model's depth.
+        self.model_change_refusal: Callable[[], str | None] = lambda: None
+        self.model_layers: Callable[[], int | None] = lambda: None
         for spec in self.specs.values():
             node.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        node.add_pre_set_parameters_callback(self._coerce)
         node.add_on_set_parameters_callback(self._validate)
         node.add_post_set_parameters_callback(self._applied)
 
@@ -274,21 +314,30 @@ class NodeParameters:
         self.search_changed = False
 
     # ------------------------------------------------------------------ callbacks
+    def _coerce(self, params: list[Parameter]) -> list[Parameter]:
+        """Whole numbers for floating-point parameters become floats: ``ros2 param set ... max_frame_age 10``
+        sends an integer, which the descriptor's type check would refuse."""
+        out = []
+        for p in params:
+            spec = self.specs.get(p.name)
+            if spec is not None and isinstance(spec.default, float) and p.type_ == Parameter.Type.INTEGER:
+                p = Parameter(p.name, value=float(p.value))
+            out.append(p)
+        return out
+
     def _validate(self, params: list[Parameter]) -> SetParametersResult:
         search_updates: dict[str, Any] = {}
         for p in params:
             spec = self.specs.get(p.name)
             if spec is None:
                 continue                                  # use_sim_time and other rclpy parameters
+            if spec.configure_time and not self._internal:
+                refusal = self.model_change_refusal()
+                if refusal:
+                    return SetParametersResult(successful=False, reason=f"{p.name}: {refusal}")
             if spec.choices and p.value not in spec.choices:
                 return SetParametersResult(successful=False,
                                            reason=f"{p.name} must be one of {list(spec.choices)}, got {p.value!r}")
-            if p.name == "method":
-                from ..core.pipeline import METHODS
-
-                if p.value not in METHODS:
-                    return SetParametersResult(successful=False,
-                                               reason=f"method must be one of {list(METHODS)}, got {p.value!r}")
             if p.name.startswith("search."):
                 search_updates[p.name.split(".", 1)[1]] = p.value
             if p.type_ == Parameter.Type.STRING_ARRAY and p.name == "cameras":
@@ -303,6 +352,9 @@ class NodeParameters:
                 SearchConfig(**values).validate()
             except (TypeError, ValueError) as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
+            problem = layer_range_problem(values["layer_start"], values["layer_end"], self.model_layers())
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
         return SetParametersResult(successful=True)
 
     def _applied(self, params: list[Parameter]) -> None:
@@ -317,4 +369,4 @@ class NodeParameters:
 
 
 __all__ = ["Spec", "NODE_PARAMETERS", "QOS_TOPICS", "all_specs", "undocumented_core_parameters", "NodeSettings",
-           "NodeParameters", "qos_profile"]
+           "NodeParameters", "qos_profile", "layer_range_problem"]
