@@ -30,7 +30,6 @@ import platform
 import signal
 import sys
 import threading
-import time
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -49,18 +48,6 @@ def bound_heap_growth() -> bool:
     """Fix glibc's mmap threshold (see the module doc); True when set. No-op elsewhere."""
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    mode = os.environ.get("FOCUS_HEAP_EXPERIMENT", "")
-    if mode == "none":
-        return False
-    if mode.startswith("trim"):
-        period = float(mode[4:] or 1)
-        libc = ctypes.CDLL(None)
-        def loop():
-            while True:
-                time.sleep(period)
-                libc.malloc_trim(0)
-        threading.Thread(target=loop, daemon=True).start()
-        return True
     try:
         return bool(ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
     except (OSError, AttributeError):    # pragma: no cover - a libc without mallopt
