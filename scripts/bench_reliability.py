@@ -156,7 +156,8 @@ def run(args: argparse.Namespace) -> dict:
     client = rclpy.create_node("bench_reliability_client", context=ctx)
     executor = MultiThreadedExecutor(num_threads=4, context=ctx)
     executor.add_node(client)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
     lock = threading.Lock()
     by_text: dict[str, Question] = {}
     sentinel_seen = threading.Event()
@@ -279,6 +280,8 @@ def run(args: argparse.Namespace) -> dict:
                 node.wait()
         node_log.close()
         executor.shutdown()
+        spinner.join(timeout=10.0)          # no callback may run while the entities go away
+        query.destroy()
         client.destroy_node()
         rclpy.try_shutdown(context=ctx)
 

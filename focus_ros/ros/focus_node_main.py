@@ -14,11 +14,14 @@ wait for an answer that can no longer be sent. A second signal ends the process 
 
 Memory: camera frames are large, short-lived buffers allocated by several threads (DDS intake,
 the worker). glibc's malloc raises its mmap threshold after the first such buffer is freed and
-from then on carves them out of per-thread heaps, which fragment: a 4K stream at 30 Hz grew the
-node's private memory by ~1 GB a minute without levelling off (scripts/bench_reliability.py).
-:func:`bound_heap_growth` fixes the threshold at 1 MiB, so every frame-sized buffer is mapped on
-its own and returned to the system when freed (same run: flat, ~650-1000 MiB). An explicit
-``MALLOC_MMAP_THRESHOLD_`` in the environment is left alone.
+from then on carves them out of per-thread heaps, which fragment: with a 4K stream at 30 Hz the
+node's private memory grew by ~1.1 GB in the first ~30 s and then levelled off around 2.1-2.5 GB
+(peak 2.7 GB; scripts/bench_reliability.py, 180 s, 2 cores). :func:`bound_heap_growth` fixes the
+threshold at 1 MiB, so every frame-sized buffer is mapped on its own and returned to the system
+when freed: 620-1030 MiB over 60 s. The price is a page fault per page of every new frame buffer,
+paid while rclpy holds the GIL: on 2 cores under that stream one question took 3.3-5.3 s instead
+of 1.1-2.5 s. An explicit ``MALLOC_MMAP_THRESHOLD_`` in the environment is left alone (e.g.
+``MALLOC_MMAP_THRESHOLD_=33554432`` for speed over memory).
 """
 
 from __future__ import annotations
