@@ -9,8 +9,13 @@ import pytest
 import torch
 
 from focus_ros.cli.bench import main as focus_bench
-from focus_ros.core.bench import ALL_BUT_COLOR, BenchItem, box_hit, is_correct, normalise_answer
-from focus_ros.core.pipeline import METHODS
+from focus_ros.cli.bench import build_parser
+from focus_ros.core.bench import (ALL_BUT_COLOR, ORACLE, BenchItem, box_hit, is_correct, normalise_answer, oracle_box,
+                                  run_bench)
+from focus_ros.core.config import build_configs
+from focus_ros.core.geometry import Box
+from focus_ros.core.pipeline import METHODS, FocusPipeline
+from focus_ros.core.scenes import SceneSpec, make_scene
 
 # small budgets keep the run short; one thread: the miniature is no faster on two, and a shared
 # CPU slows spinning OpenMP threads down badly
@@ -131,3 +136,41 @@ def test_scene_questions_become_multiple_choice_over_their_answer_words():
     assert choices.stem == item.question and choices.options == list(mc.options) and "star" in mc.options
     assert is_correct(mc, "star", mc.answer_letter) and not is_correct(mc, "circle", "A" if mc.answer_letter != "A"
                                                                        else "B")
+
+
+@pytest.mark.parametrize("answer_view", ["crop", "global+crop"])
+def test_the_oracle_answers_from_a_crop_around_the_gold_box(miniature_root, answer_view):
+    model, search = build_configs({"model.path": str(miniature_root / "llava"), "search.max_new_tokens": 4,
+                                   "search.answer_view": answer_view})
+    pipeline = FocusPipeline.from_configs(model, search)
+    scene = make_scene(0, 0, SceneSpec(short_side=(1080, 1200)))
+    items = [BenchItem(f"scene-{scene.index}", q.question, q.answer, q.type, q.boxes, id=f"q{i}")
+             for i, q in enumerate(scene.questions) if q.boxes][:2]
+    assert items
+    with one_thread():
+        records = run_bench(pipeline, items, [ORACLE], progress=False, loader=lambda _: scene.image, warmup=False)
+    assert len(records) == len(items)
+    for rec, item in zip(records, items):
+        assert rec["method"] == ORACLE and "error" not in rec, rec
+        assert rec["forward_passes"] >= 1
+        assert rec["tokens_prefilled"] > 0 and rec["seconds"] > 0 and rec["answer"] is not None
+        assert rec["box_hit"] is True       # the bbox contains the gold box centre
+        gx0, gy0, gx1, gy1 = item.boxes[0]
+        assert Box(*rec["bbox"]).contains_point((gx0 + gx1) / 2, (gy0 + gy1) / 2)
+        assert rec["bbox"] == oracle_box(item.boxes, scene.width, scene.height).as_list()
+    if answer_view == "global+crop":    # the frame prefix is prefilled once, then reused
+        assert [r["prefix_cached"] for r in records] == [False] + [True] * (len(records) - 1)
+        assert records[0]["forward_passes"] > records[-1]["forward_passes"]
+
+
+def test_the_oracle_box_is_four_times_the_gold_box_clamped_to_the_frame_or_the_whole_frame():
+    assert oracle_box([[90, 90, 110, 100]], 1000, 800).as_list() == [60, 55, 140, 135]   # 4 x 20 = 80 square
+    assert oracle_box([[0, 0, 10, 10]], 1000, 800).as_list() == [0, 0, 40, 40]          # shifted into the frame
+    assert oracle_box([[0, 0, 500, 300]], 1000, 800).as_list() == [0, 0, 1000, 800]     # clamped to the frame
+    assert oracle_box([], 640, 480).as_list() == [0, 0, 640, 480]
+
+
+def test_the_oracle_is_a_benchmark_method_not_a_pipeline_method():
+    assert ORACLE not in METHODS
+    assert build_parser().parse_args(["--methods", "focus", "oracle"]).methods == ["focus", "oracle"]
+    assert build_parser().parse_args([]).methods == list(METHODS)

@@ -21,21 +21,20 @@ from pathlib import Path
 from ..core.pipeline import METHODS
 from .common import CliError, add_model_flags, load_pipeline, setup_logging
 
-DEFAULT_MODEL = "models/miniatures/llava"     # until the embedded trained model lands
-
-
 def default_model() -> str:
-    """The LLaVA miniature, from the current directory or this source checkout."""
-    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        if (root / DEFAULT_MODEL / "config.json").is_file():
-            return str(root / DEFAULT_MODEL)
-    raise CliError(f"no --model given and no {DEFAULT_MODEL} here (run scripts/setup.sh, or pass --model)")
+    """The embedded default model (models/embedded)."""
+    from ..core.config import default_model_path
+
+    try:
+        return default_model_path()
+    except FileNotFoundError as exc:
+        raise CliError(f"{exc} (pass --model)") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="focus-bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_flags(p, require_model=False)   # default: the LLaVA miniature (models/miniatures/llava)
+    add_model_flags(p, require_model=False)   # default: the embedded model (models/embedded)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--scenes", metavar="DIR", help="a folder written by focus-scenes (or its questions.jsonl)")
     src.add_argument("--vstar", metavar="DIR", help="V* Bench: direct_attributes/ and relative_position/ folders")
@@ -43,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the generated scenes")
     p.add_argument("--short-side", type=int, nargs=2, metavar=("MIN", "MAX"), default=None,
                    help="short side range of generated frames (default 1080 3000)")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--methods", nargs="+", choices=METHODS + ("oracle",), default=list(METHODS),
+                   help="methods to compare (default: all of the pipeline's); 'oracle' answers from a crop "
+                        "4x the gold box, the ceiling of any cropping method (needs gold boxes)")
     p.add_argument("--types", nargs="+", metavar="TYPE", help="only these question types (e.g. shape exists)")
     p.add_argument("--limit", type=int, default=None, help="only the first N questions")
     p.add_argument("--choices", action="store_true",

@@ -17,7 +17,8 @@ class CliError(Exception):
 
 def add_model_flags(parser: argparse.ArgumentParser, require_model: bool = True) -> None:
     """The ``model.*`` and common ``search.*`` flags every tool shares."""
-    parser.add_argument("--model", required=require_model, help="model directory or hub id")
+    parser.add_argument("--model", required=False,
+                        help="model directory or hub id (default: the embedded model, models/embedded)")
     parser.add_argument("--model-family", choices=FAMILIES + ("auto",), default="auto",
                         help="adapter to use (auto: the model_type in the checkpoint's config.json)")
     parser.add_argument("--device", choices=DEVICES, default="auto")
@@ -30,7 +31,15 @@ def add_model_flags(parser: argparse.ArgumentParser, require_model: bool = True)
 
 
 def configs_from_args(args: argparse.Namespace):
-    """``(ModelConfig, SearchConfig)`` from the shared flags; a clear error when invalid."""
+    """``(ModelConfig, SearchConfig)`` from the shared flags; a clear error when invalid. No
+    ``--model``: the embedded default model."""
+    if not args.model:
+        from ..core.config import default_model_path
+
+        try:
+            args.model = default_model_path()
+        except FileNotFoundError as exc:
+            raise CliError(f"{exc} (pass --model)") from exc
     values = {"model.path": args.model, "model.family": args.model_family, "model.device": args.device,
               "model.dtype": args.dtype, "model.attn_implementation": args.attn_implementation,
               "search.max_steps": args.max_steps}

@@ -10,6 +10,15 @@ Answer matching: a scene answer is one lower-case word, so a reply is reduced to
 of the question type's vocabulary that it contains ("It is a red circle." -> "circle" for a
 shape question; number words become digits); a multiple-choice reply is correct when the chosen
 option is the right one.
+
+Besides the pipeline's methods, the benchmark has one reference method of its own (not a
+pipeline method; FOCUS does not see it):
+
+oracle: a crop 4x the gold box — the ceiling of any cropping method; needs gold boxes. The crop is
+a square centred on the union of the item's gold boxes, 4 times the union's longer side (clamped
+to the frame), answered like every cropping method answers (``answer_from_boxes``, with the
+frame prefix first when ``search.answer_view`` is ``global+crop``); an item without gold boxes is
+answered from the whole frame.
 """
 
 from __future__ import annotations
@@ -25,13 +34,15 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .geometry import Box
+from .geometry import Box, square_box, union_all
 from .scenes import ANSWER_WORDS
 
 ALL_BUT_COLOR = "all*"          # the summary row over every type except "color" (reported apart)
 NUMBER_WORDS = {w: str(i) for i, w in enumerate(
     ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"))}
 SYNONYMS = {"grey": "gray", "violet": "purple", "rhombus": "diamond", "plus": "cross"}
+ORACLE = "oracle"               # the benchmark-only reference method (see the module docstring)
+ORACLE_SCALE = 4.0              # the oracle crop's side, in longer sides of the gold boxes' union
 
 
 @dataclass
@@ -148,9 +159,47 @@ def read_image(path: str) -> np.ndarray:
     return np.ascontiguousarray(bgr[..., ::-1])
 
 
+def oracle_box(boxes: Sequence[Sequence[float]], width: int, height: int) -> Box:
+    """The oracle's crop: a square centred on the union of the gold boxes, ORACLE_SCALE times its
+    longer side, clamped to the frame; the whole frame without gold boxes."""
+    if not boxes:
+        return Box(0, 0, width, height)
+    union = union_all([Box(*b) for b in boxes])
+    return square_box(union, width, height, ORACLE_SCALE * max(union.width, union.height))
+
+
+def run_oracle(pipeline, image: np.ndarray, item: BenchItem, frame_key: Any = None):
+    """Answer ``item`` from the oracle crop (:func:`oracle_box`), costed like ``pipeline.run``."""
+    from .methods.answer import parse_options
+    from .models import Meter
+    from .pipeline import FocusResult, _Clock
+
+    question = item.question.strip()
+    if not question:
+        raise ValueError("question is empty")
+    choices = parse_options(question)
+    meter, clock = Meter(), _Clock()
+    h, w = image.shape[:2]
+    result = FocusResult(question=question, answer="", method=ORACLE, image_size=(w, h),
+                         model=pipeline.adapter.name)
+    prefix = None
+    if pipeline.search.answer_view == "global+crop":
+        prefix, result.prefix_cached = pipeline.prefix(image, frame_key, meter)
+        clock.lap("prefill")
+    box = oracle_box(item.boxes, w, h)
+    pipeline.answer_from_boxes(image, prefix, [box], choices, meter, result)
+    clock.lap("answer")
+    result.forward_passes = meter.forward_passes
+    result.tokens_prefilled = meter.tokens_prefilled
+    result.generated_tokens = meter.generated_tokens
+    result.timings = clock.total()
+    return result
+
+
 def run_bench(pipeline, items: Sequence[BenchItem], methods: Sequence[str], progress: bool = True,
               loader: Callable[[str], np.ndarray] = read_image, warmup: bool = True) -> list[dict]:
-    """Answer every item with every method; one record per (method, item)."""
+    """Answer every item with every method; one record per (method, item). ``methods`` are the
+    pipeline's METHODS and/or ``"oracle"`` (:func:`run_oracle`)."""
     from tqdm import tqdm
 
     images = _ImageCache(loader)
@@ -168,7 +217,10 @@ def run_bench(pipeline, items: Sequence[BenchItem], methods: Sequence[str], prog
                 try:
                     image = images(item.image)
                     t0 = time.perf_counter()
-                    r = pipeline.run(image, item.question, method=method, frame_key=item.image)
+                    if method == ORACLE:
+                        r = run_oracle(pipeline, image, item, frame_key=item.image)
+                    else:
+                        r = pipeline.run(image, item.question, method=method, frame_key=item.image)
                     seconds = time.perf_counter() - t0
                 except (ValueError, RuntimeError, FileNotFoundError) as exc:
                     rec.update(error=str(exc), correct=False, answer="", normalised="", choice="",
@@ -310,6 +362,6 @@ def write_results(out: str | Path, items: Sequence[BenchItem], records: Sequence
     return {"results": results, "answers": answers}
 
 
-__all__ = ["BenchItem", "load_questions", "as_multiple_choice", "normalise_answer", "is_correct", "box_hit",
+__all__ = ["BenchItem", "ORACLE", "oracle_box", "run_oracle", "load_questions", "as_multiple_choice", "normalise_answer", "is_correct", "box_hit",
            "run_bench", "summarise",
            "format_table", "plot_accuracy_vs_passes", "write_results", "ALL_BUT_COLOR"]

@@ -3,6 +3,10 @@
 ROS parameters (``model.device``, ``search.max_steps`` ...) and CLI flags both end up as a flat
 ``{"group.name": value}`` mapping and go through :func:`build_configs`, so the node and the
 command-line tools can never disagree on names, defaults or validation.
+
+Search settings are layered: the family's paper defaults, then the model directory's own
+``focus_settings.json`` (``{"search": {...}}``, see :func:`model_search_settings`), then explicit
+``search.*`` keys.
 """
 
 from __future__ import annotations
@@ -14,9 +18,28 @@ from pathlib import Path
 from typing import Any, Mapping
 
 FAMILIES = ("llava", "llava_onevision", "qwen2_5_vl")
+
+# The embedded default model (trained in this repository by scripts/train_embedded_model.py).
+EMBEDDED_MODEL = "models/embedded"
+
+
+def default_model_path() -> str:
+    """Where the embedded default model is: the current directory's ``models/embedded``, this
+    source checkout's, or the installed package's share folder (``share/focus_ros/models/embedded``
+    under a prefix of ``AMENT_PREFIX_PATH``). Raises FileNotFoundError naming the places looked at."""
+    import os
+
+    roots = [Path.cwd(), Path(__file__).resolve().parents[2]]
+    roots += [Path(p) / "share" / "focus_ros" for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    for root in roots:
+        if (root / EMBEDDED_MODEL / "config.json").is_file():
+            return str(root / EMBEDDED_MODEL)
+    raise FileNotFoundError(f"no model given and the embedded default {EMBEDDED_MODEL} is not in "
+                            f"{', '.join(str(r) for r in roots)}")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEVICES = ("auto", "cpu", "cuda")
+MODEL_SETTINGS_FILE = "focus_settings.json"   # per-model search settings, in a local model directory
 
 # transformers' config.json ``model_type`` -> our family; reading the checkpoint's own declared
 # architecture is explicit, unlike guessing from the path string.
@@ -145,6 +168,38 @@ def resolve_family(model: ModelConfig) -> str:
     return _MODEL_TYPE_TO_FAMILY[model_type]
 
 
+def model_search_settings(model: ModelConfig) -> dict:
+    """The ``search`` mapping of ``focus_settings.json`` in a local model directory, coerced to
+    SearchConfig's types; ``{}`` when ``model.path`` is no local directory or has no such file.
+    Unknown keys (or a malformed file) raise ValueError naming the file."""
+    settings_file = Path(model.path) / MODEL_SETTINGS_FILE if model.path else None
+    if settings_file is None or not settings_file.is_file():
+        return {}
+    try:
+        data = json.loads(settings_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{settings_file}: cannot read model settings ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{settings_file}: expected an object like {{\"search\": {{...}}}}")
+    extra = sorted(k for k in data if k not in ("search", "why"))   # "why": the reason, for people
+    if extra:
+        raise ValueError(f"{settings_file}: unknown keys {', '.join(extra)} (only 'search' and 'why' are allowed)")
+    search = data.get("search", {})
+    if not isinstance(search, dict):
+        raise ValueError(f"{settings_file}: 'search' must be an object of SearchConfig settings")
+    defaults = {f.name: f.default for f in fields(SearchConfig)}
+    unknown = sorted(k for k in search if k not in defaults)
+    if unknown:
+        raise ValueError(f"{settings_file}: unknown search settings: {', '.join(unknown)}")
+    out = {}
+    for k, v in search.items():
+        try:
+            out[k] = _coerce(v, defaults[k], f"search.{k}")
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{settings_file}: {exc}") from exc
+    return out
+
+
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
@@ -181,7 +236,8 @@ def parameter_table() -> dict[str, tuple[Any, type]]:
 def build_configs(values: Mapping[str, Any]) -> tuple[ModelConfig, SearchConfig]:
     """Build and validate both configs from ``{"model.path": ..., "search.max_steps": ...}``.
 
-    Search settings start from the family's paper defaults; only keys present (and not None)
+    Search settings start from the family's paper defaults, then the model directory's
+    ``focus_settings.json`` (:func:`model_search_settings`); only keys present (and not None)
     override them. Unknown keys are an error so that typos do not pass silently.
     """
     known = parameter_table()
@@ -196,12 +252,12 @@ def build_configs(values: Mapping[str, Any]) -> tuple[ModelConfig, SearchConfig]
     model = replace(model, family=family)
     search_kwargs = {k.split(".", 1)[1]: _coerce(v, known[k][0], k)
                      for k, v in values.items() if k.startswith("search.") and v is not None}
-    search = replace(search_defaults(family), **search_kwargs)
+    search = replace(search_defaults(family), **{**model_search_settings(model), **search_kwargs})
     search.validate()
     return model, search
 
 
 __all__ = [
-    "FAMILIES", "ModelConfig", "SearchConfig", "FAMILY_SEARCH_DEFAULTS", "search_defaults",
-    "resolve_family", "build_configs", "parameter_table",
+    "EMBEDDED_MODEL", "default_model_path", "FAMILIES", "ModelConfig", "SearchConfig", "FAMILY_SEARCH_DEFAULTS", "search_defaults",
+    "resolve_family", "build_configs", "parameter_table", "MODEL_SETTINGS_FILE", "model_search_settings",
 ]

@@ -169,8 +169,10 @@ def _training_corpus() -> list[str]:
     return lines
 
 
-def _train_tokenizer(family: str):
-    """Train a small byte-level BPE tokenizer and wrap it in a fast transformers tokenizer."""
+def _train_tokenizer(family: str, extra_corpus: Sequence[str] = ()):
+    """Train a small byte-level BPE tokenizer and wrap it in a fast transformers tokenizer.
+
+    ``extra_corpus`` adds lines to the built-in corpus (the embedded model adds its task texts)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -185,7 +187,7 @@ def _train_tokenizer(family: str):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(_training_corpus(), trainer=trainer)
+    backend.train_from_iterator(_training_corpus() + list(extra_corpus), trainer=trainer)
     # Offsets keep the leading space of a word (like Qwen2's tokenizer.json).
     backend.post_processor = processors.ByteLevel(trim_offsets=False)
 

@@ -51,6 +51,7 @@ from focus_ros.action import Query
 from focus_ros.msg import FocusResult as FocusResultMsg
 from focus_ros.srv import Ask
 
+from ..core.config import default_model_path
 from ..core.pipeline import Cancelled, FocusPipeline
 from . import visualization as viz
 from .conversions import (ImageError, check_frame_size, compressed_size, compressed_to_rgb, conversion_backend,
@@ -244,6 +245,12 @@ class FocusNode(rclpy.lifecycle.Node):
 
     def _configure(self) -> TransitionCallbackReturn:
         path = str(self.params.get("model.path"))
+        if not path:
+            # No model configured: the embedded default model (installed with the package).
+            try:
+                path = default_model_path()
+            except FileNotFoundError as exc:
+                return self._fail_transition(f"configure failed: model.path is empty and {exc}")
         if os.path.isabs(path) or path.startswith((".", "~")):
             # A local path that is not there: say so, rather than the hub client's "invalid repo id".
             if not os.path.exists(os.path.expanduser(path)):

@@ -27,7 +27,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from ..core.config import (ATTN_IMPLEMENTATIONS, DEVICES, DTYPES, FAMILIES, ModelConfig, SearchConfig,
+from ..core.config import (default_model_path, ATTN_IMPLEMENTATIONS, DEVICES, DTYPES, FAMILIES, ModelConfig, SearchConfig,
                            build_configs, parameter_table)
 from ..core.pipeline import METHODS
 from .conversions import MIN_IMAGE_SIDE
@@ -99,7 +99,7 @@ NODE_PARAMETERS: tuple[Spec, ...] = (
 )
 
 _MODEL_DOCS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "model.path": ("model directory or hub id (required)", ()),
+    "model.path": ("model directory or hub id (empty: the embedded default model)", ()),
     "model.family": ("adapter: auto reads model_type from the checkpoint's config.json",
                      FAMILIES + ("auto",)),
     "model.dtype": ("weights dtype: auto = float16 on CUDA, float32 on CPU", DTYPES),
@@ -285,6 +285,8 @@ class NodeParameters:
         family's paper defaults apply to the rest.
         """
         values: dict[str, Any] = {n: self.get(n) for n in self.specs if n.startswith("model.")}
+        if not values.get("model.path"):
+            values["model.path"] = default_model_path()    # the embedded default model
         values.update({n: self.get(n) for n in sorted(self.user_set)})
         return build_configs(values)
 

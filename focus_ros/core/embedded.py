@@ -1,0 +1,842 @@
+"""The embedded default model: a small LLaVA trained here on the synthetic scenes.
+
+No real checkpoint is reachable from this project's machines, so the model that gives real
+answers in the demo, the tests and the benchmark is trained from scratch by
+``scripts/train_embedded_model.py`` on :mod:`focus_ros.core.scenes`. It is a plain
+``LlavaForConditionalGeneration`` (CLIP vision tower, Llama language model, a BPE tokenizer and a
+``LlavaProcessor``) saved with ``save_pretrained`` and loaded through the same adapter as a real
+LLaVA-1.5 checkpoint. FOCUS itself is never trained: no loss touches value vectors, attention
+weights or relevance maps.
+
+The recipe follows ``shared/EMBEDDED-MODEL.md`` (recipe E plus an existence curriculum):
+
+1. ``vision``: dense per-patch colour and shape classification on the vision tower's output
+   (the stand-in for CLIP pre-training), on frames and on crops at many scales;
+2. ``align``: the projector maps each patch to the direction of its colour word's embedding
+   (``none`` for background), with the vision tower and word embeddings frozen (the stand-in for
+   LLaVA's alignment stage: it is what makes early-layer value similarity colour-specific);
+3. ``tune-crops`` then ``tune``: instruction tuning of the language model's layers and its
+   (untied) output head only, vision tower, projector and word embeddings frozen so the
+   alignment survives; existence (balanced present/absent), shape, colour, relation, counting
+   and the target-extraction prompt, several questions per image; crops first, frames after.
+
+Everything is deterministic from the config's seed: sample ``i`` of a stage is scene ``i`` of
+that stage's scene seed, whatever the number of loader workers, so a resumed run sees the
+same data as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .miniatures import FAMILY_FILE, _LLAVA_CHAT_TEMPLATE, _train_tokenizer
+from .scenes import COLORS, SHAPES, TEMPLATES, Scene, SceneObject, SceneSpec, make_scene
+from .targets import ANSWER_LEAD, extraction_prompt
+
+LOG = logging.getLogger(__name__)
+
+COLOR_CLASSES = ("none",) + tuple(COLORS)      # per-patch colour labels; 0 = background
+SHAPE_CLASSES = ("none",) + tuple(SHAPES)      # per-patch shape labels; 0 = background
+IGNORE = -100
+SETTINGS_FILE = "focus_settings.json"          # per-model search settings the tools read
+
+
+# ----------------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class ModelShape:
+    """Sizes of the embedded model (about 1.7 M parameters, ~7 MB in float32)."""
+
+    image_size: int = 128          # EMBEDDED-MODEL D/E: 96 px was too small to read crops, 128 px works
+    patch_size: int = 8            # 16 x 16 grid: a 1 %-of-frame object still covers a cell on crops
+    vision_hidden: int = 96
+    vision_layers: int = 4
+    vision_heads: int = 4
+    text_hidden: int = 128
+    text_layers: int = 4           # few layers: FOCUS reads early layers of this model (see the report)
+    text_heads: int = 4
+    text_mlp: int = 384
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One training stage: what trains, on what data, for how long."""
+
+    name: str
+    steps: int
+    lr: float
+    scenes_per_step: int = 6            # scenes drawn per optimiser step
+    crops_per_scene: int = 5            # object-centred and random crops besides the full frame
+    frames: bool = True                 # include the full frame as a view
+    max_sequences: int = 64             # question sequences per step (stage 3)
+    symbolic: float = 0.0               # share of existence questions whose image slots hold the patch
+                                        # labels' word embeddings (what perfect alignment gives): the
+                                        # existence curriculum's clean first step
+    warmup: int = 50
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The whole recipe: seeds, scene sizes and the stages in order."""
+
+    seed: int = 20251125
+    heldout_seed: int = 987654          # never drawn in training; the gates use it
+    shape: ModelShape = ModelShape()
+    # Training scenes: the benchmark's layout and object sizes on smaller frames (4x cheaper to draw;
+    # objects are sized relative to the frame, so the down-scaled views look alike).
+    train_short_side: tuple[int, int] = (1080, 1600)
+    crop_scale: tuple[float, float] = (2.0, 10.0)      # crop side / target side (EMBEDDED-MODEL E)
+    legible_px: float = 12.0            # an object at least this big in the 128 px view shows its shape
+    visible_px: float = 2.0             # smaller than this in the view: not asked about at all
+    stages: tuple[StageConfig, ...] = (
+        StageConfig("vision", steps=1500, lr=2e-3, scenes_per_step=6, crops_per_scene=5),
+        StageConfig("align", steps=600, lr=2e-3, scenes_per_step=6, crops_per_scene=5),
+        StageConfig("tune-crops", steps=500, lr=1e-3, scenes_per_step=4, crops_per_scene=6, frames=False,
+                    max_sequences=64, symbolic=0.5),
+        StageConfig("tune", steps=1500, lr=1e-3, scenes_per_step=4, crops_per_scene=5, max_sequences=64,
+                    symbolic=0.2),
+    )
+
+    def scaled(self, factor: float) -> "TrainConfig":
+        """The same recipe with every stage's step count multiplied by ``factor`` (tests, smoke runs)."""
+        return replace(self, stages=tuple(replace(s, steps=max(1, int(round(s.steps * factor))),
+                                                  warmup=max(1, int(round(s.warmup * factor))))
+                                          for s in self.stages))
+
+    def stage_seed(self, stage_index: int) -> int:
+        return self.seed * 10 + stage_index
+
+
+# ----------------------------------------------------------------------------- model building
+def _task_corpus() -> list[str]:
+    """Texts of every prompt and answer the model is trained on (so BPE gives the vocabulary
+    words single tokens)."""
+    lines = []
+    for c in COLORS:
+        for s in SHAPES:
+            lines += [TEMPLATES["shape"].format(color=c) + f" ASSISTANT: {s}",
+                      TEMPLATES["exists"].format(color=c) + " ASSISTANT: Yes",
+                      TEMPLATES["color"].format(shape=s) + f" ASSISTANT: {c}",
+                      f"Is there a {s} in the image? Answer the question using a single word. ASSISTANT: No",
+                      f"{ANSWER_LEAD} {c} object and {s}. none none none"]
+    lines += [" ".join(str(i) for i in range(10))] * 20 + ["none nothing none"] * 20
+    return lines
+
+
+def build_processor_and_tokenizer(shape: ModelShape = ModelShape()):
+    """The embedded model's ``LlavaProcessor`` (CLIP image processor at ``shape.image_size``)."""
+    import transformers
+
+    tokenizer = _train_tokenizer("llava", extra_corpus=_task_corpus())
+    words = [" " + w for w in (*COLORS, *SHAPES, "none", "left", "right", "object", "Yes", "No")]
+    split = [w for w in words if len(tokenizer.encode(w, add_special_tokens=False)) != 1]
+    if split:
+        raise RuntimeError(f"tokenizer splits vocabulary words {split}")
+    image_processor = transformers.CLIPImageProcessor(
+        size={"shortest_edge": shape.image_size}, crop_size={"height": shape.image_size, "width": shape.image_size},
+        do_resize=True, do_center_crop=True, do_rescale=True, do_normalize=True, do_convert_rgb=True, resample=3)
+    processor = transformers.LlavaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=shape.patch_size,
+        vision_feature_select_strategy="default", image_token="<image>", num_additional_image_tokens=1,
+        chat_template=_LLAVA_CHAT_TEMPLATE)
+    return processor, tokenizer
+
+
+def build_model(tokenizer, shape: ModelShape, seed: int):
+    """A freshly initialised ``LlavaForConditionalGeneration`` of ``shape`` (float32)."""
+    import transformers
+
+    vision = transformers.CLIPVisionConfig(
+        image_size=shape.image_size, patch_size=shape.patch_size, hidden_size=shape.vision_hidden,
+        intermediate_size=4 * shape.vision_hidden, num_hidden_layers=shape.vision_layers,
+        num_attention_heads=shape.vision_heads, projection_dim=shape.vision_hidden)
+    text = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=shape.text_hidden, intermediate_size=shape.text_mlp,
+        num_hidden_layers=shape.text_layers, num_attention_heads=shape.text_heads,
+        num_key_value_heads=shape.text_heads, max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id, tie_word_embeddings=False)
+    config = transformers.LlavaConfig(
+        vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        image_seq_length=shape.grid ** 2, vision_feature_layer=-1, vision_feature_select_strategy="default",
+        projector_hidden_act="gelu", pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = transformers.LlavaForConditionalGeneration(config).to(torch.float32)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    return model
+
+
+def parts(model) -> dict[str, torch.nn.Module]:
+    """The model's trainable parts by role (transformers 5 layout)."""
+    inner = model.model
+    return {"vision": inner.vision_tower, "projector": inner.multi_modal_projector,
+            "embed": inner.language_model.embed_tokens, "lm": inner.language_model, "head": model.lm_head}
+
+
+def vision_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Patch features the projector reads (``vision_feature_layer=-1``, CLS dropped): [B, N, C]."""
+    out = model.model.vision_tower(pixel_values, output_hidden_states=True)
+    return out.hidden_states[-1][:, 1:]
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class ViewObject:
+    obj: SceneObject
+    box: tuple[float, float, float, float]     # in view pixels
+    visible: float                             # fraction of the object's box inside the view
+    size: float                                # longer side in view pixels
+
+
+@dataclass
+class View:
+    region: tuple[int, int, int, int]          # source pixels, x1/y1 exclusive
+    is_frame: bool
+    objects: list[ViewObject]
+
+
+def _fill(processor) -> tuple[int, int, int]:
+    mean = processor.image_processor.image_mean
+    return tuple(int(round(255 * m)) for m in mean[:3])
+
+
+def render_view(image: np.ndarray, region: tuple[int, int, int, int], fill: tuple[int, int, int],
+                max_side: int) -> tuple[np.ndarray, float, int, int]:
+    """The region padded to a square as LLaVA does, pre-shrunk (area) to at most ``max_side``.
+
+    Returns (square image, view scale = image_size / square side before shrinking, pad x, pad y)."""
+    x0, y0, x1, y1 = region
+    sub = image[y0:y1, x0:x1]
+    h, w = sub.shape[:2]
+    side = max(h, w)
+    sq = np.empty((side, side, 3), np.uint8)
+    sq[:] = np.asarray(fill, np.uint8)
+    px, py = (side - w) // 2, (side - h) // 2
+    sq[py:py + h, px:px + w] = sub
+    if side > max_side:
+        sq = cv2.resize(sq, (max_side, max_side), interpolation=cv2.INTER_AREA)
+    return sq, side, px, py
+
+
+def view_objects(scene: Scene, region: tuple[int, int, int, int], image_size: int) -> list[ViewObject]:
+    """Objects that intersect ``region``, in the coordinates of its ``image_size`` view."""
+    x0, y0, x1, y1 = region
+    w, h = x1 - x0, y1 - y0
+    side = max(w, h)
+    s = image_size / side
+    px, py = (side - w) // 2, (side - h) // 2
+    out = []
+    for o in scene.objects:
+        bx0, by0, bx1, by1 = o.box
+        ix = max(0, min(bx1, x1) - max(bx0, x0))
+        iy = max(0, min(by1, y1) - max(by0, y0))
+        if ix <= 0 or iy <= 0:
+            continue
+        vis = ix * iy / max(1, (bx1 - bx0) * (by1 - by0))
+        vb = ((bx0 - x0 + px) * s, (by0 - y0 + py) * s, (bx1 - x0 + px) * s, (by1 - y0 + py) * s)
+        out.append(ViewObject(o, vb, vis, max(bx1 - bx0, by1 - by0) * s))
+    return out
+
+
+def patch_labels(objects: Sequence[ViewObject], grid: int, patch: int, legible_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-patch colour and shape class ([grid, grid] int64): a patch takes an object's label when
+    the object's box covers a quarter of it or the object's centre lies in it. Shape is labelled
+    only for objects fully in view and at least ``legible_px`` big; elsewhere on objects it is
+    ignored (IGNORE), on background it is ``none``."""
+    color = np.zeros((grid, grid), np.int64)
+    shape = np.zeros((grid, grid), np.int64)
+    edges = np.arange(grid + 1) * patch
+    for vo in sorted(objects, key=lambda v: -v.size):          # small objects win overlaps
+        x0, y0, x1, y1 = vo.box
+        ox = np.clip(np.minimum(x1, edges[1:]) - np.maximum(x0, edges[:-1]), 0, None)
+        oy = np.clip(np.minimum(y1, edges[1:]) - np.maximum(y0, edges[:-1]), 0, None)
+        cover = np.outer(oy, ox) / float(patch * patch)
+        mask = cover >= 0.25
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        ci, cj = int(cy // patch), int(cx // patch)
+        if 0 <= ci < grid and 0 <= cj < grid:
+            mask[ci, cj] = True
+        if not mask.any():
+            continue
+        color[mask] = COLOR_CLASSES.index(vo.obj.color)
+        legible = vo.visible >= 0.999 and vo.size >= legible_px
+        shape[mask] = SHAPE_CLASSES.index(vo.obj.shape) if legible else IGNORE
+    return color, shape
+
+
+def _object_crop(rng: np.random.Generator, scene: Scene, obj: SceneObject, scale: float,
+                 aspect: float) -> tuple[int, int, int, int]:
+    """A window ``scale`` times the object's size containing it at a random offset."""
+    W, H = scene.width, scene.height
+    bx0, by0, bx1, by1 = obj.box
+    size = max(bx1 - bx0, by1 - by0)
+    cw = int(min(W, max(bx1 - bx0 + 2, size * scale * math.sqrt(aspect))))
+    ch = int(min(H, max(by1 - by0 + 2, size * scale / math.sqrt(aspect))))
+    lo_x, hi_x = max(0, bx1 - cw), min(bx0, W - cw)
+    lo_y, hi_y = max(0, by1 - ch), min(by0, H - ch)
+    x0 = int(rng.integers(lo_x, hi_x + 1)) if hi_x >= lo_x else max(0, min(W - cw, bx0))
+    y0 = int(rng.integers(lo_y, hi_y + 1)) if hi_y >= lo_y else max(0, min(H - ch, by0))
+    return (x0, y0, x0 + cw, y0 + ch)
+
+
+def _random_crop(rng: np.random.Generator, scene: Scene) -> tuple[int, int, int, int]:
+    W, H = scene.width, scene.height
+    short = min(W, H)
+    side = int(short * float(np.exp(rng.uniform(math.log(0.04), math.log(0.6)))))
+    aspect = float(np.exp(rng.uniform(-0.5, 0.5)))
+    cw, ch = min(W, max(8, int(side * math.sqrt(aspect)))), min(H, max(8, int(side / math.sqrt(aspect))))
+    x0, y0 = int(rng.integers(0, W - cw + 1)), int(rng.integers(0, H - ch + 1))
+    return (x0, y0, x0 + cw, y0 + ch)
+
+
+def sample_views(rng: np.random.Generator, scene: Scene, n_crops: int, frames: bool, cfg: TrainConfig) -> list[View]:
+    """The full frame (optionally) plus crops: mostly around an object at 2-10x its size and a
+    random offset (the windows cropping methods propose), some anywhere (negatives)."""
+    size = cfg.shape.image_size
+    regions: list[tuple[tuple[int, int, int, int], bool]] = []
+    if frames:
+        regions.append(((0, 0, scene.width, scene.height), True))
+    lo, hi = cfg.crop_scale
+    for _ in range(n_crops):
+        if rng.random() < 0.75:
+            obj = scene.objects[int(rng.integers(len(scene.objects)))]
+            scale = float(np.exp(rng.uniform(math.log(lo), math.log(hi))))
+            aspect = 1.0 if rng.random() < 0.7 else float(np.exp(rng.uniform(-0.6, 0.6)))
+            regions.append((_object_crop(rng, scene, obj, scale, aspect), False))
+        else:
+            regions.append((_random_crop(rng, scene), False))
+    return [View(r, f, view_objects(scene, r, size)) for r, f in regions]
+
+
+def _counts(scene: Scene) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for o in scene.objects:
+        out[o.color] = out.get(o.color, 0) + 1
+    return out
+
+
+def existence_prompt(phrase: str) -> str:
+    """The existence question FOCUS asks (LlavaAdapter.existence_text without the assistant tag)."""
+    return f"Is there a {phrase} in the image? Answer the question using a single word."
+
+
+def view_questions(rng: np.random.Generator, scene: Scene, view: View, cfg: TrainConfig,
+                   tasks: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(kind, question, answer) pairs the view answers unambiguously."""
+    counts = _counts(scene)
+    seen = [v for v in view.objects if v.size >= cfg.visible_px and v.visible >= 0.5]
+    faint = {v.obj.color for v in view.objects if not (v.size >= cfg.visible_px and v.visible >= 0.5)}
+    present = sorted({v.obj.color for v in seen} - faint)
+    absent = [c for c in COLORS if c not in {v.obj.color for v in view.objects}]
+    elsewhere = [c for c in absent if c in counts]          # in the scene, not in this view: hard negatives
+    legible = [v for v in seen if v.visible >= 0.999 and v.size >= cfg.legible_px]
+    all_legible = bool(view.objects) and all(v.visible >= 0.999 and v.size >= cfg.legible_px for v in view.objects)
+    out: list[tuple[str, str, str]] = []
+
+    def pick(seq):
+        return seq[int(rng.integers(len(seq)))]
+
+    if "exists" in tasks:
+        phrase_q = (lambda c: existence_prompt(f"{c} object")) if rng.random() < 0.75 else \
+            (lambda c: TEMPLATES["exists"].format(color=c))
+        if present:
+            out.append(("exists", phrase_q(pick(present)), "Yes"))
+        if absent:
+            neg = pick(elsewhere) if elsewhere and rng.random() < 0.6 else pick(absent)
+            out.append(("exists", phrase_q(neg), "No"))
+        if all_legible or not view.objects:
+            shapes_in = {v.obj.shape for v in view.objects}
+            if shapes_in:
+                out.append(("exists_shape", existence_prompt(pick(sorted(shapes_in))), "Yes"))
+            out.append(("exists_shape", existence_prompt(pick([s for s in SHAPES if s not in shapes_in])), "No"))
+    unique = [v for v in legible if counts[v.obj.color] == 1]
+    if "shape" in tasks and unique:
+        v = pick(unique)
+        out.append(("shape", TEMPLATES["shape"].format(color=v.obj.color), v.obj.shape))
+    if "color" in tasks and all_legible:
+        shape_n: dict[str, int] = {}
+        for v in view.objects:
+            shape_n[v.obj.shape] = shape_n.get(v.obj.shape, 0) + 1
+        once = [v for v in view.objects if shape_n[v.obj.shape] == 1]
+        if once:
+            v = pick(once)
+            out.append(("color", TEMPLATES["color"].format(shape=v.obj.shape), v.obj.color))
+    if "relation" in tasks:
+        uniq_seen = [v for v in seen if counts[v.obj.color] == 1 and v.visible >= 0.999]
+        pairs = [(a, b) for a in uniq_seen for b in uniq_seen
+                 if a is not b and (a.box[2] <= b.box[0] or b.box[2] <= a.box[0])]
+        if pairs:
+            a, b = pick(pairs)
+            side = "left" if a.box[0] < b.box[0] else "right"
+            out.append(("relation", TEMPLATES["relation"].format(color=a.obj.color, other=b.obj.color), side))
+    if "count" in tasks:
+        for c in present:
+            inst = [v for v in view.objects if v.obj.color == c]
+            if counts[c] > 1 or rng.random() < 0.3:
+                if all(v.visible >= 0.999 and v.size >= cfg.visible_px for v in inst) and len(inst) == counts[c]:
+                    out.append(("count", TEMPLATES["count"].format(color=c), str(len(inst))))
+                    break
+    return out
+
+
+def extraction_sample(rng: np.random.Generator) -> tuple[str, str]:
+    """(prompt text, continuation) of the target-extraction task for a random scene question."""
+    colors, shapes = list(COLORS), list(SHAPES)
+    c, o = rng.choice(colors, 2, replace=False)
+    s = str(rng.choice(shapes))
+    kind = str(rng.choice(list(TEMPLATES)))
+    q = TEMPLATES[kind].format(color=c, other=o, shape=s)
+    target = {"shape": f"{c} object", "exists": f"{c} object", "relation": f"{c} object and {o} object",
+              "count": f"all {c} objects", "color": s}[kind]
+    user = extraction_prompt(q).rsplit(f"\n{ANSWER_LEAD}", 1)[0]
+    return f"USER: {user.strip()} ASSISTANT:{ANSWER_LEAD}", f" {target}"
+
+
+class SceneSamples(torch.utils.data.Dataset):
+    """Item ``i``: scene ``i`` of ``seed`` turned into views (pixels + patch labels) and questions."""
+
+    def __init__(self, cfg: TrainConfig, stage: StageConfig, seed: int, length: int, tasks: Sequence[str]):
+        self.cfg, self.stage, self.seed, self.length, self.tasks = cfg, stage, seed, length, tuple(tasks)
+        self._processor = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def processor(self):
+        if self._processor is None:
+            self._processor, _ = build_processor_and_tokenizer(self.cfg.shape)
+        return self._processor
+
+    def __getitem__(self, i: int) -> dict:
+        cfg = self.cfg
+        spec = SceneSpec(short_side=cfg.train_short_side)
+        scene = make_scene(self.seed, i, spec)
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, i, 7]))
+        views = sample_views(rng, scene, self.stage.crops_per_scene, self.stage.frames, cfg)
+        proc = self.processor()
+        fill = _fill(proc)
+        squares = [render_view(scene.image, v.region, fill, 2 * cfg.shape.image_size)[0] for v in views]
+        pixels = proc.image_processor(images=squares, return_tensors="pt")["pixel_values"]
+        labels = [patch_labels(v.objects, cfg.shape.grid, cfg.shape.patch_size, cfg.legible_px) for v in views]
+        questions = []
+        if self.tasks:
+            for k, v in enumerate(views):
+                for kind, q, a in view_questions(rng, scene, v, cfg, self.tasks):
+                    questions.append((k, kind, q, a))
+        text = [extraction_sample(rng) for _ in range(3)] if "extract" in self.tasks else []
+        return {"pixels": pixels, "color": torch.from_numpy(np.stack([c for c, _ in labels])),
+                "shape": torch.from_numpy(np.stack([s for _, s in labels])), "questions": questions, "text": text}
+
+
+def collate(items: list[dict]) -> dict:
+    offsets = np.cumsum([0] + [len(it["pixels"]) for it in items])
+    return {"pixels": torch.cat([it["pixels"] for it in items]),
+            "color": torch.cat([it["color"] for it in items]),
+            "shape": torch.cat([it["shape"] for it in items]),
+            "questions": [(int(offsets[n] + k), kind, q, a) for n, it in enumerate(items)
+                          for k, kind, q, a in it["questions"]],
+            "text": [t for it in items for t in it["text"]]}
+
+
+# ----------------------------------------------------------------------------- sequences
+class Sequencer:
+    """Token ids exactly as the LLaVA adapter builds them at inference: the image prefix
+    ``<s>USER: <image>x256\\n`` (one processor call), the question ``{q} ASSISTANT:`` tokenised on its
+    own, then the answer tokens and ``</s>``."""
+
+    def __init__(self, tokenizer, n_image_tokens: int):
+        self.tok = tokenizer
+        self.image_id = tokenizer.convert_tokens_to_ids("<image>")
+        prefix = tokenizer("USER: <image>\n", add_special_tokens=True)["input_ids"]
+        at = prefix.index(self.image_id)
+        self.prefix = prefix[:at] + [self.image_id] * n_image_tokens + prefix[at + 1:]
+        self.eos = tokenizer.eos_token_id
+        self.pad = tokenizer.pad_token_id
+
+    def ids(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def image_qa(self, question: str, answer: str) -> tuple[list[int], int]:
+        """(ids, index of the first answer token) for a question about an image."""
+        body = self.prefix + self.ids(f"{question.strip()} ASSISTANT:")
+        return body + self.ids(" " + answer) + [self.eos], len(body)
+
+    def text_qa(self, prompt: str, answer: str) -> tuple[list[int], int]:
+        body = self.ids(prompt)
+        return body + self.ids(answer) + [self.eos], len(body)
+
+
+# ----------------------------------------------------------------------------- training
+def _one_thread(_worker: int) -> None:
+    torch.set_num_threads(1)        # loader processes draw scenes; the main process owns the cores
+    cv2.setNumThreads(1)
+
+
+STAGE_TASKS = {
+    "vision": (),
+    "align": (),
+    "tune-crops": ("exists", "shape", "extract"),
+    "tune": ("exists", "shape", "color", "relation", "count", "extract"),
+}
+
+
+class Heads(torch.nn.Module):
+    """Stage-1 dense heads on the vision tower (not part of the saved model)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.color = torch.nn.Linear(width, len(COLOR_CLASSES))
+        self.shape = torch.nn.Linear(width, len(SHAPE_CLASSES))
+
+
+def _class_weights(n: int, device) -> torch.Tensor:
+    w = torch.ones(n, device=device)
+    w[0] = 0.2                         # background patches outnumber object patches ~50:1
+    return w
+
+
+def vision_loss(model, heads: Heads, batch: dict, device) -> tuple[torch.Tensor, dict]:
+    feats = vision_features(model, batch["pixels"].to(device))
+    color, shape = batch["color"].to(device).flatten(1), batch["shape"].to(device).flatten(1)
+    lc, ls = heads.color(feats), heads.shape(feats)
+    loss_c = F.cross_entropy(lc.flatten(0, 1), color.flatten(), weight=_class_weights(len(COLOR_CLASSES), device))
+    loss_s = F.cross_entropy(ls.flatten(0, 1), shape.flatten(), weight=_class_weights(len(SHAPE_CLASSES), device),
+                             ignore_index=IGNORE)
+    with torch.no_grad():
+        obj = color > 0
+        acc_c = (lc.argmax(-1) == color)[obj].float().mean().item() if obj.any() else float("nan")
+        sm = shape > 0
+        acc_s = (ls.argmax(-1) == shape)[sm].float().mean().item() if sm.any() else float("nan")
+    return loss_c + loss_s, {"color_acc": acc_c, "shape_acc": acc_s}
+
+
+def word_ids(tokenizer) -> tuple[list[int], list[int]]:
+    """Token ids of ' none' + the colour words, and of the shape words (leading space: how they
+    appear inside prompts)."""
+    enc = lambda w: tokenizer.encode(" " + w, add_special_tokens=False)[0]   # noqa: E731
+    return [enc(c) for c in COLOR_CLASSES], [enc(s) for s in SHAPES]
+
+
+def align_loss(model, batch: dict, color_words: list[int], shape_words: list[int], legible_shape: bool,
+               device) -> tuple[torch.Tensor, dict]:
+    """Projected patches point at their colour word's embedding (background: ' none'), with the
+    shape word as a secondary target on legible objects; cosine logits over the whole vocabulary
+    plus a pull to the word vector's norm so image tokens enter the LM at the scale of words."""
+    with torch.no_grad():
+        feats = vision_features(model, batch["pixels"].to(device))
+    proj = model.model.multi_modal_projector(feats)                       # [B, N, D]
+    emb = model.model.language_model.embed_tokens.weight                   # frozen
+    cos = F.normalize(proj, dim=-1) @ F.normalize(emb, dim=-1).T * 20.0    # [B, N, V]
+    color = batch["color"].to(device).flatten(1)
+    shape = batch["shape"].to(device).flatten(1)
+    cw = torch.tensor(color_words, device=device)
+    sw = torch.tensor([0] + shape_words, device=device)
+    target = torch.zeros_like(cos)
+    target.scatter_(-1, cw[color].unsqueeze(-1), 1.0)
+    has_shape = (shape > 0) & (color > 0)
+    if legible_shape:
+        t_shape = torch.zeros_like(cos)
+        t_shape.scatter_(-1, sw[shape.clamp_min(0)].unsqueeze(-1), 1.0)
+        target = torch.where(has_shape.unsqueeze(-1), 0.7 * target + 0.3 * t_shape, target)
+    weight = torch.where(color > 0, 1.0, 0.2)
+    ce = -(target * F.log_softmax(cos, -1)).sum(-1)
+    norm_pull = (proj.norm(dim=-1) - emb[cw[color]].norm(dim=-1)).pow(2)
+    loss = (weight * (ce + norm_pull)).sum() / weight.sum()
+    with torch.no_grad():
+        pred = cos[..., cw].argmax(-1)                                      # among none + colours
+        obj = color > 0
+        acc_obj = (pred == color)[obj].float().mean().item() if obj.any() else float("nan")
+        acc_bg = (pred == 0)[~obj].float().mean().item()
+    return loss, {"word_acc_obj": acc_obj, "word_acc_bg": acc_bg}
+
+
+def lm_loss(model, batch: dict, seq: Sequencer, device, max_sequences: int,
+            rng: np.random.Generator, symbolic: float = 0.0,
+            color_words: Sequence[int] = ()) -> tuple[torch.Tensor, dict]:
+    """Answer-token cross-entropy of the LM on the batch's questions; image features are computed
+    once per view (vision tower and projector are frozen) and scattered into the image slots. With
+    ``symbolic`` > 0 that share of the colour-existence questions sees, in the image slots, the word
+    embeddings of its view's patch colour labels instead (' none' for background)."""
+    qs = batch["questions"]
+    texts = batch["text"]
+    if len(qs) + len(texts) > max_sequences:
+        keep_t = texts[: max(1, max_sequences // 6)] if texts else []
+        n_q = max_sequences - len(keep_t)
+        idx = rng.choice(len(qs), size=min(n_q, len(qs)), replace=False) if qs else []
+        qs, texts = [qs[int(i)] for i in sorted(idx)], keep_t
+    seqs, starts, views, kinds = [], [], [], []
+    for v, kind, q, a in qs:
+        ids, st = seq.image_qa(q, a)
+        seqs.append(ids), starts.append(st), views.append(v), kinds.append(kind)
+    for p, a in texts:
+        ids, st = seq.text_qa(p, a)
+        seqs.append(ids), starts.append(st), views.append(-1), kinds.append("extract")
+    if not seqs:
+        return torch.zeros((), device=device, requires_grad=True), {}
+    L = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), L), seq.pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), L), dtype=torch.long)
+    labels = torch.full((len(seqs), L), IGNORE, dtype=torch.long)
+    for n, (s, st) in enumerate(zip(seqs, starts)):
+        ids[n, :len(s)] = torch.tensor(s)
+        mask[n, :len(s)] = 1
+        labels[n, st - 1:len(s) - 1] = torch.tensor(s[st:])          # position t predicts token t+1
+    ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
+    embed = model.model.language_model.embed_tokens
+    x = embed(ids)
+    used = sorted({v for v in views if v >= 0})
+    if used:
+        with torch.no_grad():
+            pix = batch["pixels"][used].to(device)
+            feats = model.model.multi_modal_projector(vision_features(model, pix))     # [U, N, D]
+        row = {v: k for k, v in enumerate(used)}
+        img_mask = ids == seq.image_id
+        words = torch.tensor(list(color_words), device=device) if symbolic > 0 else None
+        for n, v in enumerate(views):
+            if v < 0:
+                continue
+            if words is not None and kinds[n] == "exists" and rng.random() < symbolic:
+                labels_v = batch["color"][v].to(device).flatten()
+                x[n][img_mask[n]] = embed.weight[words[labels_v]].detach()
+                kinds[n] = "exists_symbolic"
+            else:
+                x[n][img_mask[n]] = feats[row[v]]
+    out = model.model.language_model(inputs_embeds=x, attention_mask=mask)
+    hidden = out.last_hidden_state
+    sel = labels != IGNORE
+    logits = model.lm_head(hidden[sel])
+    loss = F.cross_entropy(logits, labels[sel])
+    stats = {}
+    with torch.no_grad():
+        first = torch.zeros_like(labels, dtype=torch.bool)
+        for n, st in enumerate(starts):
+            first[n, st - 1] = True
+        correct = (logits.argmax(-1) == labels[sel])
+        first_sel = first[sel]
+        kinds_arr = np.array(kinds)
+        row_of = torch.nonzero(sel)[:, 0].cpu().numpy()
+        fc = correct[first_sel].cpu().numpy()
+        fr = row_of[first_sel.cpu().numpy()]
+        for kind in sorted(set(kinds)):
+            m = kinds_arr[fr] == kind
+            if m.any():
+                stats[f"acc_{kind}"] = float(fc[m].mean())
+    return loss, stats
+
+
+def _set_trainable(model, heads: Heads | None, stage: str) -> list[torch.nn.Parameter]:
+    for p in model.parameters():
+        p.requires_grad_(False)
+    p = parts(model)
+    if stage == "vision":
+        mods = [p["vision"], heads]
+    elif stage == "align":
+        mods = [p["projector"]]
+    else:
+        # vision tower, projector and word embeddings stay frozen: the alignment survives
+        mods = [m for name, m in p["lm"].named_children() if name != "embed_tokens"] + [p["head"]]
+    params = []
+    for m in mods:
+        for q in m.parameters():
+            q.requires_grad_(True)
+            params.append(q)
+    return params
+
+
+def _lr(step: int, stage: StageConfig) -> float:
+    if step < stage.warmup:
+        return stage.lr * (step + 1) / stage.warmup
+    t = (step - stage.warmup) / max(1, stage.steps - stage.warmup)
+    return stage.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+@dataclass
+class TrainState:
+    stage_index: int = 0
+    step: int = 0
+    seconds: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+
+class Trainer:
+    """Runs the stages in order with checkpoints in ``work_dir``; ``train()`` resumes where the
+    last checkpoint left off and finally saves the model to ``out_dir``."""
+
+    def __init__(self, cfg: TrainConfig, work_dir: str | Path, out_dir: str | Path, device: str = "cpu",
+                 workers: int = 0, checkpoint_every: int = 100, progress: bool = True):
+        self.cfg, self.device, self.workers = cfg, torch.device(device), workers
+        self.work, self.out = Path(work_dir), Path(out_dir)
+        self.checkpoint_every, self.progress = checkpoint_every, progress
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.processor, self.tokenizer = build_processor_and_tokenizer(cfg.shape)
+        self.model = build_model(self.tokenizer, cfg.shape, cfg.seed).to(self.device)
+        self.heads = Heads(cfg.shape.vision_hidden).to(self.device)
+        torch.manual_seed(cfg.seed)
+        self.state = TrainState()
+        self.seq = Sequencer(self.tokenizer, cfg.shape.grid ** 2)
+        self.color_words, self.shape_words = word_ids(self.tokenizer)
+        self.opt: torch.optim.Optimizer | None = None
+        self._load()
+
+    # -- checkpoints
+    @property
+    def ckpt(self) -> Path:
+        return self.work / "checkpoint.pt"
+
+    def _load(self) -> None:
+        if not self.ckpt.is_file():
+            return
+        data = torch.load(self.ckpt, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(data["model"])
+        self.heads.load_state_dict(data["heads"])
+        self.state = TrainState(**data["state"])
+        self._opt_state = data.get("optimizer")
+        LOG.info("resumed at stage %d step %d", self.state.stage_index, self.state.step)
+
+    def _save(self) -> None:
+        tmp = self.ckpt.with_suffix(".tmp")
+        torch.save({"model": self.model.state_dict(), "heads": self.heads.state_dict(),
+                    "state": asdict(self.state), "optimizer": self.opt.state_dict() if self.opt else None}, tmp)
+        os.replace(tmp, self.ckpt)
+
+    # -- data
+    def loader(self, stage_index: int, start: int) -> Iterator[dict]:
+        stage = self.cfg.stages[stage_index]
+        n = stage.steps * stage.scenes_per_step
+        ds = SceneSamples(self.cfg, stage, self.cfg.stage_seed(stage_index), n, STAGE_TASKS[stage.name])
+        sampler = range(start * stage.scenes_per_step, n)
+        batches = torch.utils.data.BatchSampler(sampler, stage.scenes_per_step, drop_last=False)
+        return iter(torch.utils.data.DataLoader(ds, batch_sampler=batches, num_workers=self.workers,
+                                                collate_fn=collate, persistent_workers=False,
+                                                worker_init_fn=_one_thread,
+                                                # fork after CUDA/OpenMP/OpenCV thread pools exist can deadlock
+                                                multiprocessing_context="spawn" if self.workers else None,
+                                                prefetch_factor=4 if self.workers else None))
+
+    # -- the loop
+    def train(self) -> Path:
+        from tqdm import tqdm
+
+        while self.state.stage_index < len(self.cfg.stages):
+            si = self.state.stage_index
+            stage = self.cfg.stages[si]
+            params = _set_trainable(self.model, self.heads, stage.name)
+            self.opt = torch.optim.AdamW(params, lr=stage.lr, weight_decay=0.01)
+            if getattr(self, "_opt_state", None) is not None and self.state.step > 0:
+                self.opt.load_state_dict(self._opt_state)
+            self._opt_state = None
+            self.model.train()
+            rng = np.random.default_rng(np.random.SeedSequence([self.cfg.seed, si, self.state.step]))
+            bar = tqdm(total=stage.steps, initial=self.state.step, desc=f"stage {si + 1}/{len(self.cfg.stages)} "
+                       f"{stage.name}", disable=not self.progress, dynamic_ncols=True)
+            t0 = time.perf_counter()
+            ema: dict[str, float] = {}
+            for batch in self.loader(si, self.state.step):
+                for g in self.opt.param_groups:
+                    g["lr"] = _lr(self.state.step, stage)
+                if stage.name == "vision":
+                    loss, stats = vision_loss(self.model, self.heads, batch, self.device)
+                elif stage.name == "align":
+                    loss, stats = align_loss(self.model, batch, self.color_words, self.shape_words, True, self.device)
+                else:
+                    loss, stats = lm_loss(self.model, batch, self.seq, self.device, stage.max_sequences, rng,
+                                          stage.symbolic, self.color_words)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                self.opt.step()
+                self.state.step += 1
+                for k, v in {"loss": loss.item(), **stats}.items():
+                    if v == v:          # skip NaN (no such patches in this batch)
+                        ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in ema.items()})
+                if self.state.step % self.checkpoint_every == 0 or self.state.step == stage.steps:
+                    self.state.seconds[stage.name] = self.state.seconds.get(stage.name, 0.0) + \
+                        time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    self.state.metrics[stage.name] = dict(ema)
+                    self._save()
+                if self.state.step >= stage.steps:
+                    break
+            bar.close()
+            LOG.info("stage %s done: %s", stage.name, {k: round(v, 3) for k, v in ema.items()})
+            if stage.name in ("vision", "align"):
+                self.state.metrics[f"gate_{stage.name}"] = self.stage_gate(stage.name)
+                LOG.info("gate %s (held-out seed): %s", stage.name, self.state.metrics[f"gate_{stage.name}"])
+            self.state.stage_index += 1
+            self.state.step = 0
+            self.opt = None
+            self._save()
+        return self.save_model()
+
+    @torch.no_grad()
+    def stage_gate(self, name: str, scenes: int = 60) -> dict:
+        """The vision tower's per-patch colour/shape accuracy, or the alignment's per-patch word
+        accuracy, on frames and on crops of held-out scenes (the benchmark's frame sizes)."""
+        self.model.eval()
+        stage = StageConfig("gate", steps=1, lr=0.0, crops_per_scene=4)
+        cfg = replace(self.cfg, train_short_side=SceneSpec().short_side)
+        ds = SceneSamples(cfg, stage, self.cfg.heldout_seed, scenes, ())
+        sums: dict[str, list[float]] = {}
+        for i in range(scenes):
+            item = ds[i]
+            pix = item["pixels"].to(self.device)
+            color, shape = item["color"].to(self.device).flatten(1), item["shape"].to(self.device).flatten(1)
+            feats = vision_features(self.model, pix)
+            if name == "vision":
+                pc, ps = self.heads.color(feats).argmax(-1), self.heads.shape(feats).argmax(-1)
+            else:
+                proj = self.model.model.multi_modal_projector(feats)
+                emb = self.model.model.language_model.embed_tokens.weight
+                cos = F.normalize(proj, dim=-1) @ F.normalize(emb, dim=-1).T
+                pc = cos[..., torch.tensor(self.color_words, device=self.device)].argmax(-1)
+                ps = None
+            for view, kind in ((slice(0, 1), "frames"), (slice(1, None), "crops")):
+                c, p_ = color[view], pc[view]
+                obj = c > 0
+                sums.setdefault(f"{kind}_color_object", []).extend((p_ == c)[obj].float().tolist())
+                sums.setdefault(f"{kind}_background", []).extend((p_ == 0)[~obj].float().tolist())
+                if ps is not None:
+                    s_, q_ = shape[view], ps[view]
+                    m = s_ > 0
+                    sums.setdefault(f"{kind}_shape_legible", []).extend((q_ == s_)[m].float().tolist())
+        self.model.train()
+        return {k: (round(float(np.mean(v)), 4) if v else None) for k, v in sums.items()}
+
+    def save_model(self, settings: dict | None = None) -> Path:
+        """Save model + processor with ``save_pretrained`` (plus the family marker and the training
+        record) into ``out_dir``."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.model.eval()
+        self.model.save_pretrained(self.out, safe_serialization=True)
+        self.processor.save_pretrained(self.out)
+        (self.out / FAMILY_FILE).write_text(json.dumps({"model_family": "llava"}) + "\n")
+        record = {"config": asdict(self.cfg), "seconds": self.state.seconds, "metrics": self.state.metrics,
+                  "device": str(self.device), "torch": torch.__version__,
+                  "parameters": sum(p.numel() for p in self.model.parameters())}
+        (self.out / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+        return self.out
+
+
+__all__ = ["ModelShape", "StageConfig", "TrainConfig", "Trainer", "build_model", "build_processor_and_tokenizer",
+           "SETTINGS_FILE", "SceneSamples", "Sequencer", "patch_labels", "view_objects", "sample_views",
+           "view_questions", "render_view"]

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Print the embedded model's gates on a held-out seed (see focus_ros/core/embedded_eval.py).
+
+    python scripts/eval_embedded_model.py [--model models/embedded] [--scenes 100] [--write-settings]
+
+--write-settings stores the layer range with the best relevance pointing in the model's
+focus_settings.json (read by every tool and the node as that model's search defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from focus_ros.core.config import ModelConfig
+from focus_ros.core.embedded import SETTINGS_FILE, TrainConfig
+from focus_ros.core.embedded_eval import (existence_gate, format_gates, heldout_scenes, layer_ranges, pointing,
+                                          shape_gate)
+from focus_ros.core.models import load_adapter
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="models/embedded")
+    p.add_argument("--scenes", type=int, default=100, help="held-out scenes per gate")
+    p.add_argument("--seed", type=int, default=TrainConfig().heldout_seed, help="held-out scene seed")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", help="write the gates here too")
+    p.add_argument("--write-settings", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    adapter = load_adapter(ModelConfig(path=args.model, family="llava", device=args.device,
+                                       local_files_only=True))
+    record = Path(args.model) / "training.json"
+    if record.is_file():
+        metrics = json.loads(record.read_text()).get("metrics", {})
+        for stage in ("gate_vision", "gate_align"):
+            if stage in metrics:
+                print(f"{stage} (per-patch accuracy, held-out scenes): {metrics[stage]}")
+    scenes = heldout_scenes(args.seed, args.scenes)
+    gates = {}
+    gates.update(existence_gate(adapter, scenes))
+    gates.update(shape_gate(adapter, scenes))
+    ranges = layer_ranges(adapter.num_layers)
+    gates.update(pointing(adapter, scenes, ranges))
+    print(format_gates(gates))
+    best = max(ranges, key=lambda k: (gates[f"pointing_{k}"].value - 2 * gates[f"random_{k}"].value,
+                                      -ranges[k][1]))
+    lo, hi = ranges[best]
+    ratio = gates[f"pointing_{best}"].value / max(1e-9, gates[f"random_{best}"].value)
+    print(f"best pointing: layers {best} ({gates[f'pointing_{best}'].value:.3f} vs random object "
+          f"{gates[f'random_{best}'].value:.3f}, {ratio:.1f}x); {time.perf_counter() - t0:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: vars(g) for k, g in gates.items()}, indent=1) + "\n")
+    if args.write_settings:
+        settings = {"search": {"layer_start": lo, "layer_end": hi},
+                    "why": f"relevance pointing on {args.scenes} held-out scenes (seed {args.seed}) is best at "
+                           f"layers {best}: {gates[f'pointing_{best}'].value:.3f} vs random object "
+                           f"{gates[f'random_{best}'].value:.3f} (scripts/eval_embedded_model.py)"}
+        (Path(args.model) / SETTINGS_FILE).write_text(json.dumps(settings, indent=1) + "\n")
+        print(f"wrote {Path(args.model) / SETTINGS_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
