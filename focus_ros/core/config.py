@@ -19,6 +19,11 @@ from typing import Any, Mapping
 
 FAMILIES = ("llava", "llava_onevision", "qwen2_5_vl")
 
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+DEVICES = ("auto", "cpu", "cuda")
+MODEL_SETTINGS_FILE = "focus_settings.json"   # per-model search settings, in a local model directory
+
 # The embedded default model (trained in this repository by scripts/train_embedded_model.py).
 EMBEDDED_MODEL = "models/embedded"
 
@@ -36,10 +41,7 @@ def default_model_path() -> str:
             return str(root / EMBEDDED_MODEL)
     raise FileNotFoundError(f"no model given and the embedded default {EMBEDDED_MODEL} is not in "
                             f"{', '.join(str(r) for r in roots)}")
-ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
-DTYPES = ("auto", "float32", "float16", "bfloat16")
-DEVICES = ("auto", "cpu", "cuda")
-MODEL_SETTINGS_FILE = "focus_settings.json"   # per-model search settings, in a local model directory
+
 
 # transformers' config.json ``model_type`` -> our family; reading the checkpoint's own declared
 # architecture is explicit, unlike guessing from the path string.
