@@ -107,6 +107,24 @@ def expected_rgb(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
 LONG_SEARCH = {"search.max_steps": 300, "search.top_k_anchors": 300, "search.nms_iou": 1.0,
                "search.min_anchor_distance": 1, "search.s_min": 2, "search.s_max": 3}
 
+def two_camera_params(miniature_root: Any, max_frame_age: float = 30.0) -> dict[str, Any]:
+    """Node parameters of the intake/reliability tests: the LLaVA miniature, cameras 'front' and
+    'rear', rule targets and one verification step (fast questions)."""
+    return {
+        "model.path": str(miniature_root / "llava"),
+        "cameras": ["front", "rear"],
+        "search.target_extraction": "rule",
+        "search.max_steps": 1,
+        "search.overrun": False,
+        "max_frame_age": max_frame_age,
+    }
+
+
+def stamp_ns(header: Any) -> int:
+    """A header's stamp in nanoseconds (the frame store's key)."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
     """Poll ``predicate`` until it is truthy; returns its value, or raises TimeoutError."""
     deadline = time.monotonic() + timeout

@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
-from ros_helpers import NodeHarness, encode_rgb, expected_rgb, roi_inside, sample_rgb, wait_for
+from ros_helpers import (NodeHarness, encode_rgb, expected_rgb, roi_inside, sample_rgb, stamp_ns,
+                         two_camera_params, wait_for)
 from sensor_msgs.msg import Image
 
 from focus_ros.msg import FocusResult
@@ -19,20 +20,9 @@ QUESTION = "What colour is the red cup?"
 
 @pytest.fixture(scope="module")
 def ros(miniature_root):
-    harness = NodeHarness({
-        "model.path": str(miniature_root / "llava"),
-        "cameras": ["front", "rear"],
-        "search.target_extraction": "rule",
-        "search.max_steps": 1,
-        "search.overrun": False,
-        "max_frame_age": 30.0,
-    })
+    harness = NodeHarness(two_camera_params(miniature_root))
     yield harness
     harness.close()
-
-
-def _ns(header):
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 def test_a_question_for_a_camera_without_frames_gets_a_clear_no_frame_error(ros):
@@ -51,7 +41,7 @@ def test_raw_frames_in_each_encoding_are_stored_decoded_and_answered_with_their_
     rgb = sample_rgb(320, 240, seed=5, block=2)
     header = ros.publish_frame(rgb, encoding, camera_topic="front/image", frame_id=f"cam_{encoding}")
     frame = ros.node.frames.latest("front")
-    assert frame.stamp_ns == _ns(header) and frame.encoding == encoding and not frame.decoded
+    assert frame.stamp_ns == stamp_ns(header) and frame.encoding == encoding and not frame.decoded
     res = ros.ask(QUESTION)
     assert res.success, res.message
     assert res.result.header == header and res.result.camera == "front"

@@ -18,7 +18,8 @@ import pytest
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import Log
 from rclpy.logging import LoggingSeverity
-from ros_helpers import NodeHarness, RosoutLog, encode_rgb, expected_rgb, roi_inside, rss_mb, sample_rgb, wait_for
+from ros_helpers import (NodeHarness, RosoutLog, encode_rgb, expected_rgb, roi_inside, rss_mb, sample_rgb,
+                         stamp_ns, two_camera_params, wait_for)
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
@@ -34,14 +35,7 @@ REAR = f"/{NS}/rear/image"
 
 @pytest.fixture(scope="module")
 def ros(miniature_root):
-    harness = NodeHarness({
-        "model.path": str(miniature_root / "llava"),
-        "cameras": ["front", "rear"],
-        "search.target_extraction": "rule",
-        "search.max_steps": 1,
-        "search.overrun": False,
-        "max_frame_age": 30.0,
-    }, namespace=NS)
+    harness = NodeHarness(two_camera_params(miniature_root), namespace=NS)
     harness.node.get_logger().set_level(LoggingSeverity.INFO)    # warnings and the resolution notes reach /rosout
     yield harness
     harness.close()
@@ -52,10 +46,6 @@ def rosout(ros):
     log = RosoutLog(ros)
     yield log
     log.close()
-
-
-def _ns(header):
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 def _good(ros, frame_id, size=(64, 48), seed=0):
@@ -240,7 +230,7 @@ def test_an_unstamped_frame_is_kept_with_a_warning_and_answered_by_arrival_age(r
     """Expected: handled: kept (age taken from its arrival), WARN '<topic>: frame has no stamp (0)'; answered."""
     header = ros.publish_frame(sample_rgb(64, 48, seed=5), camera_topic="front/image", stamp=Time(), frame_id="nostamp")
     res = ros.ask(QUESTION, camera="front")
-    assert res.success and res.result.header == header and _ns(res.result.header) == 0
+    assert res.success and res.result.header == header and stamp_ns(res.result.header) == 0
     rosout.wait(f"{FRONT}: frame has no stamp (0)", level=Log.WARN)
 
 
@@ -248,7 +238,7 @@ def test_a_frame_stamped_earlier_than_the_latest_is_dropped_as_out_of_order(ros,
     """Expected: a frame 0.1 s older than the newest stored one is dropped with a WARN naming the topic;
     the newest frame stays the latest and answers."""
     newest = _good(ros, "newest")
-    late_ns = _ns(newest) - 100_000_000
+    late_ns = stamp_ns(newest) - 100_000_000
     late = Time(sec=late_ns // 10**9, nanosec=late_ns % 10**9)
     before = ros.node.stats["frames_out_of_order"]
     ros.publish_frame(sample_rgb(64, 48, seed=6), camera_topic="front/image", stamp=late, frame_id="late")
@@ -265,7 +255,7 @@ def test_a_stamp_jumping_back_seconds_is_a_clock_reset_and_the_stream_goes_on_fr
     back = ros.now()
     back.sec -= 3
     reset = ros.publish_frame(sample_rgb(64, 48, seed=7), camera_topic="front/image", stamp=back, frame_id="reset")
-    assert ros.node.frames.stamps("front") == [_ns(reset)]
+    assert ros.node.frames.stamps("front") == [stamp_ns(reset)]
     rosout.wait(f"{FRONT}: stamp jumped back", "clock was reset", level=Log.WARN)
     _answers_about(ros, reset)
     after = Time(sec=back.sec, nanosec=back.nanosec)

@@ -13,7 +13,7 @@ service (test_node_questions.py). Here they are checked on every channel, exactl
 import pytest
 from action_msgs.msg import GoalStatus
 from builtin_interfaces.msg import Time
-from ros_helpers import AnswerLog, NodeHarness, sample_rgb, wait_for
+from ros_helpers import AnswerLog, NodeHarness, sample_rgb, two_camera_params, wait_for
 from std_msgs.msg import String
 
 from focus_ros.msg import FocusResult
@@ -23,14 +23,7 @@ CHANNELS = ("topic", "service", "action")
 
 @pytest.fixture(scope="module")
 def ros(miniature_root):
-    harness = NodeHarness({
-        "model.path": str(miniature_root / "llava"),
-        "cameras": ["front", "rear"],
-        "search.target_extraction": "rule",
-        "search.max_steps": 1,
-        "search.overrun": False,
-        "max_frame_age": 0.0,
-    })
+    harness = NodeHarness(two_camera_params(miniature_root, max_frame_age=0.0))
     yield harness
     harness.close()
 
