@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from .miniatures import FAMILY_FILE, _LLAVA_CHAT_TEMPLATE, _train_tokenizer
+from .models.llava import expand_to_square
 from .scenes import COLORS, SHAPES, TEMPLATES, Scene, SceneObject, SceneSpec, make_scene
 from .targets import ANSWER_LEAD, extraction_prompt
 
@@ -138,6 +139,15 @@ def _task_corpus() -> list[str]:
     return lines
 
 
+def build_image_processor(shape: ModelShape = ModelShape()):
+    """The CLIP image processor of the embedded model (resize + centre crop to ``shape.image_size``)."""
+    import transformers
+
+    return transformers.CLIPImageProcessor(
+        size={"shortest_edge": shape.image_size}, crop_size={"height": shape.image_size, "width": shape.image_size},
+        do_resize=True, do_center_crop=True, do_rescale=True, do_normalize=True, do_convert_rgb=True, resample=3)
+
+
 def build_processor_and_tokenizer(shape: ModelShape = ModelShape()):
     """The embedded model's ``LlavaProcessor`` (CLIP image processor at ``shape.image_size``)."""
     import transformers
@@ -147,11 +157,8 @@ def build_processor_and_tokenizer(shape: ModelShape = ModelShape()):
     split = [w for w in words if len(tokenizer.encode(w, add_special_tokens=False)) != 1]
     if split:
         raise RuntimeError(f"tokenizer splits vocabulary words {split}")
-    image_processor = transformers.CLIPImageProcessor(
-        size={"shortest_edge": shape.image_size}, crop_size={"height": shape.image_size, "width": shape.image_size},
-        do_resize=True, do_center_crop=True, do_rescale=True, do_normalize=True, do_convert_rgb=True, resample=3)
     processor = transformers.LlavaProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, patch_size=shape.patch_size,
+        image_processor=build_image_processor(shape), tokenizer=tokenizer, patch_size=shape.patch_size,
         vision_feature_select_strategy="default", image_token="<image>", num_additional_image_tokens=1,
         chat_template=_LLAVA_CHAT_TEMPLATE)
     return processor, tokenizer
@@ -213,24 +220,22 @@ class View:
     objects: list[ViewObject]
 
 
-def _fill(processor) -> tuple[int, int, int]:
-    mean = processor.image_processor.image_mean
-    return tuple(int(round(255 * m)) for m in mean[:3])
+def _fill(image_processor) -> tuple[int, int, int]:
+    """The padding colour LlavaAdapter uses: the image processor's mean."""
+    return tuple(int(round(255 * m)) for m in image_processor.image_mean[:3])
 
 
 def render_view(image: np.ndarray, region: tuple[int, int, int, int], fill: tuple[int, int, int],
                 max_side: int) -> tuple[np.ndarray, float, int, int]:
     """The region padded to a square as LLaVA does, pre-shrunk (area) to at most ``max_side``.
 
-    Returns (square image, view scale = image_size / square side before shrinking, pad x, pad y)."""
+    Returns (square image, square side before shrinking, pad x, pad y)."""
     x0, y0, x1, y1 = region
     sub = image[y0:y1, x0:x1]
     h, w = sub.shape[:2]
     side = max(h, w)
-    sq = np.empty((side, side, 3), np.uint8)
-    sq[:] = np.asarray(fill, np.uint8)
     px, py = (side - w) // 2, (side - h) // 2
-    sq[py:py + h, px:px + w] = sub
+    sq = np.ascontiguousarray(expand_to_square(sub, fill))     # the adapter's padding, exactly
     if side > max_side:
         sq = cv2.resize(sq, (max_side, max_side), interpolation=cv2.INTER_AREA)
     return sq, side, px, py
@@ -420,9 +425,10 @@ class SceneSamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def processor(self):
+    def image_processor(self):
+        # only the image processor: loader processes need no tokenizer (training one costs seconds)
         if self._processor is None:
-            self._processor, _ = build_processor_and_tokenizer(self.cfg.shape)
+            self._processor = build_image_processor(self.cfg.shape)
         return self._processor
 
     def __getitem__(self, i: int) -> dict:
@@ -431,10 +437,10 @@ class SceneSamples(torch.utils.data.Dataset):
         scene = make_scene(self.seed, i, spec)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, i, 7]))
         views = sample_views(rng, scene, self.stage.crops_per_scene, self.stage.frames, cfg)
-        proc = self.processor()
+        proc = self.image_processor()
         fill = _fill(proc)
         squares = [render_view(scene.image, v.region, fill, 2 * cfg.shape.image_size)[0] for v in views]
-        pixels = proc.image_processor(images=squares, return_tensors="pt")["pixel_values"]
+        pixels = proc(images=squares, return_tensors="pt")["pixel_values"]
         labels = [patch_labels(v.objects, cfg.shape.grid, cfg.shape.patch_size, cfg.legible_px) for v in views]
         questions = []
         if self.tasks:
