@@ -189,11 +189,7 @@ def run_oracle(pipeline, image: np.ndarray, item: BenchItem, frame_key: Any = No
     box = oracle_box(item.boxes, w, h)
     pipeline.answer_from_boxes(image, prefix, [box], choices, meter, result)
     clock.lap("answer")
-    result.forward_passes = meter.forward_passes
-    result.tokens_prefilled = meter.tokens_prefilled
-    result.generated_tokens = meter.generated_tokens
-    result.timings = clock.total()
-    return result
+    return result.record_costs(meter, clock)
 
 
 def run_bench(pipeline, items: Sequence[BenchItem], methods: Sequence[str], progress: bool = True,

@@ -82,6 +82,14 @@ class FocusResult:
     target_source: str = ""
     choice: str = ""                    # letter of the chosen option of a multiple-choice question
 
+    def record_costs(self, meter: Meter, clock: "_Clock") -> "FocusResult":
+        """Copy the question's cost (passes, tokens, stage timings) into the result; returns it."""
+        self.forward_passes = meter.forward_passes
+        self.tokens_prefilled = meter.tokens_prefilled
+        self.generated_tokens = meter.generated_tokens
+        self.timings = clock.total()
+        return self
+
     def to_dict(self) -> dict:
         """JSON-ready dict (relevance maps left out: they are arrays)."""
         return {
@@ -188,11 +196,7 @@ class FocusPipeline:
                     raise Cancelled("cancelled")
 
             baseline(method)(self, image, choices, frame_key, meter, clock, result, check, progress)
-        result.forward_passes = meter.forward_passes
-        result.tokens_prefilled = meter.tokens_prefilled
-        result.generated_tokens = meter.generated_tokens
-        result.timings = clock.total()
-        return result
+        return result.record_costs(meter, clock)
 
     # ----------------------------------------------------------------- methods
     def _vanilla(self, image: np.ndarray, choices: Choices, key: Hashable | None, meter: Meter, clock: _Clock,
