@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from focus_ros.core.embedded import TrainConfig, Trainer
+from focus_ros.core.embedded import RECIPES, Trainer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,13 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="scene-drawing loader processes")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (smoke runs)")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="default",
+                   help="default (the committed model) or existence-first (matching init + symbolic existence stage)")
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = TrainConfig()
+    cfg = RECIPES[args.recipe]
     if args.scale != 1.0:
         cfg = cfg.scaled(args.scale)
     t0 = time.perf_counter()

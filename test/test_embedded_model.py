@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from focus_ros.core.config import EMBEDDED_MODEL, ModelConfig, build_configs, default_model_path
-from focus_ros.core.embedded import StageConfig, TrainConfig, Trainer
+from focus_ros.core.embedded import (StageConfig, Sequencer, TrainConfig, Trainer, build_model,
+                                     build_processor_and_tokenizer, init_matching_attention, word_ids)
 from focus_ros.core.embedded_eval import _unique, heldout_scenes, layer_ranges, pointing, window
 from focus_ros.core.bench import normalise_answer
 from focus_ros.core.geometry import crop
@@ -45,6 +46,47 @@ def test_a_few_training_steps_of_every_stage_save_a_model_that_loads_and_a_rerun
     assert a.family == "llava" and a.num_layers == cfg.shape.text_layers
     again = Trainer(cfg, tmp_path / "work", tmp_path / "model2", progress=False)
     assert again.state.stage_index == len(tiny)          # resumed from the last checkpoint: nothing left to train
+
+
+def test_the_existence_first_recipe_trains_its_symbolic_stage_between_alignment_and_tuning(tmp_path):
+    base = TrainConfig().existence_first()
+    assert [s.name for s in base.stages] == ["vision", "align", "exist-symbolic", "tune-crops", "tune"]
+    tiny = tuple(StageConfig(s.name, steps=2, lr=s.lr, scenes_per_step=1, crops_per_scene=2, frames=s.frames,
+                             max_sequences=8, warmup=1, symbolic=s.symbolic) for s in base.stages)
+    cfg = replace(base, stages=tiny, train_short_side=(400, 500))
+    trainer = Trainer(cfg, tmp_path / "work", tmp_path / "model", checkpoint_every=1, progress=False)
+    trainer.train()
+    assert 0.0 <= trainer.state.metrics["exist-symbolic"]["acc_exists_symbolic"] <= 1.0
+    assert load_adapter(ModelConfig(path=str(tmp_path / "model"), device="cpu", local_files_only=True))
+
+
+def test_the_matching_initialisation_makes_a_colour_word_attend_to_the_slots_holding_it():
+    import torch
+
+    _, tok = build_processor_and_tokenizer()
+    shape = TrainConfig().shape
+    seq = Sequencer(tok, shape.grid ** 2)
+    colour_words, _ = word_ids(tok)
+    ids, _ = seq.image_qa("Is there a red object in the image?", "Yes")
+    ids_t = torch.tensor([ids])
+    slots = torch.nonzero(ids_t[0] == seq.image_id).flatten()
+    red = ids.index(colour_words[1])                       # ' red' in the question
+    shares = {}
+    for gain in (0.0, 2.0):
+        model = build_model(tok, shape, seed=1)
+        model.config.text_config._attn_implementation = "eager"
+        if gain:
+            init_matching_attention(model, gain, len(ids) + 8, seed=1)
+        lm = model.model.language_model
+        x = lm.embed_tokens(ids_t).detach().clone()
+        labels = torch.zeros(len(slots), dtype=torch.long)
+        labels[100:104] = 1                                # four slots hold the aligned ' red' embedding
+        x[0, slots] = lm.embed_tokens.weight[torch.tensor(colour_words)[labels]].detach()
+        with torch.no_grad():
+            att = lm(inputs_embeds=x, output_attentions=True).attentions[0][0]     # [heads, L, L]
+        shares[gain] = att[:, red, slots[100:104]].sum(-1).mean().item()
+    assert shares[0.0] < 0.1                               # random start: ~4/256 of the attention
+    assert shares[2.0] > 0.4                               # matching start: about half (0.52)
 
 
 def test_the_committed_model_is_small_and_records_how_it_was_trained():
