@@ -9,12 +9,18 @@ what happened inside.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import cv2
 import numpy as np
+import pytest
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
 
 # ----------------------------------------------------------------------------- images
 
@@ -402,3 +408,41 @@ class RosoutLog:
 
     def close(self) -> None:
         self.ros.client.destroy_subscription(self._sub)
+
+
+# ----------------------------------------------------------------------------- processes
+def installed_focus_node():
+    """(focus_node executable, config/focus.yaml, Fast DDS large-frame profile) of the sourced
+    workspace; skips the test when focus_ros is not installed there."""
+    try:
+        exe = Path(get_package_prefix("focus_ros")) / "lib" / "focus_ros" / "focus_node"
+        share = Path(get_package_share_directory("focus_ros"))
+    except PackageNotFoundError as exc:
+        pytest.skip(f"focus_ros is not installed in the sourced workspace ({exc}); run scripts/setup.sh")
+    assert exe.is_file() and os.access(exe, os.X_OK), f"{exe} missing or not executable: rerun scripts/setup.sh"
+    return exe, share / "config" / "focus.yaml", share / "config" / "fastdds_large_frames.xml"
+
+
+class Proc:
+    """A child process with its output in a file; stopped with SIGINT like a terminal's Ctrl-C."""
+
+    def __init__(self, cmd, log_path, env=None):
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, "w")
+        self.popen = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env or dict(os.environ))
+
+    def stop(self, timeout=30.0):
+        try:
+            if self.popen.poll() is None:
+                self.popen.send_signal(signal.SIGINT)
+                try:
+                    self.popen.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self.popen.kill()
+                    self.popen.wait()
+        finally:
+            self._log.close()
+        return self.popen.returncode
+
+    def text(self):
+        return self.log_path.read_text()

@@ -4,21 +4,17 @@ separate process with config/focus.yaml and the shipped Fast DDS profile: it com
 SIGINT. The rclpy counterpart of test_focus_launch.py, which needs launch_testing."""
 
 import os
-import signal
-import subprocess
 import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import rclpy
-from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
-from ros_helpers import encode_rgb, roi_inside, sample_rgb, wait_for
+from ros_helpers import Proc, encode_rgb, installed_focus_node, roi_inside, sample_rgb, wait_for
 from sensor_msgs.msg import Image
 
 from focus_ros.ros.conversions import numpy_to_image
@@ -47,44 +43,9 @@ BIG_CAMERA = textwrap.dedent("""
 """)
 
 
-def _installed():
-    try:
-        exe = Path(get_package_prefix("focus_ros")) / "lib" / "focus_ros" / "focus_node"
-        share = Path(get_package_share_directory("focus_ros"))
-    except PackageNotFoundError as exc:
-        pytest.skip(f"focus_ros is not installed in the sourced workspace ({exc}); run scripts/setup.sh")
-    assert exe.is_file() and os.access(exe, os.X_OK), f"{exe} missing or not executable: rerun scripts/setup.sh"
-    return exe, share / "config" / "focus.yaml", share / "config" / "fastdds_large_frames.xml"
-
-
-class Proc:
-    """A child process with its output in a file; stopped with SIGINT like a terminal's Ctrl-C."""
-
-    def __init__(self, cmd, log_path, env=None):
-        self.log_path = Path(log_path)
-        self._log = open(self.log_path, "w")
-        self.popen = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env or dict(os.environ))
-
-    def stop(self, timeout=30.0):
-        try:
-            if self.popen.poll() is None:
-                self.popen.send_signal(signal.SIGINT)
-                try:
-                    self.popen.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    self.popen.kill()
-                    self.popen.wait()
-        finally:
-            self._log.close()
-        return self.popen.returncode
-
-    def text(self):
-        return self.log_path.read_text()
-
-
 @pytest.fixture(scope="module")
 def focus_process(miniature_root, tmp_path_factory):
-    exe, params, profile = _installed()
+    exe, params, profile = installed_focus_node()
     env = dict(os.environ, FASTDDS_DEFAULT_PROFILES_FILE=str(profile))
     proc = Proc([str(exe), "--ros-args", "--params-file", str(params),
                  "-p", f"model.path:={miniature_root / 'llava'}", "-p", "autostart:=true",
@@ -152,7 +113,7 @@ def test_the_installed_executable_answers_under_focus_about_a_frame_from_another
 
 def test_12_megapixel_frames_from_another_process_arrive_with_the_shipped_dds_profile(focus_process, client,
                                                                                       tmp_path):
-    _, _, profile = _installed()
+    _, _, profile = installed_focus_node()
     ask = _ask_service(client, focus_process)
     camera = Proc([sys.executable, "-c", BIG_CAMERA], tmp_path / "big_camera.log",
                   dict(os.environ, FASTDDS_DEFAULT_PROFILES_FILE=str(profile)))
@@ -178,7 +139,7 @@ def test_the_executable_exits_cleanly_on_sigint(focus_process):
 
 
 def test_the_executable_with_a_model_that_cannot_load_exits_with_a_clear_error(tmp_path):
-    exe, params, _ = _installed()
+    exe, params, _ = installed_focus_node()
     missing = tmp_path / "no_model_here"
     proc = Proc([str(exe), "--ros-args", "--params-file", str(params), "-p", f"model.path:={missing}",
                  "-p", "model.local_files_only:=true", "-p", "autostart:=true"], tmp_path / "focus_node.log")

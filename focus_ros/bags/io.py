@@ -1,0 +1,102 @@
+"""Reading rosbag2 bags and this package's message definitions with ``rosbags`` (ROS-free: no rclpy).
+
+Shared by the replay tool (:mod:`focus_ros.ros.replay`) and the report of a recorded run
+(:mod:`focus_ros.bags.report`): which directory is the bag, an opened reader, and a typestore
+that knows ``focus_ros/msg/FocusResult`` so recorded answers deserialize anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class BagError(Exception):
+    """A bag that is missing, unreadable or unusable (reported to the user, exit status 2)."""
+
+
+def _msg_dirs(package: str) -> list[Path]:
+    """Where ``package``'s .msg files are: its installed share dir, and for focus_ros the source tree."""
+    dirs = []
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            dirs.append(Path(get_package_share_directory(package)) / "msg")
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    if package == "focus_ros":
+        dirs.append(Path(__file__).resolve().parents[2] / "msg")
+    return [d for d in dirs if d.is_dir()]
+
+
+def _register_package(store: Any, package: str) -> bool:
+    """Register every .msg of ``package`` found by :func:`_msg_dirs`; False when none was found."""
+    from rosbags.typesys import get_types_from_msg
+
+    for directory in _msg_dirs(package):
+        types: dict = {}
+        for f in sorted(directory.glob("*.msg")):
+            types.update(get_types_from_msg(f.read_text(), f"{package}/msg/{f.stem}"))
+        if types:
+            store.register(types)
+            return True
+    return False
+
+
+def focus_typestore() -> Any:
+    """rosbags typestore of ROS 2 Kilted plus focus_ros's messages (FocusResult, Region)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(getattr(Stores, "ROS2_KILTED", None) or Stores.ROS2_JAZZY)
+    if not _register_package(store, "focus_ros"):
+        raise BagError("focus_ros msg/*.msg not found (neither installed nor in the source tree)")
+    return store
+
+
+def _ensure_type(store: Any, msgtype: str) -> bool:
+    """Whether ``store`` knows ``msgtype``, after trying its package's installed .msg files."""
+    if msgtype in store.types:
+        return True
+    try:
+        _register_package(store, msgtype.split("/")[0])
+    except Exception as exc:  # a package's .msg that rosbags cannot parse: skip that topic only
+        logger.warning("cannot load message definitions of %s: %s", msgtype, exc)
+    return msgtype in store.types
+
+
+def resolve_bag(path: str | Path) -> Path:
+    """The rosbag2 directory (or .mcap file) for ``path``. A directory holding bag directories
+    (e.g. a demo case with ``mcap/`` and ``sqlite3/``) resolves to one of them, mcap first; a
+    storage file inside a bag directory resolves to that directory."""
+    p = Path(path)
+    if not p.exists():
+        raise BagError(f"bag not found: {p}")
+    if p.is_file():
+        return p.parent if (p.parent / "metadata.yaml").is_file() else p
+    if (p / "metadata.yaml").is_file() or any(p.glob("*.mcap")):
+        return p
+    children = sorted((c for c in p.iterdir() if (c / "metadata.yaml").is_file()),
+                      key=lambda c: (c.name != "mcap", c.name))
+    if not children:
+        raise BagError(f"not a rosbag2 bag (no metadata.yaml or .mcap file): {p}")
+    logger.info("%s holds several bags; replaying %s", p, children[0])
+    return children[0]
+
+
+def open_bag(path: str | Path) -> Any:
+    """An opened ``rosbags.highlevel.AnyReader`` of the bag at ``path``; BagError when unreadable."""
+    from rosbags.highlevel import AnyReader
+
+    bag = resolve_bag(path)
+    reader = AnyReader([bag])
+    try:
+        reader.open()
+    except Exception as exc:  # rosbags raises many kinds (YAML, sqlite, mcap format, missing files)
+        raise BagError(f"cannot read bag {bag}: {exc}") from exc
+    return reader
