@@ -38,9 +38,9 @@ import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
-from rosbags.typesys import Stores, get_typestore
 
 from ..core.scenes import QUESTION_TYPES, SceneSpec, make_scene
+from .io import ros_typestore
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +66,6 @@ DEFAULT_QUESTION_DELAY = 1.0
 # The fine detail (shape), a question needing two objects (relation) and one needing every
 # instance (count, FOCUS's type 2): each path of the method is exercised on every scene.
 DEFAULT_QUESTION_TYPES = ("shape", "relation", "count")
-
-
-def _typestore():
-    """Kilted's message definitions (the newest ROS 2 store rosbags 0.11 ships besides Lyrical)."""
-    store = getattr(Stores, "ROS2_KILTED", None) or Stores.ROS2_JAZZY
-    return get_typestore(store)
 
 
 def offered_qos(depth: int) -> Qos:
@@ -208,7 +202,7 @@ def write_demo_bag(out_dir: str | Path, storage: str | Sequence[str] = "mcap", n
                 raise FileExistsError(f"{out / name} exists (pass overwrite=True / --force to replace it)")
             shutil.rmtree(out / name)
 
-    store = _typestore()
+    store = ros_typestore()
     Header = store.types["std_msgs/msg/Header"]
     Time = store.types["builtin_interfaces/msg/Time"]
     CompressedImage = store.types["sensor_msgs/msg/CompressedImage"]

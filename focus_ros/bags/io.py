@@ -49,11 +49,16 @@ def _register_package(store: Any, package: str) -> bool:
     return False
 
 
-def focus_typestore() -> Any:
-    """rosbags typestore of ROS 2 Kilted plus focus_ros's messages (FocusResult, Region)."""
+def ros_typestore() -> Any:
+    """rosbags typestore of ROS 2 Kilted's standard messages (the distro of this package's wheels)."""
     from rosbags.typesys import Stores, get_typestore
 
-    store = get_typestore(getattr(Stores, "ROS2_KILTED", None) or Stores.ROS2_JAZZY)
+    return get_typestore(getattr(Stores, "ROS2_KILTED", None) or Stores.ROS2_JAZZY)
+
+
+def focus_typestore() -> Any:
+    """:func:`ros_typestore` plus focus_ros's messages (FocusResult, Region)."""
+    store = ros_typestore()
     if not _register_package(store, "focus_ros"):
         raise BagError("focus_ros msg/*.msg not found (neither installed nor in the source tree)")
     return store

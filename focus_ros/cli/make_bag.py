@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--question-delay", type=float, default=DEFAULT_QUESTION_DELAY,
                    help=f"question time after the scene's first frame, s (default {DEFAULT_QUESTION_DELAY})")
     p.add_argument("--types", nargs="+", choices=QUESTION_TYPES, default=list(DEFAULT_QUESTION_TYPES),
-                   help="question types asked per scene, in order (default: shape)")
+                   help=f"question types asked per scene, in order (default: {' '.join(DEFAULT_QUESTION_TYPES)})")
     p.add_argument("--raw", action="store_true",
                    help="also write /camera/image_raw (sensor_msgs/Image rgb8, ~6 MB per frame)")
     p.add_argument("--force", action="store_true", help="replace bag directories that exist already")
