@@ -1,5 +1,5 @@
 """End to end, as the README's main job runs it: the bundled demo bag (test/data/demo_bag, a
-1920x1080 camera stream of held-out scenes with 12 timed questions) is replayed over real DDS on
+1920x1080 camera stream at 2 Hz of held-out scenes with 12 timed questions) is replayed over real DDS on
 bag time (/clock) into the installed ``focus_node`` executable with the embedded default model,
 and the node's answers are recorded into a bag and checked against the ground truth, and against
 the core pipeline run directly on the same frames."""
@@ -83,8 +83,13 @@ def test_every_question_of_the_bag_gets_exactly_one_answer_about_a_frame_of_its_
     for row in report.rows:
         a = row.answer
         assert a.status == "ok", (row.truth.question, a.error)
-        # the source frame's header, never "now": one of the two frames the scene was shown in
-        assert a.stamp_ns in (row.truth.first_frame_ns, row.truth.last_frame_ns)
+        # the source frame's header, never "now": a frame of the question's own scene, the latest
+        # when the node took the question (within two frame periods of the question's bag time:
+        # DDS delivery and a busy 2-core machine move either a little)
+        period = round(1e9 / truth.rate)
+        frames = range(row.truth.first_frame_ns, row.truth.last_frame_ns + 1, period)
+        assert a.stamp_ns in frames
+        assert abs(row.truth.time_ns - a.stamp_ns) <= 2 * period
         assert a.frame_id == truth.frame_id
         assert a.passes > 0 and a.latency_s > 0
         if a.box is not None:

@@ -52,7 +52,7 @@ def test_both_storages_hold_the_promised_topics_types_and_counts(generated, trut
     assert types == {COMPRESSED_TOPIC: "sensor_msgs/msg/CompressedImage", QUESTION_TOPIC: "std_msgs/msg/String"}
     assert counts == {COMPRESSED_TOPIC: truth.n_scenes * truth.frames_per_scene, QUESTION_TOPIC: len(truth.questions)}
     assert truth.question_types == ["shape", "relation", "count"]
-    assert truth.n_scenes == 4 and truth.frames_per_scene == 2 and len(truth.questions) == 12
+    assert truth.n_scenes == 4 and truth.frames_per_scene == 8 and truth.rate == 2.0 and len(truth.questions) == 12
 
 
 @pytest.mark.parametrize("storage", STORAGES)
@@ -78,7 +78,10 @@ def test_frames_are_1920x1080_jpegs_of_their_scene(generated, truth):
             rgb = cv2.imdecode(np.asarray(msg.data, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
             assert rgb.shape == (1080, 1920, 3)
             diff = np.abs(rgb.astype(np.int16) - scene.image.astype(np.int16))
-            assert diff.mean() < 2.0, f"scene {s}: mean abs difference {diff.mean():.2f}"
+            assert diff.mean() < 4.0, f"scene {s}: mean abs difference {diff.mean():.2f}"    # JPEG q85
+            for o in scene.objects:      # the small objects keep their colour (4:4:4 chroma)
+                x0, y0, x1, y1 = o.box
+                assert diff[y0:y1, x0:x1].mean() < 12.0, (s, o)
 
 
 @pytest.mark.parametrize("storage", STORAGES)

@@ -33,7 +33,8 @@ from focus_ros.ros.replay import BagError, focus_typestore, replay
 
 BUNDLED = Path(__file__).resolve().parent / "data" / "demo_bag"
 TRUTH = load_ground_truth(BUNDLED)
-FRAME_STAMPS = [START_NS + s * 4_000_000_000 + k * 2_000_000_000 for s in range(4) for k in range(2)]
+FRAME_STAMPS = [START_NS + s * round(TRUTH.seconds_per_scene * 1e9) + k * round(1e9 / TRUTH.rate)
+                for s in range(TRUTH.n_scenes) for k in range(TRUTH.frames_per_scene)]
 N_Q = len(TRUTH.questions)         # 3 a scene: shape, relation, count
 # Bag order: frames and questions by time, a frame first when both fall on the same instant.
 BAG_ORDER = sorted([(t, 0, COMPRESSED_TOPIC) for t in FRAME_STAMPS] + [(q.time_ns, 1, QUESTION_TOPIC)
@@ -100,7 +101,7 @@ def test_replay_delivers_every_message_in_order_with_original_stamps_and_bag_tim
     wait_for(lambda: len(graph.received) >= len(BAG_ORDER), 10.0)
     time.sleep(0.2)
     got = graph.take()
-    assert stats.published == {COMPRESSED_TOPIC: 8, QUESTION_TOPIC: N_Q}
+    assert stats.published == {COMPRESSED_TOPIC: len(FRAME_STAMPS), QUESTION_TOPIC: N_Q}
     assert stats.loops == 1 and stats.questions == N_Q and not stats.interrupted
     assert [t for _, t, _ in got] == [topic for _, _, topic in BAG_ORDER]
     frames = [m for _, t, m in got if t == COMPRESSED_TOPIC]
@@ -154,7 +155,7 @@ def test_sqlite3_bags_replay_like_mcap(graph, tmp_path):
     wait_for(lambda: len(graph.received) >= len(BAG_ORDER), 10.0)
     time.sleep(0.2)
     frames = [m for _, t, m in graph.take(COMPRESSED_TOPIC)]
-    assert stats.published == {COMPRESSED_TOPIC: 8, QUESTION_TOPIC: N_Q}
+    assert stats.published == {COMPRESSED_TOPIC: len(FRAME_STAMPS), QUESTION_TOPIC: N_Q}
     assert [stamp_ns(m.header) for m in frames] == FRAME_STAMPS
 
 

@@ -4,7 +4,7 @@ The scenes are the benchmark's (:func:`focus_ros.core.scenes.make_scene`) at a f
 1920x1080 size, shown one after another, each for ``seconds_per_scene`` at ``rate`` Hz. Topics:
 
 ==================================  ===============================  =============================
-``/camera/image_raw/compressed``    sensor_msgs/msg/CompressedImage  every frame, JPEG q95, 4:4:4
+``/camera/image_raw/compressed``    sensor_msgs/msg/CompressedImage  every frame, JPEG q85, 4:4:4
 ``/camera/image_raw``               sensor_msgs/msg/Image (rgb8)     every frame, only ``raw=True``
 ``/focus/question``                 std_msgs/msg/String              per scene, ``question_delay``
                                                                      after its first frame
@@ -55,12 +55,14 @@ GROUND_TRUTH_VERSION = 1
 STORAGES = ("mcap", "sqlite3")
 BAG_VERSION = 8                            # Jazzy writes 8, Kilted reads 8 and 9
 DEMO_SPEC = SceneSpec(short_side=(1080, 1080), aspects=(16 / 9,), portrait_share=0.0)
-JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 95, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
 
-# Defaults of the bundled bag (test/data/demo_bag). 4 scenes x 2 frames keep it at ~3 MB in mcap
-# (a 1920x1080 q95 4:4:4 JPEG of a scene is ~0.75 MB; 2 Hz x 4 s x 6 scenes would be ~36 MB).
+# Defaults of the bundled bag (test/data/demo_bag): a 2 Hz camera, 4 scenes of 4 s, ~3 MB in mcap.
+# A 1920x1080 JPEG of a scene is ~0.31 MB at quality 85 (0.75 MB at 95: its textured background);
+# rosbags closes an mcap chunk past 1 MiB, so ~4 identical frames of a scene share a zstd chunk and
+# compress to about one. 4:4:4 chroma keeps the colours of 15 px objects (colour names an object).
 DEFAULT_SCENES = 4
-DEFAULT_RATE = 0.5
+DEFAULT_RATE = 2.0
+DEFAULT_JPEG_QUALITY = 85
 DEFAULT_SECONDS_PER_SCENE = 4.0
 DEFAULT_QUESTION_DELAY = 1.0
 # The fine detail (shape), a question needing two objects (relation) and one needing every
@@ -115,6 +117,7 @@ class GroundTruth:
     topics: dict[str, str]
     scenes: list[dict[str, int]]
     questions: list[GroundTruthQuestion] = field(default_factory=list)
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY
     version: int = GROUND_TRUTH_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,7 +173,8 @@ def write_demo_bag(out_dir: str | Path, storage: str | Sequence[str] = "mcap", n
                    seed: int = DEFAULT_SEED, seconds_per_scene: float = DEFAULT_SECONDS_PER_SCENE,
                    rate: float = DEFAULT_RATE, question_delay: float = DEFAULT_QUESTION_DELAY,
                    question_types: Iterable[str] = DEFAULT_QUESTION_TYPES, raw: bool = False,
-                   chunk_compression: bool = True, overwrite: bool = False) -> Path:
+                   chunk_compression: bool = True, overwrite: bool = False,
+                   jpeg_quality: int = DEFAULT_JPEG_QUALITY) -> Path:
     """Write the demo bag into ``out_dir``: one rosbag2 directory per storage (``out_dir/mcap``,
     ``out_dir/sqlite3``) and ``out_dir/ground_truth.json``. Returns ``out_dir``.
 
@@ -180,12 +184,17 @@ def write_demo_bag(out_dir: str | Path, storage: str | Sequence[str] = "mcap", n
     spread evenly over the rest of the scene. ``raw`` adds ``/camera/image_raw`` (rgb8, ~6 MB a
     frame). ``chunk_compression``: zstd mcap chunks (mcap only; no rosbag2 compressor plugin
     needed to read them). An existing bag directory is an error unless ``overwrite``.
+    ``jpeg_quality``: 1-100, 4:4:4 chroma.
     """
     storages = _storages(storage)
     types = list(dict.fromkeys(question_types))
     unknown = [t for t in types if t not in QUESTION_TYPES]
     if unknown:
         raise ValueError(f"unknown question types {unknown}; known: {', '.join(QUESTION_TYPES)}")
+    if not 1 <= int(jpeg_quality) <= 100:
+        raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
+    jpeg_params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality), cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                   cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
     if n_scenes < 1:
         raise ValueError(f"n_scenes must be >= 1, got {n_scenes}")
     if not (rate > 0 and seconds_per_scene > 0):
@@ -213,12 +222,12 @@ def write_demo_bag(out_dir: str | Path, storage: str | Sequence[str] = "mcap", n
         topics[RAW_TOPIC] = Image.__msgtype__
     settings = {"seed": int(seed), "n_scenes": int(n_scenes), "rate": float(rate),
                 "seconds_per_scene": float(seconds_per_scene), "question_delay": float(question_delay),
-                "question_types": types, "raw": bool(raw)}
+                "question_types": types, "raw": bool(raw), "jpeg_quality": int(jpeg_quality)}
 
     truth = GroundTruth(seed=int(seed), n_scenes=int(n_scenes), rate=float(rate),
                         seconds_per_scene=float(seconds_per_scene), question_delay=float(question_delay),
                         question_types=types, start_ns=START_NS, frame_id=FRAME_ID, frame_width=0, frame_height=0,
-                        frames_per_scene=n_frames, topics=topics, scenes=[])
+                        frames_per_scene=n_frames, topics=topics, scenes=[], jpeg_quality=int(jpeg_quality))
     with ExitStack() as stack:
         writers = []
         for name in storages:
@@ -241,7 +250,7 @@ def write_demo_bag(out_dir: str | Path, storage: str | Sequence[str] = "mcap", n
         for s in range(n_scenes):
             scene = make_scene(seed, s, DEMO_SPEC)
             truth.frame_width, truth.frame_height = scene.width, scene.height
-            ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(scene.image[..., ::-1]), JPEG_PARAMS)
+            ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(scene.image[..., ::-1]), jpeg_params)
             if not ok:
                 raise RuntimeError(f"JPEG encoding of scene {s} failed")
             jpeg = jpeg.reshape(-1)
@@ -319,5 +328,6 @@ def bag_summary(path: str | Path) -> dict[str, Any]:
 
 
 __all__ = ["DEFAULT_SEED", "START_NS", "BAG_VERSION", "FRAME_ID", "COMPRESSED_TOPIC", "RAW_TOPIC", "QUESTION_TOPIC",
-           "GROUND_TRUTH", "STORAGES", "DEMO_SPEC", "GroundTruth", "GroundTruthQuestion", "write_demo_bag",
+           "GROUND_TRUTH", "STORAGES", "DEMO_SPEC", "DEFAULT_JPEG_QUALITY", "GroundTruth", "GroundTruthQuestion",
+           "write_demo_bag",
            "load_ground_truth", "bag_summary", "offered_qos"]

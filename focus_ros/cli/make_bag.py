@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..bags.demo import (DEFAULT_QUESTION_DELAY, DEFAULT_QUESTION_TYPES, DEFAULT_RATE, DEFAULT_SCENES,
+from ..bags.demo import (DEFAULT_JPEG_QUALITY, DEFAULT_QUESTION_DELAY, DEFAULT_QUESTION_TYPES, DEFAULT_RATE, DEFAULT_SCENES,
                          DEFAULT_SECONDS_PER_SCENE, DEFAULT_SEED, GROUND_TRUTH, bag_summary, load_ground_truth,
                          write_demo_bag)
 from ..core.scenes import QUESTION_TYPES
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"question time after the scene's first frame, s (default {DEFAULT_QUESTION_DELAY})")
     p.add_argument("--types", nargs="+", choices=QUESTION_TYPES, default=list(DEFAULT_QUESTION_TYPES),
                    help=f"question types asked per scene, in order (default: {' '.join(DEFAULT_QUESTION_TYPES)})")
+    p.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY,
+                   help=f"JPEG quality of the compressed frames, 4:4:4 chroma (default {DEFAULT_JPEG_QUALITY})")
     p.add_argument("--raw", action="store_true",
                    help="also write /camera/image_raw (sensor_msgs/Image rgb8, ~6 MB per frame)")
     p.add_argument("--force", action="store_true", help="replace bag directories that exist already")
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         out = write_demo_bag(args.out, storage=args.storage, n_scenes=args.scenes, seed=args.seed,
                              seconds_per_scene=args.seconds_per_scene, rate=args.rate,
                              question_delay=args.question_delay, question_types=args.types, raw=args.raw,
-                             overwrite=args.force)
+                             overwrite=args.force, jpeg_quality=args.jpeg_quality)
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"focus-make-bag: error: {exc}", file=sys.stderr)
         return 2
