@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_helpers import Proc, installed_focus_node
+from ros_helpers import Proc, installed_focus_node, stamp_ns
 
 from focus_ros.bags.demo import load_ground_truth
 from focus_ros.bags.io import focus_typestore, open_bag
@@ -128,7 +128,7 @@ def test_the_node_over_dds_answers_exactly_as_the_core_pipeline_does_on_the_same
         conns = [c for c in reader.connections if c.topic == "/camera/image_raw/compressed"]
         for conn, _t, raw in reader.messages(connections=conns):
             msg = store.deserialize_cdr(raw, conn.msgtype)
-            frames[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = compressed_to_rgb(msg)
+            frames[stamp_ns(msg.header)] = compressed_to_rgb(msg)
     finally:
         reader.close()
     model, search = build_configs({"model.path": str(default_model_path()), "model.device": "cpu",

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..core.bench import box_hit, normalise_answer
+from ..ros.conversions import image_to_rgb      # numpy/OpenCV only, no rclpy
 from .demo import GroundTruth, GroundTruthQuestion
 from .io import focus_typestore, open_bag
 
@@ -96,13 +97,13 @@ def _stamp_ns(header: Any) -> int:
 
 
 def _image_rgb(msg: Any) -> np.ndarray | None:
-    """An rgb8/bgr8 sensor_msgs/Image as H x W x 3 RGB (the node publishes overlays as rgb8)."""
-    if msg.encoding not in ("rgb8", "bgr8"):
-        logger.warning("overlay encoding %s not written", msg.encoding)
+    """A sensor_msgs/Image (any encoding the node's intake reads) as H x W x 3 RGB; None when it
+    cannot be converted."""
+    try:
+        return image_to_rgb(msg)
+    except ValueError as exc:
+        logger.warning("overlay not written: %s", exc)
         return None
-    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-    img = rows[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
-    return np.ascontiguousarray(img if msg.encoding == "rgb8" else img[..., ::-1])
 
 
 def read_answers(bag: str | Path, answer_topic: str = ANSWER_TOPIC,

@@ -34,7 +34,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -530,6 +530,16 @@ class Sequencer:
         body = self.ids(prompt)
         return body + self.ids(answer) + [self.eos], len(body)
 
+    def pad_batch(self, seqs: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, attention mask), [len(seqs), longest]: right-padded with the pad token."""
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for n, s in enumerate(seqs):
+            ids[n, :len(s)] = torch.tensor(s)
+            mask[n, :len(s)] = 1
+        return ids, mask
+
 
 # ----------------------------------------------------------------------------- training
 def _one_thread(_worker: int) -> None:
@@ -639,13 +649,9 @@ def lm_loss(model, batch: dict, seq: Sequencer, device, max_sequences: int,
         seqs.append(ids), starts.append(st), views.append(-1), kinds.append("extract")
     if not seqs:
         return torch.zeros((), device=device, requires_grad=True), {}
-    L = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), L), seq.pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), L), dtype=torch.long)
-    labels = torch.full((len(seqs), L), IGNORE, dtype=torch.long)
+    ids, mask = seq.pad_batch(seqs)
+    labels = torch.full(ids.shape, IGNORE, dtype=torch.long)
     for n, (s, st) in enumerate(zip(seqs, starts)):
-        ids[n, :len(s)] = torch.tensor(s)
-        mask[n, :len(s)] = 1
         labels[n, st - 1:len(s) - 1] = torch.tensor(s[st:])          # position t predicts token t+1
     ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
     embed = model.model.language_model.embed_tokens
@@ -717,12 +723,7 @@ def symbolic_loss(model, seq: Sequencer, device, n: int, rng: np.random.Generato
         q = existence_prompt(f"{c} object") if rng.random() < 0.75 else TEMPLATES["exists"].format(color=c)
         ids, st = seq.image_qa(q, "Yes" if yes else "No")
         seqs.append(ids[:st + 1]), starts.append(st), maps.append(m)
-    L = max(len(s) for s in seqs)
-    ids = torch.full((n, L), seq.pad, dtype=torch.long)
-    mask = torch.zeros((n, L), dtype=torch.long)
-    for k, s in enumerate(seqs):
-        ids[k, :len(s)] = torch.tensor(s)
-        mask[k, :len(s)] = 1
+    ids, mask = seq.pad_batch(seqs)
     ids, mask = ids.to(device), mask.to(device)
     embed = model.model.language_model.embed_tokens
     x = embed(ids)
