@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (smoke runs)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="default",
-                   help="default (the committed model) or existence-first (matching init + symbolic existence stage)")
+                   help="default (the committed model), existence-first (matching init + symbolic existence "
+                        "stage) or existence-release (the same, two heads freed for tuning)")
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)

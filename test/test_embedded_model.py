@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from focus_ros.core.config import EMBEDDED_MODEL, ModelConfig, build_configs, default_model_path
-from focus_ros.core.embedded import (StageConfig, Sequencer, TrainConfig, Trainer, build_model,
-                                     build_processor_and_tokenizer, init_matching_attention, word_ids)
+from focus_ros.core.embedded import (RECIPES, StageConfig, Sequencer, TrainConfig, Trainer, build_model,
+                                     build_processor_and_tokenizer, init_matching_attention,
+                                     release_matching_heads, word_ids)
 from focus_ros.core.embedded_eval import _unique, heldout_scenes, layer_ranges, pointing, window
 from focus_ros.core.bench import normalise_answer
 from focus_ros.core.geometry import crop
@@ -48,11 +49,13 @@ def test_a_few_training_steps_of_every_stage_save_a_model_that_loads_and_a_rerun
     assert again.state.stage_index == len(tiny)          # resumed from the last checkpoint: nothing left to train
 
 
-def test_the_existence_first_recipe_trains_its_symbolic_stage_between_alignment_and_tuning(tmp_path):
-    base = TrainConfig().existence_first()
+def test_the_existence_first_recipes_train_their_symbolic_stage_between_alignment_and_tuning(tmp_path):
+    assert [s.release_heads for s in RECIPES["existence-release"].stages] == [0, 0, 0, 2, 0]
+    base = RECIPES["existence-release"]
     assert [s.name for s in base.stages] == ["vision", "align", "exist-symbolic", "tune-crops", "tune"]
     tiny = tuple(StageConfig(s.name, steps=2, lr=s.lr, scenes_per_step=1, crops_per_scene=2, frames=s.frames,
-                             max_sequences=8, warmup=1, symbolic=s.symbolic) for s in base.stages)
+                             max_sequences=8, warmup=1, symbolic=s.symbolic, release_heads=s.release_heads)
+                 for s in base.stages)
     cfg = replace(base, stages=tiny, train_short_side=(400, 500))
     trainer = Trainer(cfg, tmp_path / "work", tmp_path / "model", checkpoint_every=1, progress=False)
     trainer.train()
@@ -60,7 +63,7 @@ def test_the_existence_first_recipe_trains_its_symbolic_stage_between_alignment_
     assert load_adapter(ModelConfig(path=str(tmp_path / "model"), device="cpu", local_files_only=True))
 
 
-def test_the_matching_initialisation_makes_a_colour_word_attend_to_the_slots_holding_it():
+def test_the_matching_initialisation_makes_a_colour_word_attend_to_the_slots_holding_it_in_the_heads_given_it():
     import torch
 
     _, tok = build_processor_and_tokenizer()
@@ -72,11 +75,13 @@ def test_the_matching_initialisation_makes_a_colour_word_attend_to_the_slots_hol
     slots = torch.nonzero(ids_t[0] == seq.image_id).flatten()
     red = ids.index(colour_words[1])                       # ' red' in the question
     shares = {}
-    for gain in (0.0, 2.0):
+    for gain, heads, release in ((0.0, 0, 0), (2.0, 0, 0), (2.0, 2, 0), (2.0, 0, 2)):
         model = build_model(tok, shape, seed=1)
         model.config.text_config._attn_implementation = "eager"
         if gain:
-            init_matching_attention(model, gain, len(ids) + 8, seed=1)
+            init_matching_attention(model, gain, len(ids) + 8, seed=1, heads=heads)
+        if release:
+            release_matching_heads(model, build_model(tok, shape, seed=1), release)
         lm = model.model.language_model
         x = lm.embed_tokens(ids_t).detach().clone()
         labels = torch.zeros(len(slots), dtype=torch.long)
@@ -84,9 +89,11 @@ def test_the_matching_initialisation_makes_a_colour_word_attend_to_the_slots_hol
         x[0, slots] = lm.embed_tokens.weight[torch.tensor(colour_words)[labels]].detach()
         with torch.no_grad():
             att = lm(inputs_embeds=x, output_attentions=True).attentions[0][0]     # [heads, L, L]
-        shares[gain] = att[:, red, slots[100:104]].sum(-1).mean().item()
-    assert shares[0.0] < 0.1                               # random start: ~4/256 of the attention
-    assert shares[2.0] > 0.4                               # matching start: about half (0.52)
+        shares[gain, heads, release] = att[:, red, slots[100:104]].sum(-1)        # per head
+    assert shares[0.0, 0, 0].max() < 0.1                   # random start: ~4/256 of the attention
+    assert shares[2.0, 0, 0].mean() > 0.4                  # matching start: about half (0.52)
+    for given in (shares[2.0, 2, 0], shares[2.0, 0, 2]):   # two heads given it / two released again
+        assert given[:2].mean() > 0.4 and given[2:].max() < 0.1
 
 
 def test_the_committed_model_is_small_and_records_how_it_was_trained():

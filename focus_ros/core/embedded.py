@@ -89,6 +89,8 @@ class StageConfig:
                                         # labels' word embeddings (what perfect alignment gives): the
                                         # existence curriculum's clean first step
     warmup: int = 50
+    release_heads: int = 0              # at this stage's start the last N layer-0 heads get their random
+                                        # query/key back (free again after the matching stages)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class TrainConfig:
     # so a colour word attends to the image slots holding its aligned embedding from step 0 (see
     # existence_first()). Initialisation only; no loss ever touches attention or value vectors.
     match_init_gain: float = 0.0
+    match_init_heads: int = 0           # how many layer-0 heads get it (0: all); the others stay free
     visible_px: float = 2.0             # smaller than this in the view: not asked about at all
     stages: tuple[StageConfig, ...] = (
         StageConfig("vision", steps=1500, lr=2e-3, scenes_per_step=6, crops_per_scene=5),
@@ -126,19 +129,25 @@ class TrainConfig:
     def stage_seed(self, stage_index: int) -> int:
         return self.seed * 10 + stage_index
 
-    def existence_first(self) -> "TrainConfig":
-        """The existence-first variant: the matching initialisation of LM layer 0 plus a stage of
-        existence questions on symbolic label maps (no scenes drawn) between alignment and tuning.
+    def existence_first(self, symbolic_steps: int = 3000, heads: int = 0, release: int = 0,
+                        **steps: int) -> "TrainConfig":
+        """The existence-first variant: the matching initialisation of LM layer 0 (on ``heads``
+        heads, 0: all) plus a stage of existence questions on symbolic label maps (no scenes drawn)
+        between alignment and tuning; ``release`` heads get their random query/key back when
+        tuning starts; ``steps`` overrides other stages' step counts by name (``tune_crops=``).
         With the default recipe existence never left chance (a 4-layer LM did not find the
         word-to-slot matching head from a random start in 3000 steps); with this one it reaches
         1.0 on held-out crops, but shape reading fell (README "Embedded model")."""
-        stages = list(self.stages)
+        stages = [replace(s, steps=steps.get(s.name.replace("-", "_"), s.steps),
+                          release_heads=release if s.name == "tune-crops" else 0) for s in self.stages]
         at = [s.name for s in stages].index("align") + 1
-        stages.insert(at, StageConfig("exist-symbolic", steps=3000, lr=1e-3, max_sequences=64, warmup=100))
-        return replace(self, match_init_gain=2.0, stages=tuple(stages))
+        stages.insert(at, StageConfig("exist-symbolic", steps=symbolic_steps, lr=1e-3, max_sequences=64, warmup=100))
+        return replace(self, match_init_gain=2.0, match_init_heads=heads, stages=tuple(stages))
 
 
-RECIPES = {"default": TrainConfig(), "existence-first": TrainConfig().existence_first()}
+RECIPES = {"default": TrainConfig(), "existence-first": TrainConfig().existence_first(),
+           # README "Embedded model": heads 2-3 freed for tuning; 800 tuning steps is what was measured
+           "existence-release": TrainConfig().existence_first(release=2, tune=800)}
 
 
 # ----------------------------------------------------------------------------- model building
@@ -209,11 +218,12 @@ def build_model(tokenizer, shape: ModelShape, seed: int):
     return model
 
 
-def init_matching_attention(model, gain: float, max_distance: int, seed: int) -> None:
-    """Give every head of LM layer 0 the same query and key projection onto the rotary dimensions
-    that turn by less than half a radian over ``max_distance`` tokens (random orthonormal rows,
-    scaled by ``gain``): a token then attends to the earlier tokens whose embedding matches its own,
-    wherever they are. An initialisation (an induction-style prior); training moves it freely."""
+def init_matching_attention(model, gain: float, max_distance: int, seed: int, heads: int = 0) -> None:
+    """Give the first ``heads`` heads of LM layer 0 (0: every head) the same query and key
+    projection onto the rotary dimensions that turn by less than half a radian over
+    ``max_distance`` tokens (random orthonormal rows, scaled by ``gain``): a token then attends to
+    the earlier tokens whose embedding matches its own, wherever they are. An initialisation (an
+    induction-style prior); training moves it freely. The other heads keep their random start."""
     text = model.config.text_config
     head_dim = text.hidden_size // text.num_attention_heads
     theta = float((getattr(text, "rope_parameters", None) or {}).get("rope_theta", 10000.0))
@@ -225,11 +235,26 @@ def init_matching_attention(model, gain: float, max_distance: int, seed: int) ->
     attn = model.model.language_model.layers[0].self_attn
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for h in range(text.num_attention_heads):
+        for h in range(heads or text.num_attention_heads):
             rows = torch.linalg.qr(torch.randn(text.hidden_size, len(dims), generator=gen))[0].T * gain
             idx = [h * head_dim + d for d in dims]
             attn.q_proj.weight[idx] = rows.to(attn.q_proj.weight)
             attn.k_proj.weight[idx] = rows.to(attn.k_proj.weight)
+
+
+def release_matching_heads(model, random_start, n: int) -> None:
+    """Give the last ``n`` heads of LM layer 0 the query and key projections of ``random_start``
+    (the same architecture freshly built with the recipe's seed): heads that carried the matching
+    initialisation through the symbolic stage become free for the tasks that need other patterns
+    (shape reading was at chance after the symbolic stage while every head matched)."""
+    attn = model.model.language_model.layers[0].self_attn
+    fresh = random_start.model.language_model.layers[0].self_attn
+    text = model.config.text_config
+    head_dim = text.hidden_size // text.num_attention_heads
+    rows = slice((text.num_attention_heads - n) * head_dim, text.num_attention_heads * head_dim)
+    with torch.no_grad():
+        attn.q_proj.weight[rows] = fresh.q_proj.weight[rows].to(attn.q_proj.weight)
+        attn.k_proj.weight[rows] = fresh.k_proj.weight[rows].to(attn.k_proj.weight)
 
 
 def parts(model) -> dict[str, torch.nn.Module]:
@@ -787,7 +812,8 @@ class Trainer:
         self.model = build_model(self.tokenizer, cfg.shape, cfg.seed)
         self.seq = Sequencer(self.tokenizer, cfg.shape.grid ** 2)
         if cfg.match_init_gain:
-            init_matching_attention(self.model, cfg.match_init_gain, len(self.seq.prefix) + 64, cfg.seed)
+            init_matching_attention(self.model, cfg.match_init_gain, len(self.seq.prefix) + 64, cfg.seed,
+                                    cfg.match_init_heads)
         self.model.to(self.device)
         self.heads = Heads(cfg.shape.vision_hidden).to(self.device)
         torch.manual_seed(cfg.seed)
@@ -840,6 +866,9 @@ class Trainer:
         while self.state.stage_index < len(self.cfg.stages):
             si = self.state.stage_index
             stage = self.cfg.stages[si]
+            if stage.release_heads and self.state.step == 0:
+                release_matching_heads(self.model, build_model(self.tokenizer, self.cfg.shape, self.cfg.seed),
+                                       stage.release_heads)
             params = _set_trainable(self.model, self.heads, stage.name)
             self.opt = torch.optim.AdamW(params, lr=stage.lr, weight_decay=0.01)
             if getattr(self, "_opt_state", None) is not None and self.state.step > 0:
@@ -942,6 +971,7 @@ class Trainer:
         return self.out
 
 
-__all__ = ["ModelShape", "StageConfig", "TrainConfig", "RECIPES", "Trainer", "init_matching_attention", "build_model", "build_processor_and_tokenizer",
+__all__ = ["ModelShape", "StageConfig", "TrainConfig", "RECIPES", "Trainer", "init_matching_attention",
+           "release_matching_heads", "build_model", "build_processor_and_tokenizer",
            "SETTINGS_FILE", "SceneSamples", "Sequencer", "patch_labels", "view_objects", "sample_views",
            "view_questions", "render_view"]
