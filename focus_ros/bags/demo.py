@@ -35,12 +35,8 @@ from typing import Any, Iterable, Sequence
 
 import cv2
 import numpy as np
-from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
-
 from ..core.scenes import QUESTION_TYPES, SceneSpec, make_scene
-from .io import ros_typestore
+from .io import BAG_VERSION, STORAGES, bag_writer, offered_qos, ros_typestore
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +48,6 @@ RAW_TOPIC = "/camera/image_raw"
 QUESTION_TOPIC = "/focus/question"
 GROUND_TRUTH = "ground_truth.json"
 GROUND_TRUTH_VERSION = 1
-STORAGES = ("mcap", "sqlite3")
-BAG_VERSION = 8                            # Jazzy writes 8, Kilted reads 8 and 9
 DEMO_SPEC = SceneSpec(short_side=(1080, 1080), aspects=(16 / 9,), portrait_share=0.0)
 
 # Defaults of the bundled bag (test/data/demo_bag): a 2 Hz camera, 4 scenes of 4 s, ~3 MB in mcap.
@@ -68,13 +62,6 @@ DEFAULT_QUESTION_DELAY = 1.0
 # The fine detail (shape), a question needing two objects (relation) and one needing every
 # instance (count, FOCUS's type 2): each path of the method is exercised on every scene.
 DEFAULT_QUESTION_TYPES = ("shape", "relation", "count")
-
-
-def offered_qos(depth: int) -> Qos:
-    """Reliable, volatile, keep-last ``depth``; zero durations mean the middleware default."""
-    zero = QosTime(0, 0)
-    return Qos(QosHistory.KEEP_LAST, depth, QosReliability.RELIABLE, QosDurability.VOLATILE, zero, zero,
-               QosLiveliness.AUTOMATIC, zero, False)
 
 
 @dataclass
@@ -231,10 +218,7 @@ def write_demo_bag(out_dir: str | Path, storage: str | Sequence[str] = "mcap", n
     with ExitStack() as stack:
         writers = []
         for name in storages:
-            plugin = StoragePlugin.MCAP if name == "mcap" else StoragePlugin.SQLITE3
-            writer = Writer(out / name, version=BAG_VERSION, storage_plugin=plugin)
-            if name == "mcap" and chunk_compression:
-                writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+            writer = bag_writer(out / name, name, chunk_compression)
             writer.set_custom_data("focus_ros.demo", json.dumps(settings, sort_keys=True))
             stack.enter_context(writer)
             conns = {topic: writer.add_connection(

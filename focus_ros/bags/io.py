@@ -14,6 +14,10 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
+STORAGES = ("mcap", "sqlite3")
+BAG_VERSION = 8                            # Jazzy writes 8, Kilted reads 8 and 9
+
+
 class BagError(Exception):
     """A bag that is missing, unreadable or unusable (reported to the user, exit status 2)."""
 
@@ -73,6 +77,33 @@ def _ensure_type(store: Any, msgtype: str) -> bool:
     except Exception as exc:  # a package's .msg that rosbags cannot parse: skip that topic only
         logger.warning("cannot load message definitions of %s: %s", msgtype, exc)
     return msgtype in store.types
+
+
+def offered_qos(depth: int) -> Any:
+    """rosbags Qos of a recorded topic: reliable, volatile, keep-last ``depth``; zero durations
+    mean the middleware default."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    zero = QosTime(0, 0)
+    return Qos(QosHistory.KEEP_LAST, depth, QosReliability.RELIABLE, QosDurability.VOLATILE, zero, zero,
+               QosLiveliness.AUTOMATIC, zero, False)
+
+
+def bag_writer(path: str | Path, storage: str, chunk_compression: bool = True) -> Any:
+    """A ``rosbags`` Writer (not yet opened) of a new rosbag2 bag at ``path``: format
+    :data:`BAG_VERSION`, ``storage`` one of :data:`STORAGES`; mcap with zstd chunk compression
+    (read by the rosbag2 mcap plugin itself, no compressor plugin needed) unless
+    ``chunk_compression`` is False."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
+    writer = Writer(Path(path), version=BAG_VERSION,
+                    storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3)
+    if storage == "mcap" and chunk_compression:
+        writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+    return writer
 
 
 def resolve_bag(path: str | Path) -> Path:

@@ -16,8 +16,8 @@ import argparse
 import sys
 
 from ..bags.demo import (DEFAULT_JPEG_QUALITY, DEFAULT_QUESTION_DELAY, DEFAULT_QUESTION_TYPES, DEFAULT_RATE, DEFAULT_SCENES,
-                         DEFAULT_SECONDS_PER_SCENE, DEFAULT_SEED, GROUND_TRUTH, bag_summary, load_ground_truth,
-                         write_demo_bag)
+                         DEFAULT_SECONDS_PER_SCENE, DEFAULT_SEED, GROUND_TRUTH, STORAGES, bag_summary,
+                         load_ground_truth, write_demo_bag)
 from ..core.scenes import QUESTION_TYPES
 
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="focus-make-bag", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", help="output directory (bag directories and ground_truth.json go inside)")
-    p.add_argument("--storage", choices=("mcap", "sqlite3", "both"), default="mcap", help="default mcap")
+    p.add_argument("--storage", choices=(*STORAGES, "both"), default="mcap", help="default mcap")
     p.add_argument("--scenes", type=int, default=DEFAULT_SCENES, help=f"number of scenes (default {DEFAULT_SCENES})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED,
                    help=f"scene seed (default {DEFAULT_SEED}, never used to train the embedded model)")
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"focus-make-bag: error: {exc}", file=sys.stderr)
         return 2
-    storages = ("mcap", "sqlite3") if args.storage == "both" else (args.storage,)
+    storages = STORAGES if args.storage == "both" else (args.storage,)
     for name in storages:
         info = bag_summary(out / name)
         print(f"{info['path']}: {info['storage']}, {info['messages']} messages over {info['duration_s']:.1f} s, "

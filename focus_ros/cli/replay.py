@@ -24,6 +24,8 @@ import signal
 import sys
 import threading
 
+from ..bags.io import STORAGES
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``focus-replay``."""
@@ -43,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record-topics", nargs="+", metavar="T",
                    help="topics to record, /topic or /topic:pkg/msg/Type (default: /focus/answer "
                         "/focus/relevance_overlay)")
-    p.add_argument("--record-storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument("--record-storage", choices=STORAGES, default="mcap")
     p.add_argument("--record-timeout", type=float, default=0.0, metavar="S",
                    help="keep recording up to S seconds after the bag is done (default 0; stops earlier "
                         "once as many answers as questions arrived)")

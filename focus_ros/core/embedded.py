@@ -409,6 +409,14 @@ def existence_prompt(phrase: str) -> str:
     return f"Is there a {phrase} in the image? Answer the question using a single word."
 
 
+def existence_phrasing(rng: np.random.Generator):
+    """How a colour's existence is asked: FOCUS's own prompt 3 times in 4, else the benchmark's
+    question (one ``rng`` draw); returns ``colour -> question``."""
+    if rng.random() < 0.75:
+        return lambda c: existence_prompt(f"{c} object")
+    return lambda c: TEMPLATES["exists"].format(color=c)
+
+
 def view_questions(rng: np.random.Generator, scene: Scene, view: View, cfg: TrainConfig,
                    tasks: Sequence[str]) -> list[tuple[str, str, str]]:
     """(kind, question, answer) pairs the view answers unambiguously."""
@@ -426,8 +434,7 @@ def view_questions(rng: np.random.Generator, scene: Scene, view: View, cfg: Trai
         return seq[int(rng.integers(len(seq)))]
 
     if "exists" in tasks:
-        phrase_q = (lambda c: existence_prompt(f"{c} object")) if rng.random() < 0.75 else \
-            (lambda c: TEMPLATES["exists"].format(color=c))
+        phrase_q = existence_phrasing(rng)
         if present:
             out.append(("exists", phrase_q(pick(present)), "Yes"))
         if absent:
@@ -575,7 +582,6 @@ def _one_thread(_worker: int) -> None:
 STAGE_TASKS = {
     "vision": (),
     "align": (),
-    "exist-symbolic": (),
     "tune-crops": ("exists", "shape", "extract"),
     "tune": ("exists", "shape", "color", "relation", "count", "extract"),
 }
@@ -745,7 +751,7 @@ def symbolic_loss(model, seq: Sequencer, device, n: int, rng: np.random.Generato
         absent = [k for k in range(1, len(COLOR_CLASSES)) if k not in present]
         yes = bool(present) and (not absent or rng.random() < 0.5)
         c = colors[(present if yes else absent)[int(rng.integers(len(present if yes else absent)))] - 1]
-        q = existence_prompt(f"{c} object") if rng.random() < 0.75 else TEMPLATES["exists"].format(color=c)
+        q = existence_phrasing(rng)(c)
         ids, st = seq.image_qa(q, "Yes" if yes else "No")
         seqs.append(ids[:st + 1]), starts.append(st), maps.append(m)
     ids, mask = seq.pad_batch(seqs)
@@ -846,8 +852,8 @@ class Trainer:
     # -- data
     def loader(self, stage_index: int, start: int) -> Iterator[dict]:
         stage = self.cfg.stages[stage_index]
-        if not STAGE_TASKS[stage.name] and stage.name not in ("vision", "align"):
-            return iter(range(start, stage.steps))      # symbolic stages draw no scenes
+        if stage.name == "exist-symbolic":
+            return iter(range(start, stage.steps))      # no scenes drawn: symbolic_loss makes its own views
         n = stage.steps * stage.scenes_per_step
         ds = SceneSamples(self.cfg, stage, self.cfg.stage_seed(stage_index), n, STAGE_TASKS[stage.name])
         sampler = range(start * stage.scenes_per_step, n)

@@ -38,7 +38,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
-from ..bags.io import BagError, _ensure_type, focus_typestore, open_bag, resolve_bag
+from ..bags.io import STORAGES, BagError, _ensure_type, bag_writer, focus_typestore, offered_qos, open_bag, resolve_bag
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ DEFAULT_RECORD_TOPICS: dict[str, str] = {
 IMAGE_TYPES = frozenset({"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"})
 QUESTION_TYPE = "std_msgs/msg/String"
 ANSWER_GRACE_S = 1.0        # recording goes on this long after the last answer
-RECORD_STORAGES = ("mcap", "sqlite3")
 
 
 @dataclass
@@ -143,8 +142,8 @@ class Recorder:
 
     def __init__(self, node: Any, path: str | Path, topics: Mapping[str, str | None], storage: str = "mcap",
                  answer_topic: str = ANSWER_TOPIC):
-        if storage not in RECORD_STORAGES:
-            raise ValueError(f"record storage must be one of {RECORD_STORAGES}, got {storage!r}")
+        if storage not in STORAGES:
+            raise ValueError(f"record storage must be one of {STORAGES}, got {storage!r}")
         self.path = Path(path)
         if self.path.exists():
             raise BagError(f"record output exists already: {self.path}")
@@ -179,16 +178,8 @@ class Recorder:
             return self.counts.get(self.answer_topic, 0)
 
     def _write_loop(self, storage: str, opened: threading.Event) -> None:
-        from rosbags.rosbag2 import StoragePlugin, Writer
-        from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
-
-        from ..bags.demo import BAG_VERSION, offered_qos
-
         try:
-            writer = Writer(self.path, version=BAG_VERSION,
-                            storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3)
-            if storage == "mcap":
-                writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+            writer = bag_writer(self.path, storage)
             writer.open()
         except Exception as exc:  # reported by __init__ as a BagError
             self.error = exc
