@@ -3,8 +3,10 @@
 
     python scripts/eval_embedded_model.py [--model models/embedded] [--scenes 100] [--write-settings]
 
+--matching also prints, per LM layer-0 head, how much of an asked colour word's attention lands
+on the slots holding that colour (symbolic word-embedding slots vs real projected features).
 --write-settings stores the layer range with the best relevance pointing in the model's
-focus_settings.json (read by every tool and the node as that model's search defaults).
+focus_settings.json (its other settings are kept) (read by every tool and the node as that model's search defaults).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import torch
 
 from focus_ros.core.config import ModelConfig
-from focus_ros.core.embedded import SETTINGS_FILE, TrainConfig
+from focus_ros.core.embedded import SETTINGS_FILE, TrainConfig, matching_attention_share
 from focus_ros.core.embedded_eval import (existence_gate, format_gates, heldout_scenes, layer_ranges, pointing,
                                           shape_gate)
 from focus_ros.core.models import load_adapter
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="write the gates here too")
     p.add_argument("--write-settings", action="store_true")
+    p.add_argument("--matching", action="store_true", help="print layer 0's colour-matching attention shares")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(0)
@@ -58,14 +61,25 @@ def main(argv: list[str] | None = None) -> int:
     ratio = gates[f"pointing_{best}"].value / max(1e-9, gates[f"random_{best}"].value)
     print(f"best pointing: layers {best} ({gates[f'pointing_{best}'].value:.3f} vs random object "
           f"{gates[f'random_{best}'].value:.3f}, {ratio:.1f}x); {time.perf_counter() - t0:.0f} s")
+    if args.matching:
+        shares = matching_attention_share(adapter.model, TrainConfig())
+        for kind, share in shares.items():
+            print(f"layer-0 attention share, colour word -> its slots ({kind}), per head: "
+                  + " ".join(f"{x:.3f}" for x in share))
     if args.json:
         Path(args.json).write_text(json.dumps({k: vars(g) for k, g in gates.items()}, indent=1) + "\n")
     if args.write_settings:
-        settings = {"search": {"layer_start": lo, "layer_end": hi},
-                    "why": f"relevance pointing on {args.scenes} held-out scenes (seed {args.seed}) is best at "
-                           f"layers {best}: {gates[f'pointing_{best}'].value:.3f} vs random object "
-                           f"{gates[f'random_{best}'].value:.3f} (scripts/eval_embedded_model.py)"}
-        (Path(args.model) / SETTINGS_FILE).write_text(json.dumps(settings, indent=1) + "\n")
+        # only the layer range is measured here: the file's other settings (region sizes) and their
+        # reason stay
+        path = Path(args.model) / SETTINGS_FILE
+        old = json.loads(path.read_text()) if path.is_file() else {}
+        why = (f"layer range: relevance pointing on {args.scenes} held-out scenes (seed {args.seed}) is best at "
+               f"layers {best}: {gates[f'pointing_{best}'].value:.3f} vs random object "
+               f"{gates[f'random_{best}'].value:.3f} (scripts/eval_embedded_model.py)")
+        regions = str(old.get("why", "")).partition("Region sizes:")[2]
+        settings = {**old, "search": {**old.get("search", {}), "layer_start": lo, "layer_end": hi},
+                    "why": why + (f" Region sizes:{regions}" if regions else "")}
+        path.write_text(json.dumps(settings, indent=1) + "\n")
         print(f"wrote {Path(args.model) / SETTINGS_FILE}")
     return 0
 

@@ -6,6 +6,8 @@
 
 Checkpoints go to --work (default out/train_embedded); running the same command again resumes
 from the last one. --scale multiplies every stage's step count (a smoke run: --scale 0.002).
+--init-from DIR --start-stage K starts from a saved model with the recipe's first K stages done
+(the default recipe's grown-head stages on a four-stage model: --init-from DIR --start-stage 4).
 """
 
 from __future__ import annotations
@@ -29,11 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (smoke runs)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="default",
-                   help="default (the committed model), existence-first (matching init + symbolic existence "
-                        "stage) or existence-release (the same, two heads freed for tuning)")
+                   help="default (the committed model: four-stage + 4 grown heads per LM layer that learn "
+                        "existence, then a joint tune), four-stage (the previous default), existence-first "
+                        "(matching init + symbolic existence stage) or existence-release (the same, two heads "
+                        "freed for tuning)")
+    p.add_argument("--init-from", help="a saved model to start from instead of a random one")
+    p.add_argument("--start-stage", type=int, default=0, help="with --init-from: the first stage to train")
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.start_stage and not args.init_from:
+        p.error("--start-stage needs --init-from (the model the earlier stages produced)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -42,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cfg.scaled(args.scale)
     t0 = time.perf_counter()
     trainer = Trainer(cfg, args.work, args.out, device=args.device, workers=args.workers,
-                      checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+                      checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+                      init_from=args.init_from, start_stage=args.start_stage)
     out = trainer.train()
     logging.info("saved %s after %.1f s (this run); per stage: %s", out, time.perf_counter() - t0,
                  {k: round(v, 1) for k, v in trainer.state.seconds.items()})
