@@ -946,7 +946,8 @@ class TrainState:
 
 class Trainer:
     """Runs the stages in order with checkpoints in ``work_dir``; ``train()`` resumes where the
-    last checkpoint left off and finally saves the model to ``out_dir``."""
+    last checkpoint left off and finally saves the model to ``out_dir``. With ``init_from`` (a
+    saved model) and no checkpoint yet, training starts at ``start_stage`` from that model."""
 
     def __init__(self, cfg: TrainConfig, work_dir: str | Path, out_dir: str | Path, device: str = "cpu",
                  workers: int = 0, checkpoint_every: int = 100, progress: bool = True,
