@@ -5,8 +5,9 @@
 
 --matching also prints, per LM layer-0 head, how much of an asked colour word's attention lands
 on the slots holding that colour (symbolic word-embedding slots vs real projected features).
---write-settings stores the layer range with the best relevance pointing in the model's
-focus_settings.json (its other settings are kept) (read by every tool and the node as that model's search defaults).
+--write-settings stores the layer range with the best relevance pointing, and why, in the model's
+focus_settings.json (read by every tool and the node as that model's search defaults); the file's
+other settings and their reasons stay.
 """
 
 from __future__ import annotations
@@ -69,18 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({k: vars(g) for k, g in gates.items()}, indent=1) + "\n")
     if args.write_settings:
-        # only the layer range is measured here: the file's other settings (region sizes) and their
-        # reason stay
         path = Path(args.model) / SETTINGS_FILE
-        old = json.loads(path.read_text()) if path.is_file() else {}
-        why = (f"layer range: relevance pointing on {args.scenes} held-out scenes (seed {args.seed}) is best at "
-               f"layers {best}: {gates[f'pointing_{best}'].value:.3f} vs random object "
-               f"{gates[f'random_{best}'].value:.3f} (scripts/eval_embedded_model.py)")
-        regions = str(old.get("why", "")).partition("Region sizes:")[2]
-        settings = {**old, "search": {**old.get("search", {}), "layer_start": lo, "layer_end": hi},
-                    "why": why + (f" Region sizes:{regions}" if regions else "")}
+        settings = json.loads(path.read_text()) if path.is_file() else {}
+        settings.setdefault("search", {}).update(layer_start=lo, layer_end=hi)
+        if isinstance(settings.get("why"), str):        # the one-string form this script used to write
+            settings["why"] = {"earlier": settings["why"]}
+        settings.setdefault("why", {})["layer range"] = (
+            f"relevance pointing on {args.scenes} held-out scenes (seed {args.seed}) is best at layers {best}: "
+            f"{gates[f'pointing_{best}'].value:.3f} vs random object {gates[f'random_{best}'].value:.3f} "
+            "(scripts/eval_embedded_model.py)")
         path.write_text(json.dumps(settings, indent=1) + "\n")
-        print(f"wrote {Path(args.model) / SETTINGS_FILE}")
+        print(f"wrote {path}")
     return 0
 
 

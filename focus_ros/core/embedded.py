@@ -987,10 +987,10 @@ class Trainer:
         if not self.ckpt.is_file():
             return
         data = torch.load(self.ckpt, map_location=self.device, weights_only=False)
-        grown = data.get("text_heads", self.cfg.shape.text_heads) - self.model.config.text_config.num_attention_heads
-        if grown > 0:
-            grow_heads(self.model, grown, seed=0)          # shapes only: the checkpoint overwrites the weights
-            self.model.to(self.device)
+        text = self.model.config.text_config
+        saved = data["model"]["model.language_model.layers.0.self_attn.q_proj.weight"].shape[0] // _head_dim(text)
+        if saved > text.num_attention_heads:     # grown in a stage already run: shapes only, weights load below
+            grow_heads(self.model, saved - text.num_attention_heads, seed=0)
         self.model.load_state_dict(data["model"])
         self.heads.load_state_dict(data["heads"])
         self.state = TrainState(**data["state"])
@@ -1002,7 +1002,7 @@ class Trainer:
         tmp = self.ckpt.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "heads": self.heads.state_dict(),
                     "state": asdict(self.state), "optimizer": self.opt.state_dict() if self.opt else None,
-                    "text_heads": self.model.config.text_config.num_attention_heads, "init_from": self.init_from}, tmp)
+                    "init_from": self.init_from}, tmp)
         os.replace(tmp, self.ckpt)
 
     # -- data
@@ -1034,7 +1034,6 @@ class Trainer:
             if stage.grow_heads and self.state.step == 0:
                 before = self.model.config.text_config.num_attention_heads
                 grow_heads(self.model, stage.grow_heads, seed=self.cfg.stage_seed(si))
-                self.model.to(self.device)
                 if stage.match_heads:
                     init_matching_attention(self.model, MATCH_GAIN, len(self.seq.prefix) + 64, self.cfg.seed,
                                             heads=stage.match_heads, first=before)
