@@ -152,6 +152,16 @@ class TrainConfig:
         stages.insert(at, StageConfig("exist-symbolic", steps=symbolic_steps, lr=1e-3, max_sequences=64, warmup=100))
         return replace(self, match_init_gain=MATCH_GAIN, match_init_heads=heads, stages=tuple(stages))
 
+    def more_crops(self, crops: int = 15, stages: Sequence[str] = ("vision", "align")) -> "TrainConfig":
+        """The same recipe with ``crops`` crops per scene in ``stages``: a scene's crops cost
+        almost nothing next to drawing the scene and its frame (measured on this CPU: 0.18 s per
+        scene item with 5 crops or with 15), and crops carry nearly all the shape labels
+        (objects legible at >= 12 px), so the vision tower sees three times the shapes per second.
+        Measured (default recipe vs the same with 5 crops): vision tower per-patch shape on held-out
+        crops 0.79 vs 0.58, shape answers on crops 0.87 vs 0.65 (README "Embedded model")."""
+        return replace(self, stages=tuple(replace(s, crops_per_scene=crops) if s.name in stages else s
+                                          for s in self.stages))
+
     def grown_existence(self, grow: int = 4, match: int = 2, symbolic_steps: int = 400, crop_steps: int = 700,
                         joint_steps: int = 600, new_heads_only: bool = False) -> "TrainConfig":
         """The recipe followed by three stages that add existence without taking heads from shape
@@ -171,8 +181,11 @@ class TrainConfig:
                         max_sequences=64, symbolic=0.2)))
 
 
-# "default" made models/embedded: the four stages (stages 1-4, the previous default) + the grown-head stages
-RECIPES = {"default": TrainConfig().grown_existence(), "four-stage": TrainConfig(),
+# "default" made models/embedded (one run from scratch on a lent H200, 543 s): the four stages with 15 crops
+# per scene in vision and alignment, then the grown-head stages. "grown-heads" is the previous default
+# (5 crops; models/embedded at fff4a47), "four-stage" the one before it.
+RECIPES = {"default": TrainConfig().more_crops().grown_existence(),
+           "grown-heads": TrainConfig().grown_existence(), "four-stage": TrainConfig(),
            "existence-first": TrainConfig().existence_first(),
            # README "Embedded model": heads 2-3 freed for tuning; 800 tuning steps is what was measured
            "existence-release": TrainConfig().existence_first(release=2, tune=800)}
