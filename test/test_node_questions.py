@@ -5,6 +5,7 @@ One node (LLaVA miniature, rule-based targets, queue_size 1) serves the whole mo
 starts from the same search settings.
 """
 
+import threading
 import time
 
 import pytest
@@ -73,6 +74,34 @@ def test_a_topic_question_gets_exactly_one_result_on_the_answer_topic(ros):
         assert not bad.success and bad.result.status == FocusResult.STATUS_ERROR and "empty" in bad.message
         assert answers[1].error == bad.result.error
     finally:
+        ros.client.destroy_subscription(sub)
+
+
+def test_a_topic_question_is_about_the_frame_shown_when_it_arrived_even_when_its_callback_runs_late(ros):
+    answers = []
+    sub = ros.client.create_subscription(FocusResult, "/focus/answer", answers.append, 10)
+    questions = next(e for e in ros.node._entities if getattr(e, "topic_name", "") == "/focus/question")
+    on_question = questions.callback
+    taken, newer_stored = threading.Event(), threading.Event()
+
+    def late(msg, info):      # a busy executor: the node's callback runs after the next frame is in
+        taken.set()
+        newer_stored.wait(20.0)
+        on_question(msg, info)
+
+    questions.callback = late
+    try:
+        wait_for(lambda: ros.node._answer_pub.get_subscription_count() > 0)
+        asked_about = ros.publish_frame(sample_rgb(320, 240, seed=21), frame_id="asked_about")
+        ros.publisher(String, "/focus/question", reliable=True).publish(String(data=QUESTION))
+        assert taken.wait(10.0)                       # the middleware has received the question
+        ros.publish_frame(sample_rgb(320, 240, seed=22), frame_id="arrived_later")
+        newer_stored.set()
+        wait_for(lambda: answers, 30.0)
+        assert answers[0].status == FocusResult.STATUS_OK and answers[0].header == asked_about
+    finally:
+        questions.callback = on_question
+        newer_stored.set()
         ros.client.destroy_subscription(sub)
 
 

@@ -122,3 +122,15 @@ def test_latest_skips_frames_that_failed_to_decode_so_the_last_good_one_stays_us
         bad.rgb()
     assert bad.failed and store.latest("front") is good
     assert store.latest("front", usable_only=False) is bad
+
+
+def test_latest_by_arrival_is_the_newest_frame_that_had_arrived_when_the_question_did():
+    store = FrameStore(["front"], size=3)
+    for stamp, arrived in ((10, 1_000), (20, 2_000), (30, 3_000)):
+        store.add(_frame(stamp=stamp, arrived_ns=arrived))
+    assert store.latest("front", arrived_by=2_500).stamp_ns == 20     # frame 30 came after the question
+    assert store.latest("front", arrived_by=3_000).stamp_ns == 30
+    assert store.latest("front", arrived_by=9_000).stamp_ns == 30
+    # the frame asked about was already dropped (size 3): the oldest stored one is the nearest
+    assert store.latest("front", arrived_by=500).stamp_ns == 10
+    assert store.latest("front").stamp_ns == 30                        # no arrival time: the newest

@@ -7,7 +7,9 @@ Threads (see README "ROS 2 node"):
   - image intake, one mutually exclusive callback group per camera: store the frame (a zero-copy
     view or the compressed bytes), nothing else;
   - questions (topic, ``ask`` service, ``query`` action) in one reentrant group: each request is
-    checked (camera, frame, age) and put on the bounded queue at once; a service call / action
+    checked (camera, frame, age) and put on the bounded queue at once (a topic question is bound
+    to the newest frame that had arrived when the middleware received the question, not when its
+    callback ran, so a busy executor does not move it onto a later frame); a service call / action
     goal then waits for *its own* result, holding one executor thread but nothing else;
   - parameters and lifecycle transitions in the node's default group;
 * ONE worker thread owns the model: it takes questions off the queue in order, runs the pipeline
@@ -43,7 +45,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.service import Service
-from rclpy.subscription import Subscription
+from rclpy.subscription import MessageInfo, Subscription
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
@@ -114,6 +116,7 @@ class Job:
         self.user_cancel = cancel or (lambda: False)
         self.cancel: Callable[[], bool] = self.user_cancel     # the node adds its own stop check
         self.feedback = feedback
+        self.asked_ns = 0                           # middleware receive time of a topic question (0: unknown)
         self.frame: Frame | None = None
         self.method = "focus"
         self.requested = time.monotonic()
@@ -183,6 +186,11 @@ class _JobQueue:
 
 def _stamp_ns(stamp: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def _arrival_ns(info: MessageInfo) -> int:
+    """When the middleware received a message (system clock, ns); now when the RMW does not say."""
+    return int(info.get("received_timestamp") or 0) or time.time_ns()
 
 
 def _stamp_text(ns: int) -> str:
@@ -481,11 +489,11 @@ class FocusNode(rclpy.lifecycle.Node):
             self.get_logger().warning(f"{topic}: {text}{more}")
 
     # ================================================================== intake
-    def _on_image(self, camera: str, topic: str, msg: Image) -> None:
-        self._guarded(topic, self._take_image, camera, topic, msg)
+    def _on_image(self, camera: str, topic: str, msg: Image, info: MessageInfo) -> None:
+        self._guarded(topic, self._take_image, camera, topic, msg, _arrival_ns(info))
 
-    def _on_compressed(self, camera: str, topic: str, msg: CompressedImage) -> None:
-        self._guarded(topic, self._take_compressed, camera, topic, msg)
+    def _on_compressed(self, camera: str, topic: str, msg: CompressedImage, info: MessageInfo) -> None:
+        self._guarded(topic, self._take_compressed, camera, topic, msg, _arrival_ns(info))
 
     def _guarded(self, topic: str, handler: Callable[..., None], *args: Any) -> None:
         """Run an intake handler; an unexpected exception is reported and the frame dropped. An
@@ -497,7 +505,7 @@ class FocusNode(rclpy.lifecycle.Node):
             self._report(topic, "intake_error", f"frame dropped after an unexpected error: {type(exc).__name__}: "
                                                 f"{_first_line(exc)}\n{traceback.format_exc()}")
 
-    def _take_image(self, camera: str, topic: str, msg: Image) -> None:
+    def _take_image(self, camera: str, topic: str, msg: Image, arrived_ns: int) -> None:
         try:
             # Before the data is looked at: a huge frame costs nothing beyond its message.
             check_frame_size(int(msg.width), int(msg.height), self._max_image_side())
@@ -508,9 +516,9 @@ class FocusNode(rclpy.lifecycle.Node):
         self._store(Frame(camera, _stamp_ns(msg.header.stamp), msg.header.frame_id,
                           decode=partial(image_to_rgb, msg, view), source="raw", encoding=msg.encoding,
                           width=view.width, height=view.height, header=msg.header, topic=topic,
-                          received_ns=self.get_clock().now().nanoseconds))
+                          received_ns=self.get_clock().now().nanoseconds, arrived_ns=arrived_ns))
 
-    def _take_compressed(self, camera: str, topic: str, msg: CompressedImage) -> None:
+    def _take_compressed(self, camera: str, topic: str, msg: CompressedImage, arrived_ns: int) -> None:
         try:
             width, height = compressed_size(msg)       # header only: a decompression bomb is never decoded
             check_frame_size(width, height, self._max_image_side())
@@ -520,7 +528,7 @@ class FocusNode(rclpy.lifecycle.Node):
         self._store(Frame(camera, _stamp_ns(msg.header.stamp), msg.header.frame_id,
                           decode=partial(compressed_to_rgb, msg), source="compressed", encoding=msg.format,
                           width=width, height=height, header=msg.header, topic=topic,
-                          received_ns=self.get_clock().now().nanoseconds))
+                          received_ns=self.get_clock().now().nanoseconds, arrived_ns=arrived_ns))
 
     def _max_image_side(self) -> int:
         return int(self.get_parameter("max_image_side").value)
@@ -566,8 +574,12 @@ class FocusNode(rclpy.lifecycle.Node):
             jobs.poke()
 
     # ================================================================== requests
-    def _on_question(self, msg: String) -> None:
-        self._submit(Job(msg.data, "", "topic"))
+    def _on_question(self, msg: String, info: MessageInfo) -> None:
+        job = Job(msg.data, "", "topic")
+        # A topic question carries no stamp: it is about the frame shown when it arrived, even when a
+        # busy executor runs this callback after newer frames came in.
+        job.asked_ns = _arrival_ns(info)
+        self._submit(job)
 
     def _on_ask(self, request: Ask.Request, response: Ask.Response) -> Ask.Response:
         job = Job(request.question, request.camera, "service")
@@ -645,7 +657,7 @@ class FocusNode(rclpy.lifecycle.Node):
                                                       f"{camera!r} ({have})")
                 return
         else:
-            frame = self.frames.latest(camera)
+            frame = self.frames.latest(camera, arrived_by=job.asked_ns)
             if frame is None:
                 failed = self.frames.latest(camera, usable_only=False)
                 if failed is not None:

@@ -53,6 +53,7 @@ class Frame:
     topic: str = ""                     # the topic it came in on (for warnings)
     received: float = field(default_factory=time.monotonic)
     received_ns: int = 0                # receive time on the node's clock (age of unstamped frames)
+    arrived_ns: int = 0                 # when the middleware received it (system clock; 0: unknown)
     uid: int = field(default_factory=lambda: next(_UIDS))
     _rgb: np.ndarray | None = field(default=None, repr=False)
     _error: str | None = field(default=None, repr=False)
@@ -144,17 +145,23 @@ class FrameStore:
         with self._lock:
             return self._received.get(camera, 0)
 
-    def latest(self, camera: str, usable_only: bool = True) -> Frame | None:
+    def latest(self, camera: str, usable_only: bool = True, arrived_by: int = 0) -> Frame | None:
         """The most recently received frame of ``camera`` (None before the first one); with
-        ``usable_only`` the newest one that has not failed to decode."""
+        ``usable_only`` the newest one that has not failed to decode.
+
+        With ``arrived_by`` (a middleware receive time, ns): the newest such frame that had arrived by
+        then, so that a question is bound to what the camera showed when the question arrived, however
+        late its callback runs; when every stored frame arrived later (the one asked about was already
+        dropped), the oldest stored one, the nearest in time."""
         with self._lock:
             frames = self._frames.get(camera)
             if frames is None:
                 raise KeyError(f"unknown camera {camera!r}; known: {list(self._frames)}")
-            for frame in reversed(frames):
-                if not (usable_only and frame.failed):
-                    return frame
-            return None
+            usable = [f for f in frames if not (usable_only and f.failed)]
+            if arrived_by:
+                before = [f for f in usable if f.arrived_ns <= arrived_by]
+                return before[-1] if before else (usable[0] if usable else None)
+            return usable[-1] if usable else None
 
     def find(self, camera: str, stamp_ns: int, tolerance_ns: int = 0) -> Frame | None:
         """The stored frame whose stamp is nearest ``stamp_ns`` within ``tolerance_ns`` (None if none)."""
