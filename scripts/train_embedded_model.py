@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
                         "alignment, then 4 grown heads per LM layer that learn existence and a joint tune), "
                         "grown-heads (the previous default: the same with 5 crops), four-stage (the one before), "
                         "existence-first "
-                        "(matching init + symbolic existence stage) or existence-release (the same, two heads "
-                        "freed for tuning)")
+                        "(matching init + symbolic existence stage), existence-release (the same, two heads "
+                        "freed for tuning) or two-hour (the default's stages cut to ~107 CPU minutes; "
+                        "existence does not learn)")
     p.add_argument("--init-from", help="a saved model to start from instead of a random one")
     p.add_argument("--start-stage", type=int, default=0, help="with --init-from: the first stage to train")
     p.add_argument("--checkpoint-every", type=int, default=100)

@@ -65,6 +65,17 @@ def test_the_existence_first_recipes_train_their_symbolic_stage_between_alignmen
     assert load_adapter(ModelConfig(path=str(tmp_path / "model"), device="cpu", local_files_only=True))
 
 
+def test_with_steps_changes_only_the_named_stages_and_refuses_a_stage_the_recipe_lacks():
+    base = RECIPES["default"]
+    cut = base.with_steps(vision=800, tune_joint=200)
+    assert [(s.name, s.steps) for s in cut.stages] == [
+        (s.name, {"vision": 800, "tune-joint": 200}.get(s.name, s.steps)) for s in base.stages]
+    assert [replace(s, steps=0, warmup=0) for s in cut.stages] == [replace(s, steps=0, warmup=0) for s in base.stages]
+    assert cut.stages[-1].warmup == 20                      # at most a tenth of the shortened stage
+    with pytest.raises(ValueError, match="no such stage"):
+        base.with_steps(visoin=10)
+
+
 def test_the_matching_initialisation_makes_a_colour_word_attend_to_the_slots_holding_it_in_the_heads_given_it():
     import torch
 

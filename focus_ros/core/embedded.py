@@ -134,6 +134,18 @@ class TrainConfig:
                                                   warmup=max(1, int(round(s.warmup * factor))))
                                           for s in self.stages))
 
+    def with_steps(self, **steps: int) -> "TrainConfig":
+        """The same recipe with the step counts of the stages named in ``steps`` (``tune_crops=``
+        for ``tune-crops``) replaced; warm-up is kept at most a tenth of a stage."""
+        unknown = set(steps) - {st.name.replace("-", "_") for st in self.stages}
+        if unknown:
+            raise ValueError(f"no such stage(s): {sorted(unknown)}")
+        out = []
+        for st in self.stages:
+            n = steps.get(st.name.replace("-", "_"), st.steps)
+            out.append(replace(st, steps=n, warmup=min(st.warmup, max(1, n // 10))))
+        return replace(self, stages=tuple(out))
+
     def stage_seed(self, stage_index: int) -> int:
         return self.seed * 10 + stage_index
 
@@ -188,7 +200,12 @@ RECIPES = {"default": TrainConfig().more_crops().grown_existence(),
            "grown-heads": TrainConfig().grown_existence(), "four-stage": TrainConfig(),
            "existence-first": TrainConfig().existence_first(),
            # README "Embedded model": heads 2-3 freed for tuning; 800 tuning steps is what was measured
-           "existence-release": TrainConfig().existence_first(release=2, tune=800)}
+           "existence-release": TrainConfig().existence_first(release=2, tune=800),
+           # the default's stages cut to ~107 min on 2 CPU cores by its measured per-step seconds (vision
+           # 2.6, align 2.35, tune-crops 2.3, tune 2.35, exist-symbolic 2.0, exist-crops 3.0, tune-joint 3.0);
+           # measured (README "Embedded model"): existence stays at chance and shape reading halves
+           "two-hour": TrainConfig().more_crops().grown_existence().with_steps(
+               vision=800, align=300, tune_crops=250, tune=450, exist_symbolic=250, exist_crops=300, tune_joint=200)}
 
 
 # ----------------------------------------------------------------------------- model building
