@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
                         "grown-heads (the previous default: the same with 5 crops), four-stage (the one before), "
                         "existence-first "
                         "(matching init + symbolic existence stage), existence-release (the same, two heads "
-                        "freed for tuning) or two-hour (the default's stages cut to ~107 CPU minutes; "
-                        "existence does not learn)")
+                        "freed for tuning), two-hour (the default's stages cut to ~107 CPU minutes; "
+                        "existence does not learn) or half-batch (the default's steps with half the scenes "
+                        "and sequences per step)")
     p.add_argument("--init-from", help="a saved model to start from instead of a random one")
     p.add_argument("--start-stage", type=int, default=0, help="with --init-from: the first stage to train")
     p.add_argument("--checkpoint-every", type=int, default=100)

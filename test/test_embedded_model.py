@@ -76,6 +76,14 @@ def test_with_steps_changes_only_the_named_stages_and_refuses_a_stage_the_recipe
         base.with_steps(visoin=10)
 
 
+def test_smaller_batches_keep_every_stage_and_step_and_halve_the_scenes_and_sequences_per_step():
+    base, half = RECIPES["default"], RECIPES["half-batch"]
+    assert [(s.name, s.steps, s.lr, s.crops_per_scene) for s in half.stages] == \
+        [(s.name, s.steps, s.lr, s.crops_per_scene) for s in base.stages]
+    assert [(s.scenes_per_step, s.max_sequences) for s in half.stages] == \
+        [(round(s.scenes_per_step / 2), s.max_sequences // 2) for s in base.stages]
+
+
 def test_the_matching_initialisation_makes_a_colour_word_attend_to_the_slots_holding_it_in_the_heads_given_it():
     import torch
 

@@ -156,3 +156,14 @@ def test_bad_inputs_are_rejected_with_a_reason(miniature_root):
         pipe.run(np.zeros((10, 10), np.uint8), "What?")
     with pytest.raises(ValueError, match="method"):
         pipe.run(frame(), "What?", method="magic")
+
+
+def test_an_older_transformers_is_refused_with_the_version_it_needs():
+    import transformers
+
+    from focus_ros.core.models import MIN_TRANSFORMERS, check_transformers
+
+    check_transformers()                                  # the pinned, installed release passes
+    check_transformers(transformers.__version__)
+    with pytest.raises(RuntimeError, match=rf"transformers 5\.17\.0 is too old: focus_ros needs >= {MIN_TRANSFORMERS}"):
+        check_transformers("5.17.0")

@@ -13,9 +13,29 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
 }
 
 
+# The adapters read the KV cache from model outputs as ``.cache``, the name of the transformers release
+# pyproject.toml pins; older releases call it differently and would fail deep inside the first prefill.
+MIN_TRANSFORMERS = "5.24"
+
+
+def check_transformers(version: str | None = None) -> None:
+    """Raise a clear error when ``version`` (default: the installed transformers) is older than the
+    adapters need."""
+    from packaging.version import Version
+
+    if version is None:
+        import transformers
+
+        version = transformers.__version__
+    if Version(version) < Version(MIN_TRANSFORMERS):
+        raise RuntimeError(f"transformers {version} is too old: focus_ros needs >= {MIN_TRANSFORMERS} (pinned in "
+                           "pyproject.toml; run scripts/setup.sh or pip install -e .)")
+
+
 def load_adapter(cfg: ModelConfig) -> VLMAdapter:
     """Load the checkpoint in ``cfg`` through the adapter of its family."""
+    check_transformers()
     return ADAPTERS[resolve_family(cfg)].load(cfg)
 
 
-__all__ = ["ADAPTERS", "load_adapter", "VLMAdapter", "ImagePrefix", "Extension", "Meter"]
+__all__ = ["ADAPTERS", "MIN_TRANSFORMERS", "check_transformers", "load_adapter", "VLMAdapter", "ImagePrefix", "Extension", "Meter"]
