@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from focus_ros.core.geometry import (Box, GridMapping, affine_edges, block_reduce, crop, far_apart,
-                                     gaussian_smooth, pad_to_square_mapping, paste_on_canvas,
+                                     gaussian_smooth, pad_to_square_mapping, paste_crops, paste_on_canvas,
                                      propose_regions, resize_mapping, select_anchors, square_box)
 
 
@@ -143,6 +143,17 @@ def test_far_apart_boxes_are_pasted_side_by_side():
     canvas = paste_on_canvas([crop(img, a), crop(img, b)], gap=4)
     assert canvas.shape == (10, 24, 3)
     assert (canvas[:, :10] == 255).all() and (canvas[:, 14:] == 0).all()
+
+
+def test_far_apart_crops_keep_the_frames_left_to_right_order_whatever_order_the_targets_came_in():
+    img = np.zeros((100, 1000, 3), np.uint8)
+    left, right = Box(10, 10, 30, 30), Box(900, 50, 920, 70)
+    img[10:30, 10:30] = (255, 0, 0)
+    img[50:70, 900:920] = (0, 0, 255)
+    for boxes in ([left, right], [right, left]):
+        canvas = paste_crops(img, boxes, gap=4)
+        assert canvas.shape == (20, 44, 3)
+        assert (canvas[:, :20] == (255, 0, 0)).all() and (canvas[:, 24:] == (0, 0, 255)).all()
 
 
 def test_square_box_stays_inside_the_image():

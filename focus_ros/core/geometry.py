@@ -303,6 +303,14 @@ def far_apart(boxes: Sequence[Box], area_ratio: float) -> bool:
     return total > 0 and union_all(boxes).area > area_ratio * total
 
 
+def paste_crops(image: np.ndarray, boxes: Sequence[Box], gap: int = 8,
+                fill: tuple[int, int, int] = (127, 127, 127)) -> np.ndarray:
+    """The crops of ``boxes`` pasted side by side in the frame's left-to-right order (by centre), so
+    that "is A left of B" reads the scene and not the order in which the targets were named."""
+    ordered = sorted(boxes, key=lambda b: b.x0 + b.x1)
+    return paste_on_canvas([crop(image, b) for b in ordered], gap, fill)
+
+
 def paste_on_canvas(patches: Sequence[np.ndarray], gap: int = 8,
                     fill: tuple[int, int, int] = (127, 127, 127)) -> np.ndarray:
     """Paste crops side by side (each vertically centred) on one canvas, for far-apart targets."""

@@ -24,7 +24,7 @@ import torch
 
 from .config import ModelConfig, SearchConfig
 from .geometry import (Box, CellRegion, GridMapping, block_reduce, crop, far_apart, gaussian_smooth,
-                       paste_on_canvas, propose_regions, square_box, union_all)
+                       paste_crops, propose_regions, square_box, union_all)
 from .methods import AttentionCropConfig, ZoomConfig, baseline
 from .methods.answer import Choices, parse_options, respond
 from .models import Extension, ImagePrefix, Meter, VLMAdapter, load_adapter
@@ -224,7 +224,7 @@ class FocusPipeline:
         s, adapter = self.search, self.adapter
         question = choices.stem
         if far_apart(boxes, s.far_apart_area_ratio):
-            view = paste_on_canvas([crop(image, b) for b in boxes])
+            view = paste_crops(image, boxes)
             view_prefix = None
         else:
             union = union_all(boxes)
