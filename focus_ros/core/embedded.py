@@ -162,12 +162,12 @@ class TrainConfig:
         """The existence-first variant: the matching initialisation of LM layer 0 (on ``heads``
         heads, 0: all) plus a stage of existence questions on symbolic label maps (no scenes drawn)
         between alignment and tuning; ``release`` heads get their random query/key back when
-        tuning starts; ``steps`` overrides other stages' step counts by name (``tune_crops=``).
+        tuning starts; ``steps`` overrides other stages' step counts as :meth:`with_steps` does.
         With the default recipe existence never left chance (a 4-layer LM did not find the
         word-to-slot matching head from a random start in 3000 steps); with this one it reaches
         1.0 on held-out crops, but shape reading fell (README "Embedded model")."""
-        stages = [replace(s, steps=steps.get(s.name.replace("-", "_"), s.steps),
-                          release_heads=release if s.name == "tune-crops" else 0) for s in self.stages]
+        stages = [replace(s, release_heads=release if s.name == "tune-crops" else 0)
+                  for s in self.with_steps(**steps).stages]
         at = [s.name for s in stages].index("align") + 1
         stages.insert(at, StageConfig("exist-symbolic", steps=symbolic_steps, lr=1e-3, max_sequences=64, warmup=100))
         return replace(self, match_init_gain=MATCH_GAIN, match_init_heads=heads, stages=tuple(stages))
