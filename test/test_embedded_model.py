@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from focus_ros.core.config import EMBEDDED_MODEL, ModelConfig, build_configs, default_model_path
-from focus_ros.core.embedded import (RECIPES, StageConfig, Sequencer, TrainConfig, Trainer, build_model,
-                                     build_processor_and_tokenizer, grow_heads, init_matching_attention,
-                                     matching_attention_share, release_matching_heads, word_ids)
+from focus_ros.core.embedded import (RECIPES, STAGE_TASKS, SceneSamples, StageConfig, Sequencer,
+                                     TrainConfig, Trainer, align_loss, build_model, build_processor_and_tokenizer,
+                                     collate, grow_heads, init_matching_attention, lm_loss, matching_attention_share,
+                                     release_matching_heads, word_ids)
 from focus_ros.core.embedded_eval import _unique, heldout_scenes, pointing, window
 from focus_ros.core.bench import normalise_answer
 from focus_ros.core.geometry import crop
@@ -49,6 +51,74 @@ def test_a_few_training_steps_of_every_stage_save_a_model_that_loads_and_a_rerun
     again = Trainer(cfg, tmp_path / "work", tmp_path / "model2", progress=False)
     assert again.state.stage_index == len(tiny)          # resumed from the last checkpoint: nothing left to train
     assert again.model.config.text_config.num_attention_heads == cfg.shape.text_heads + 4
+
+
+def _grads(module) -> torch.Tensor:
+    return torch.cat([p.grad.flatten() for p in module.parameters() if p.grad is not None])
+
+
+def test_the_shared_prefix_lm_loss_has_the_loss_and_gradients_of_the_models_own_forward_on_whole_sequences():
+    cfg = replace(RECIPES["default"], train_short_side=(400, 500))
+    stage = replace(cfg.stages[3], crops_per_scene=3)
+    proc, tok = build_processor_and_tokenizer(cfg.shape)
+    model = build_model(tok, cfg.shape, seed=3)
+    grow_heads(model, 4, seed=4)                            # the later stages' head layout
+    seq = Sequencer(tok, cfg.shape.grid ** 2)
+    data = SceneSamples(cfg, stage, seed=11, length=2, tasks=STAGE_TASKS["tune"])
+    batch = collate([data[0], data[1]])
+    assert len({v for v, *_ in batch["questions"]}) < len(batch["questions"])   # views shared by questions
+    lm = model.model.language_model
+
+    loss = lm_loss(model, batch, seq, "cpu", 10_000, np.random.default_rng(0))
+    loss[0].backward()
+    shared = _grads(lm)
+
+    # reference: transformers' own LLaVA forward (vision tower + projector + image-token scatter) on
+    # every whole sequence, text-only ones without pixels
+    model.zero_grad()
+    rows = [seq.image_qa(q, a) + (v,) for v, _, q, a in batch["questions"]]
+    rows += [seq.text_qa(p, a) + (-1,) for p, a in batch["text"]]
+    logits, targets = [], []
+    for ids, start, v in rows:
+        x = torch.tensor([ids])
+        pixels = batch["pixels"][[v]] if v >= 0 else None
+        out = model(input_ids=x, pixel_values=pixels)
+        logits.append(out.logits[0, start - 1:len(ids) - 1])
+        targets.append(x[0, start:])
+    reference = torch.nn.functional.cross_entropy(torch.cat(logits), torch.cat(targets))
+    reference.backward()
+    assert loss[0].item() == pytest.approx(reference.item(), rel=1e-5)
+    full = _grads(lm)
+    assert ((shared - full).norm() / full.norm()).item() < 1e-4
+
+
+def test_the_alignment_loss_is_the_cross_entropy_against_the_colour_and_shape_word_soft_target():
+    cfg = replace(RECIPES["default"], train_short_side=(400, 500))
+    proc, tok = build_processor_and_tokenizer(cfg.shape)
+    model = build_model(tok, cfg.shape, seed=5)
+    colours, shapes = word_ids(tok)
+    batch = collate([SceneSamples(cfg, replace(cfg.stages[1], crops_per_scene=3), 12, 1, ())[0]])
+    loss, _ = align_loss(model, batch, colours, shapes, True, "cpu")
+    # dense reference: the soft target as a vocabulary-wide distribution per patch
+    with torch.no_grad():
+        from focus_ros.core.embedded import vision_features
+        proj = model.model.multi_modal_projector(vision_features(model, batch["pixels"]))
+        emb = model.model.language_model.embed_tokens.weight
+        logp = torch.log_softmax(torch.nn.functional.normalize(proj, dim=-1)
+                                 @ torch.nn.functional.normalize(emb, dim=-1).T * 20.0, -1)
+        color, shape = batch["color"].flatten(1), batch["shape"].flatten(1)
+        target = torch.zeros_like(logp)
+        target.scatter_(-1, torch.tensor(colours)[color].unsqueeze(-1), 1.0)
+        t_shape = torch.zeros_like(logp)
+        t_shape.scatter_(-1, torch.tensor([0] + shapes)[shape.clamp_min(0)].unsqueeze(-1), 1.0)
+        legible = ((shape > 0) & (color > 0)).unsqueeze(-1)
+        assert legible.any()
+        target = torch.where(legible, 0.7 * target + 0.3 * t_shape, target)
+        ce = -(target * logp).sum(-1)
+        pull = (proj.norm(dim=-1) - emb[torch.tensor(colours)[color]].norm(dim=-1)).pow(2)
+        weight = torch.where(color > 0, 1.0, 0.2)
+        reference = (weight * (ce + pull)).sum() / weight.sum()
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
 
 
 def test_the_existence_first_recipes_train_their_symbolic_stage_between_alignment_and_tuning(tmp_path):
