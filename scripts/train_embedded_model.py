@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (smoke runs)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="default",
-                   help="default (the committed model: four-stage with 15 crops per scene in vision and "
-                        "alignment, then 4 grown heads per LM layer that learn existence and a joint tune), "
-                        "default-fp32 (the same in float32: what trained the model committed before), "
+                   help="default (four-stage with 15 crops per scene in vision and alignment, then 4 grown "
+                        "heads per LM layer that learn existence and a joint tune; bfloat16 autocast), "
+                        "default-fp32 (the same in float32), "
                         "grown-heads (the previous default: the same with 5 crops), four-stage (the one before), "
                         "existence-first "
                         "(matching init + symbolic existence stage), existence-release (the same, two heads "
