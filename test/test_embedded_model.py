@@ -15,7 +15,7 @@ from focus_ros.core.config import EMBEDDED_MODEL, ModelConfig, build_configs, de
 from focus_ros.core.embedded import (RECIPES, STAGE_TASKS, SceneSamples, StageConfig, Sequencer,
                                      TrainConfig, Trainer, align_loss, build_model, build_processor_and_tokenizer,
                                      collate, grow_heads, init_matching_attention, lm_loss, matching_attention_share,
-                                     release_matching_heads, word_ids)
+                                     release_matching_heads, vision_features, word_ids)
 from focus_ros.core.embedded_eval import _unique, heldout_scenes, pointing, window
 from focus_ros.core.bench import normalise_answer
 from focus_ros.core.geometry import crop
@@ -101,7 +101,6 @@ def test_the_alignment_loss_is_the_cross_entropy_against_the_colour_and_shape_wo
     loss, _ = align_loss(model, batch, colours, shapes, True, "cpu")
     # dense reference: the soft target as a vocabulary-wide distribution per patch
     with torch.no_grad():
-        from focus_ros.core.embedded import vision_features
         proj = model.model.multi_modal_projector(vision_features(model, batch["pixels"]))
         emb = model.model.language_model.embed_tokens.weight
         logp = torch.log_softmax(torch.nn.functional.normalize(proj, dim=-1)
@@ -274,9 +273,10 @@ def test_the_committed_model_is_small_and_records_how_it_was_trained():
     size = sum(f.stat().st_size for f in MODEL.iterdir())
     assert size < 25 * 2 ** 20
     record = json.loads((MODEL / "training.json").read_text())
-    # made by the default recipe as it stands, every stage setting included, in one run from scratch
-    assert record["config"]["stages"] == [asdict(s) for s in RECIPES["default"].stages]
-    assert set(record["seconds"]) == {s.name for s in RECIPES["default"].stages}
+    # made by the default recipe's float32 form as it stands, every stage setting included, in one run from scratch
+    assert record["config"]["stages"] == [asdict(s) for s in RECIPES["default-fp32"].stages]
+    assert record["config"].get("mixed_precision", False) is RECIPES["default-fp32"].mixed_precision
+    assert set(record["seconds"]) == {s.name for s in RECIPES["default-fp32"].stages}
     assert record["init_from"] is None
     config = json.loads((MODEL / "config.json").read_text())["text_config"]
     assert config["num_attention_heads"] == TrainConfig().shape.text_heads + 4       # grown in stage 5

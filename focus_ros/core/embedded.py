@@ -204,8 +204,8 @@ class TrainConfig:
                         max_sequences=64, symbolic=0.2)))
 
 
-# "default" made models/embedded (one run from scratch on a lent H200, 543 s): the four stages with 15 crops
-# per scene in vision and alignment, then the grown-head stages. "grown-heads" is the previous default
+# "default-fp32" made models/embedded (one run from scratch on a lent H200, 543 s): the four stages with 15
+# crops per scene in vision and alignment, then the grown-head stages; "default" is the same in bfloat16. "grown-heads" is the previous default
 # (5 crops; models/embedded at fff4a47), "four-stage" the one before it.
 RECIPES = {"default": replace(TrainConfig().more_crops().grown_existence(), mixed_precision=True),
            # the default's stages in float32: the recipe that trained the model committed before mixed precision
