@@ -15,7 +15,8 @@ from focus_ros.core.config import EMBEDDED_MODEL, ModelConfig, build_configs, de
 from focus_ros.core.embedded import (RECIPES, STAGE_TASKS, SceneSamples, StageConfig, Sequencer,
                                      TrainConfig, Trainer, align_loss, build_model, build_processor_and_tokenizer,
                                      collate, grow_heads, init_matching_attention, lm_loss, matching_attention_share,
-                                     release_matching_heads, vision_features, word_ids)
+                                     release_matching_heads, symbolic_loss, symbolic_questions, vision_features,
+                                     word_ids)
 from focus_ros.core.embedded_eval import _unique, heldout_scenes, pointing, window
 from focus_ros.core.bench import normalise_answer
 from focus_ros.core.geometry import crop
@@ -92,6 +93,35 @@ def test_the_shared_prefix_lm_loss_has_the_loss_and_gradients_of_the_models_own_
     assert ((shared - full).norm() / full.norm()).item() < 1e-4
 
 
+def test_symbolic_existence_questions_sharing_a_map_have_the_loss_and_gradients_of_their_whole_sequences():
+    cfg = RECIPES["default"]
+    _, tok = build_processor_and_tokenizer(cfg.shape)
+    model = build_model(tok, cfg.shape, seed=6)
+    grow_heads(model, 4, seed=7)
+    seq, (colours, _) = Sequencer(tok, cfg.shape.grid ** 2), word_ids(tok)
+    lm = model.model.language_model
+    loss, _ = symbolic_loss(model, seq, "cpu", 12, np.random.default_rng(5), colours, cfg.shape.grid, per_map=4)
+    loss.backward()
+    shared = _grads(lm)
+
+    # reference: the same draws, every question's whole sequence on its own through the LM
+    model.zero_grad()
+    maps, group_of, seqs, starts = symbolic_questions(np.random.default_rng(5), seq, 12, cfg.shape.grid, 4)
+    assert len(maps) == 3 and group_of == [0] * 4 + [1] * 4 + [2] * 4
+    logits, targets = [], []
+    for m, ids, st in zip(group_of, seqs, starts):
+        x = torch.tensor([ids])
+        emb = lm.embed_tokens(x).masked_scatter(
+            (x == seq.image_id)[..., None], lm.embed_tokens.weight[torch.tensor(colours)[maps[m].flatten()]].detach())
+        logits.append(model.lm_head(lm(inputs_embeds=emb).last_hidden_state[0, st - 1]))
+        targets.append(ids[st])
+    reference = torch.nn.functional.cross_entropy(torch.stack(logits), torch.tensor(targets))
+    reference.backward()
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
+    full = _grads(lm)
+    assert ((shared - full).norm() / full.norm()).item() < 1e-4
+
+
 def test_the_alignment_loss_is_the_cross_entropy_against_the_colour_and_shape_word_soft_target():
     cfg = replace(RECIPES["default"], train_short_side=(400, 500))
     proc, tok = build_processor_and_tokenizer(cfg.shape)
@@ -146,7 +176,7 @@ def test_with_steps_changes_only_the_named_stages_and_refuses_a_stage_the_recipe
 
 
 def test_smaller_batches_keep_every_stage_and_step_and_halve_the_scenes_and_sequences_per_step():
-    base, half = RECIPES["default"], RECIPES["half-batch"]
+    base, half = RECIPES["full-bf16"], RECIPES["half-batch"]
     assert [(s.name, s.steps, s.lr, s.crops_per_scene) for s in half.stages] == \
         [(s.name, s.steps, s.lr, s.crops_per_scene) for s in base.stages]
     assert [(s.scenes_per_step, s.max_sequences) for s in half.stages] == \
@@ -273,8 +303,9 @@ def test_the_committed_model_is_small_and_records_how_it_was_trained():
     size = sum(f.stat().st_size for f in MODEL.iterdir())
     assert size < 25 * 2 ** 20
     record = json.loads((MODEL / "training.json").read_text())
-    # made by the default recipe's float32 form as it stands, every stage setting included, in one run from scratch
-    assert record["config"]["stages"] == [asdict(s) for s in RECIPES["default-fp32"].stages]
+    # made by the default-fp32 recipe as it stands, every stage setting included, in one run from scratch
+    # fields added since (per_map) take their defaults, which are what the recipe had then
+    assert [StageConfig(**s) for s in record["config"]["stages"]] == list(RECIPES["default-fp32"].stages)
     assert record["config"].get("mixed_precision", False) is RECIPES["default-fp32"].mixed_precision
     assert set(record["seconds"]) == {s.name for s in RECIPES["default-fp32"].stages}
     assert record["init_from"] is None

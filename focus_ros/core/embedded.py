@@ -99,6 +99,8 @@ class StageConfig:
     match_heads: int = 0                # of the heads grown here, the first N in layer 0 get the matching init
     new_heads_only: bool = False        # only the grown heads' query/key/value/output weights learn: the
                                         # trained heads keep reading shapes while the new ones learn existence
+    per_map: int = 1                    # exist-symbolic: questions asked about each symbolic map; they share
+                                        # its image prefix, so 4 cost about a third of 4 maps (measured below)
 
 
 @dataclass(frozen=True)
@@ -145,8 +147,8 @@ class TrainConfig:
             raise ValueError(f"no such stage(s): {sorted(unknown)}")
         out = []
         for st in self.stages:
-            n = steps.get(st.name.replace("-", "_"), st.steps)
-            out.append(replace(st, steps=n, warmup=min(st.warmup, max(1, n // 10))))
+            n = steps.get(st.name.replace("-", "_"))
+            out.append(st if n is None else replace(st, steps=n, warmup=min(st.warmup, max(1, n // 10))))
         return replace(self, stages=tuple(out))
 
     def smaller_batches(self, factor: float = 0.5) -> "TrainConfig":
@@ -186,18 +188,19 @@ class TrainConfig:
                                           for s in self.stages))
 
     def grown_existence(self, grow: int = 4, match: int = 2, symbolic_steps: int = 400, crop_steps: int = 700,
-                        joint_steps: int = 600, new_heads_only: bool = False) -> "TrainConfig":
+                        joint_steps: int = 600, new_heads_only: bool = False, per_map: int = 1) -> "TrainConfig":
         """The recipe followed by three stages that add existence without taking heads from shape
         reading: every LM layer grows ``grow`` heads (output starting at zero, so the model still
         computes what it did; the first ``match`` of layer 0 with the matching initialisation),
         then symbolic existence, existence and shape on crops, and a joint tune at half the
         learning rate. With ``new_heads_only`` the first two of them train only the grown heads
-        (measured: symbolic existence stayed at 0.58 after 351 steps, README "Embedded model").
+        (measured: symbolic existence stayed at 0.58 after 351 steps, README "Embedded model"); ``per_map``
+        existence questions share each symbolic map of the first stage.
         Starting from a saved model of the recipe (``Trainer(init_from=..., start_stage=4)``)
         reruns just these stages."""
         return replace(self, stages=self.stages + (
             StageConfig("exist-symbolic", steps=symbolic_steps, lr=1e-3, max_sequences=64, warmup=50,
-                        grow_heads=grow, match_heads=match, new_heads_only=new_heads_only),
+                        grow_heads=grow, match_heads=match, new_heads_only=new_heads_only, per_map=per_map),
             StageConfig("exist-crops", steps=crop_steps, lr=1e-3, scenes_per_step=4, crops_per_scene=6,
                         frames=False, max_sequences=64, symbolic=0.5, new_heads_only=new_heads_only),
             StageConfig("tune-joint", steps=joint_steps, lr=5e-4, scenes_per_step=4, crops_per_scene=5,
@@ -205,9 +208,14 @@ class TrainConfig:
 
 
 # "default-fp32" made models/embedded (one run from scratch on a lent H200, 543 s): the four stages with 15
-# crops per scene in vision and alignment, then the grown-head stages; "default" is the same in bfloat16. "grown-heads" is the previous default
-# (5 crops; models/embedded at fff4a47), "four-stage" the one before it.
-RECIPES = {"default": replace(TrainConfig().more_crops().grown_existence(), mixed_precision=True),
+# crops per scene in vision and alignment, then the grown-head stages; "full-bf16" is the same in bfloat16
+# (130 min on this 2-core CPU, measured). "default" fits the 2-hour CPU budget: full-bf16 with 4 existence
+# questions per symbolic map (exist-symbolic 1.77 -> ~0.85 s a step) and fewer vision, tune and exist-crops
+# steps, cut by their measured per-step seconds (vision 1.42, tune 1.06, exist-crops 1.72) to ~114 min.
+# "grown-heads" is an older default (5 crops; models/embedded at fff4a47), "four-stage" the one before it.
+RECIPES = {"default": replace(TrainConfig().more_crops().grown_existence(per_map=4).with_steps(
+               vision=1300, tune=1250, exist_crops=650), mixed_precision=True),
+           "full-bf16": replace(TrainConfig().more_crops().grown_existence(), mixed_precision=True),
            # the default's stages in float32: the recipe that trained the model committed before mixed precision
            "default-fp32": TrainConfig().more_crops().grown_existence(),
            "grown-heads": TrainConfig().grown_existence(), "four-stage": TrainConfig(),
@@ -789,6 +797,32 @@ def _answer_labels(seqs: Sequence[list[int]], starts: Sequence[int], seq: "Seque
     return ids, mask, labels, first
 
 
+def _shared_prefix_forward(lm, seq: "Sequencer", images: torch.Tensor, group_of: Sequence[int],
+                           suffixes: Sequence[list[int]], starts: Sequence[int], device):
+    """(last hidden states, labels, first) of the LM on sequences ``prefix(images[group_of[i]]) +
+    suffixes[i]``: the image prefix ``<s>USER: <image>xN\n`` with ``images`` [G, N, D] in its slots
+    runs once per group, and every suffix continues from its group's key/value cache at the
+    positions after the prefix. The LM is causal, so this is the whole sequences' forward (the
+    prefix's states do not depend on what follows) at the cost of the prefix once per group.
+    ``starts`` index each suffix's first answer token; the outputs cover the suffixes only."""
+    from transformers import DynamicCache
+
+    embed, n_prefix = lm.embed_tokens, len(seq.prefix)
+    prefix = torch.tensor([seq.prefix], device=device).expand(len(images), -1)
+    x = embed(prefix).masked_scatter((prefix == seq.image_id)[..., None], images.to(embed.weight.dtype))
+    cache = lm(inputs_embeds=x, use_cache=True).cache
+    pick = torch.tensor(list(group_of), device=device)
+    shared = DynamicCache(ddp_cache_data=[(layer.keys.index_select(0, pick), layer.values.index_select(0, pick))
+                                          for layer in cache.layers])
+    ids, mask, labels, first = _answer_labels(suffixes, starts, seq)
+    ids, mask = ids.to(device), mask.to(device)
+    full_mask = torch.cat([torch.ones(len(ids), n_prefix, dtype=mask.dtype, device=device), mask], 1)
+    positions = torch.arange(n_prefix, n_prefix + ids.shape[1], device=device).expand(len(ids), -1)
+    hidden = lm(inputs_embeds=embed(ids), attention_mask=full_mask, position_ids=positions,
+                cache=shared, use_cache=False).last_hidden_state
+    return hidden, labels.to(device), first.to(device)
+
+
 def lm_loss(model, batch: dict, seq: Sequencer, device, max_sequences: int,
             rng: np.random.Generator, symbolic: float = 0.0,
             color_words: Sequence[int] = ()) -> tuple[torch.Tensor, dict]:
@@ -802,8 +836,6 @@ def lm_loss(model, batch: dict, seq: Sequencer, device, max_sequences: int,
     prefix's states do not depend on the question, and the loss and its gradients are those of the
     full sequences (a test checks them against the model's own forward) at about a third of the
     tokens (the questions are ~20 tokens after a 258-token prefix)."""
-    from transformers import DynamicCache
-
     qs = batch["questions"]
     texts = batch["text"]
     if len(qs) + len(texts) > max_sequences:
@@ -835,19 +867,7 @@ def lm_loss(model, batch: dict, seq: Sequencer, device, max_sequences: int,
         words = torch.tensor(list(color_words), device=device) if symbolic > 0 else None
         images = torch.stack([embed.weight[words[batch["color"][v].to(device).flatten()]].detach() if sym
                               else feats[row[v]] for v, sym in keys])                      # [G, N, D]
-        prefix = torch.tensor([seq.prefix], device=device).expand(len(keys), -1)
-        x = embed(prefix).masked_scatter((prefix == seq.image_id)[..., None], images.to(embed.weight.dtype))
-        cache = lm(inputs_embeds=x, use_cache=True).cache
-        pick = torch.tensor(group_of, device=device)
-        shared = DynamicCache(ddp_cache_data=[(layer.keys.index_select(0, pick), layer.values.index_select(0, pick))
-                                              for layer in cache.layers])
-        ids, mask, labels, first = _answer_labels(suffixes, starts, seq)
-        ids, mask = ids.to(device), mask.to(device)
-        full_mask = torch.cat([torch.ones(len(ids), n_prefix, dtype=mask.dtype, device=device), mask], 1)
-        positions = torch.arange(n_prefix, n_prefix + ids.shape[1], device=device).expand(len(ids), -1)
-        hidden = lm(inputs_embeds=embed(ids), attention_mask=full_mask, position_ids=positions,
-                    cache=shared, use_cache=False).last_hidden_state
-        parts.append((hidden, labels.to(device), first.to(device)))
+        parts.append(_shared_prefix_forward(lm, seq, images, group_of, suffixes, starts, device))
     if texts:
         seqs_t, starts_t = zip(*(seq.text_qa(p, a) for p, a in texts))
         ids, mask, labels, first = _answer_labels(seqs_t, starts_t, seq)
@@ -881,34 +901,41 @@ def symbolic_label_map(rng: np.random.Generator, grid: int) -> np.ndarray:
     return m
 
 
-def symbolic_loss(model, seq: Sequencer, device, n: int, rng: np.random.Generator,
-                  color_words: Sequence[int], grid: int) -> tuple[torch.Tensor, dict]:
-    """Existence questions (balanced) about symbolic views: the image slots hold the word
-    embeddings of a random label map (' none' for background), i.e. what a perfect alignment
-    gives. Cross-entropy of the Yes/No answer token."""
-    seqs, starts, maps = [], [], []
+def symbolic_questions(rng: np.random.Generator, seq: Sequencer, n: int, grid: int, per_map: int = 1):
+    """``n`` existence questions (balanced, each drawn on its own) about random symbolic label maps,
+    ``per_map`` per map: (maps [M, grid, grid], map index per question, token ids of each question up
+    to and including its Yes/No answer token, index of that token)."""
     colors = list(COLOR_CLASSES[1:])
-    for _ in range(n):
-        m = symbolic_label_map(rng, grid)
-        present = sorted(set(int(c) for c in m.flatten()) - {0})
-        absent = [k for k in range(1, len(COLOR_CLASSES)) if k not in present]
+    maps, group_of, seqs, starts = [], [], [], []
+    for i in range(n):
+        if i % per_map == 0:
+            m = symbolic_label_map(rng, grid)
+            maps.append(m)
+            present = sorted(set(int(c) for c in m.flatten()) - {0})
+            absent = [k for k in range(1, len(COLOR_CLASSES)) if k not in present]
         yes = bool(present) and (not absent or rng.random() < 0.5)
         c = colors[(present if yes else absent)[int(rng.integers(len(present if yes else absent)))] - 1]
-        q = existence_phrasing(rng)(c)
-        ids, st = seq.image_qa(q, "Yes" if yes else "No")
-        seqs.append(ids[:st + 1]), starts.append(st), maps.append(m)
-    ids, mask = seq.pad_batch(seqs)
-    ids, mask = ids.to(device), mask.to(device)
-    embed = model.model.language_model.embed_tokens
-    x = embed(ids)
+        ids, st = seq.image_qa(existence_phrasing(rng)(c), "Yes" if yes else "No")
+        group_of.append(len(maps) - 1), seqs.append(ids[:st + 1]), starts.append(st)
+    return np.stack(maps), group_of, seqs, starts
+
+
+def symbolic_loss(model, seq: Sequencer, device, n: int, rng: np.random.Generator,
+                  color_words: Sequence[int], grid: int, per_map: int = 1) -> tuple[torch.Tensor, dict]:
+    """Existence questions (balanced) about symbolic views: the image slots hold the word
+    embeddings of a random label map (' none' for background), i.e. what a perfect alignment
+    gives. Cross-entropy of the Yes/No answer token. ``per_map`` questions ask about one map and
+    share its image prefix (:func:`_shared_prefix_forward`): ``n`` questions cost ``n / per_map``
+    prefixes."""
+    maps, group_of, seqs, starts = symbolic_questions(rng, seq, n, grid, per_map)
+    n_prefix = len(seq.prefix)
+    lm = model.model.language_model
     words = torch.tensor(list(color_words), device=device)
-    labels = torch.from_numpy(np.stack(maps)).to(device).flatten(1)
-    slots = ids == seq.image_id
-    x = x.masked_scatter(slots[..., None], embed.weight[words[labels]].detach().to(x.dtype))
-    hidden = model.model.language_model(inputs_embeds=x, attention_mask=mask).last_hidden_state
-    pos = torch.tensor(starts, device=device) - 1
-    logits = model.lm_head(hidden[torch.arange(n, device=device), pos]).float()
-    target = torch.tensor([s[st] for s, st in zip(seqs, starts)], device=device)
+    images = lm.embed_tokens.weight[words[torch.from_numpy(maps).to(device).flatten(1)]].detach()
+    hidden, target, first = _shared_prefix_forward(lm, seq, images, group_of, [s[n_prefix:] for s in seqs],
+                                                   [st - n_prefix for st in starts], device)
+    logits = model.lm_head(hidden[first]).float()     # the Yes/No token: the last of each sequence
+    target = target[first]
     loss = F.cross_entropy(logits, target)
     return loss, {"acc_exists_symbolic": float((logits.argmax(-1) == target).float().mean())}
 
@@ -1164,7 +1191,7 @@ class Trainer:
             return align_loss(self.model, batch, self.color_words, self.shape_words, True, self.device)
         if stage.name == "exist-symbolic":
             return symbolic_loss(self.model, self.seq, self.device, stage.max_sequences, rng,
-                                 self.color_words, self.cfg.shape.grid)
+                                 self.color_words, self.cfg.shape.grid, stage.per_map)
         return lm_loss(self.model, batch, self.seq, self.device, stage.max_sequences, rng,
                        stage.symbolic, self.color_words)
 
@@ -1221,5 +1248,5 @@ class Trainer:
 __all__ = ["ModelShape", "StageConfig", "TrainConfig", "RECIPES", "Trainer", "grow_heads",
            "init_matching_attention", "release_matching_heads", "layer0_attention", "matching_attention_share",
            "build_model", "build_processor_and_tokenizer",
-           "SETTINGS_FILE", "SceneSamples", "Sequencer", "patch_labels", "view_objects", "sample_views",
+           "SETTINGS_FILE", "SceneSamples", "Sequencer", "symbolic_questions", "symbolic_loss", "patch_labels", "view_objects", "sample_views",
            "view_questions", "render_view"]
