@@ -100,7 +100,7 @@ class StageConfig:
     new_heads_only: bool = False        # only the grown heads' query/key/value/output weights learn: the
                                         # trained heads keep reading shapes while the new ones learn existence
     per_map: int = 1                    # exist-symbolic: questions asked about each symbolic map; they share
-                                        # its image prefix, so 4 cost about a third of 4 maps (measured below)
+                                        # its image prefix (64 questions a step: 1.62 s with 1, 0.73 with 4, 0.56 with 8)
 
 
 @dataclass(frozen=True)
@@ -209,12 +209,13 @@ class TrainConfig:
 
 # "default-fp32" made models/embedded (one run from scratch on a lent H200, 543 s): the four stages with 15
 # crops per scene in vision and alignment, then the grown-head stages; "full-bf16" is the same in bfloat16
-# (130 min on this 2-core CPU, measured). "default" fits the 2-hour CPU budget: full-bf16 with 4 existence
-# questions per symbolic map (exist-symbolic 1.77 -> ~0.85 s a step) and fewer vision, tune and exist-crops
-# steps, cut by their measured per-step seconds (vision 1.42, tune 1.06, exist-crops 1.72) to ~114 min.
+# (130 min on this 2-core CPU, measured). "default" fits the 2-hour CPU budget: full-bf16 with 8 existence
+# questions per symbolic map (exist-symbolic 1.77 -> ~0.7 s a step) and fewer steps in every stage but
+# alignment, cut by their measured per-step seconds (vision 1.42, tune 1.06, exist-crops 1.72, tune-joint
+# 1.72) to ~105 min: this machine ran 11 % slower in the first stage of the run that measured it.
 # "grown-heads" is an older default (5 crops; models/embedded at fff4a47), "four-stage" the one before it.
-RECIPES = {"default": replace(TrainConfig().more_crops().grown_existence(per_map=4).with_steps(
-               vision=1300, tune=1250, exist_crops=650), mixed_precision=True),
+RECIPES = {"default": replace(TrainConfig().more_crops().grown_existence(per_map=8).with_steps(
+               vision=1300, tune_crops=450, tune=1100, exist_crops=600, tune_joint=450), mixed_precision=True),
            "full-bf16": replace(TrainConfig().more_crops().grown_existence(), mixed_precision=True),
            # the default's stages in float32: the recipe that trained the model committed before mixed precision
            "default-fp32": TrainConfig().more_crops().grown_existence(),
