@@ -209,10 +209,11 @@ class TrainConfig:
 
 # "default-fp32" made models/embedded (one run from scratch on a lent H200, 543 s): the four stages with 15
 # crops per scene in vision and alignment, then the grown-head stages; "full-bf16" is the same in bfloat16
-# (130 min on this 2-core CPU, measured). "default" fits the 2-hour CPU budget: full-bf16 with 8 existence
+# (130 min on this 2-core CPU, measured). "default" was cut for the 2-hour CPU budget: full-bf16 with 8 existence
 # questions per symbolic map (exist-symbolic 1.77 -> ~0.7 s a step) and fewer steps in every stage but
-# alignment, cut by their measured per-step seconds (vision 1.42, tune 1.06, exist-crops 1.72, tune-joint
-# 1.72) to ~105 min: this machine ran 11 % slower in the first stage of the run that measured it.
+# alignment and exist-symbolic, cut by their measured per-step seconds (vision 1.42, tune 1.06, exist-crops 1.72, tune-joint
+# 1.72) to ~105 min; measured from scratch it took 138 min (vision 1.98 s a step that day) and reads shapes
+# worse than default-fp32 (README "Embedded model"), so it did not replace the committed model.
 # "grown-heads" is an older default (5 crops; models/embedded at fff4a47), "four-stage" the one before it.
 RECIPES = {"default": replace(TrainConfig().more_crops().grown_existence(per_map=8).with_steps(
                vision=1300, tune_crops=450, tune=1100, exist_crops=600, tune_joint=450), mixed_precision=True),
