@@ -2,7 +2,7 @@
 """Train the embedded default model (see focus_ros/core/embedded.py for the recipe).
 
     python scripts/train_embedded_model.py --recipe default-fp32 --device cuda --workers 15   # models/embedded: 9 min on an H200
-    python scripts/train_embedded_model.py                 # on the CPU: resumable, 138 min measured on 2 cores (README)
+    python scripts/train_embedded_model.py                 # on the CPU: resumable; the same steps, 2 items a drawn scene, ~2 h projected
 
 Checkpoints go to --work (default out/train_embedded); running the same command again resumes
 from the last one. --scale multiplies every stage's step count (a smoke run: --scale 0.002).
@@ -37,9 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (smoke runs)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="default",
-                   help="default (four-stage with 15 crops per scene in vision and alignment, then 4 grown "
-                        "heads per LM layer that learn existence and a joint tune; bfloat16 autocast), "
-                        "default-fp32 (the same in float32), "
+                   help="default (default-fp32's stages and steps with two items drawn from each scene and 8 "
+                        "existence questions per symbolic map: the CPU recipe), "
+                        "default-fp32 (four-stage with 15 crops per scene in vision and alignment, then 4 grown "
+                        "heads per LM layer that learn existence and a joint tune: made models/embedded), "
+                        "full-bf16 (default-fp32 under bfloat16 autocast), cut-bf16 (full-bf16 with fewer steps), "
                         "grown-heads (the previous default: the same with 5 crops), four-stage (the one before), "
                         "existence-first "
                         "(matching init + symbolic existence stage), existence-release (the same, two heads "

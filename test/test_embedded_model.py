@@ -54,6 +54,26 @@ def test_a_few_training_steps_of_every_stage_save_a_model_that_loads_and_a_rerun
     assert again.model.config.text_config.num_attention_heads == cfg.shape.text_heads + 4
 
 
+def test_items_that_share_a_scene_share_its_frame_view_and_differ_in_their_crops_and_one_per_scene_draws_each():
+    from focus_ros.core.embedded import _fill, render_view
+    from focus_ros.core.scenes import SceneSpec, make_scene
+
+    cfg = replace(RECIPES["default"], train_short_side=(400, 500))
+    stage = replace(cfg.stages[0], crops_per_scene=3)
+    assert stage.scene_reuse == 2
+    shared = SceneSamples(cfg, stage, seed=5, length=6, tasks=STAGE_TASKS["vision"])
+    a, b, c = shared[2], shared[3], shared[4]
+    scene1 = make_scene(5, 1, SceneSpec(short_side=cfg.train_short_side))      # items 2 and 3 draw scene 1
+    fresh = render_view(scene1.image, (0, 0, scene1.width, scene1.height), _fill(shared.image_processor()),
+                        2 * cfg.shape.image_size)[0]
+    frame = shared.image_processor()(images=[fresh], return_tensors="pt")["pixel_values"][0]
+    assert torch.equal(a["pixels"][0], frame) and torch.equal(b["pixels"][0], frame)
+    assert not torch.equal(a["pixels"][0], c["pixels"][0])                      # item 4: scene 2
+    assert not torch.equal(a["pixels"][1:], b["pixels"][1:])                    # their own crops
+    single = SceneSamples(cfg, replace(stage, scene_reuse=1), seed=5, length=6, tasks=STAGE_TASKS["vision"])
+    assert torch.equal(single[1]["pixels"][0], frame)                           # one item a scene: scene i
+
+
 def _grads(module) -> torch.Tensor:
     return torch.cat([p.grad.flatten() for p in module.parameters() if p.grad is not None])
 

@@ -101,6 +101,9 @@ class StageConfig:
                                         # trained heads keep reading shapes while the new ones learn existence
     per_map: int = 1                    # exist-symbolic: questions asked about each symbolic map; they share
                                         # its image prefix (64 questions a step: 1.62 s with 1, 0.73 with 4, 0.56 with 8)
+    scene_reuse: int = 1                # consecutive items that draw their views and questions from one scene: the
+                                        # loader's drawing, not the model, bounds a 2-core step (vision 1.67 s a step
+                                        # with the loader, 0.99 without), and drawing a frame costs ~2x its 16 views
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,11 @@ class TrainConfig:
                                                   max_sequences=max(1, int(round(st.max_sequences * factor))))
                                           for st in self.stages))
 
+    def reuse_scenes(self, k: int = 2) -> "TrainConfig":
+        """The same stages, views and questions per step, with every ``k`` consecutive items drawn
+        from one scene (``StageConfig.scene_reuse``): 1/k of the frames to draw, as many crops."""
+        return replace(self, stages=tuple(replace(s, scene_reuse=k) for s in self.stages))
+
     def stage_seed(self, stage_index: int) -> int:
         return self.seed * 10 + stage_index
 
@@ -209,13 +217,15 @@ class TrainConfig:
 
 # "default-fp32" made models/embedded (one run from scratch on a lent H200, 543 s): the four stages with 15
 # crops per scene in vision and alignment, then the grown-head stages; "full-bf16" is the same in bfloat16
-# (130 min on this 2-core CPU, measured). "default" was cut for the 2-hour CPU budget: full-bf16 with 8 existence
-# questions per symbolic map (exist-symbolic 1.77 -> ~0.7 s a step) and fewer steps in every stage but
-# alignment and exist-symbolic, cut by their measured per-step seconds (vision 1.42, tune 1.06, exist-crops 1.72, tune-joint
-# 1.72) to ~105 min; measured from scratch it took 138 min (vision 1.98 s a step that day) and reads shapes
-# worse than default-fp32 (README "Embedded model"), so it did not replace the committed model.
+# (130 min on this 2-core CPU, measured on a day bfloat16 ran faster than float32). "default" is
+# default-fp32 for the 2-hour CPU budget without cutting a step: 8 existence questions per symbolic map
+# (exist-symbolic 1.74 -> 0.61 s a step) and two items per drawn scene (scene_reuse; the loader bounded
+# every stage), float32 because bfloat16 autocast was slower on this machine's host on 2026-11-27 (vision
+# 2.75 vs 1.67 s a step, tune 1.68 vs 1.08). "cut-bf16" was the default before: full-bf16 with 8
+# questions per map and fewer steps, 138 min measured and weaker shape reading (README "Embedded model").
 # "grown-heads" is an older default (5 crops; models/embedded at fff4a47), "four-stage" the one before it.
-RECIPES = {"default": replace(TrainConfig().more_crops().grown_existence(per_map=8).with_steps(
+RECIPES = {"default": TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2),
+           "cut-bf16": replace(TrainConfig().more_crops().grown_existence(per_map=8).with_steps(
                vision=1300, tune_crops=450, tune=1100, exist_crops=600, tune_joint=450), mixed_precision=True),
            "full-bf16": replace(TrainConfig().more_crops().grown_existence(), mixed_precision=True),
            # the default's stages in float32: the recipe that trained the model committed before mixed precision
@@ -619,6 +629,8 @@ class SceneSamples(torch.utils.data.Dataset):
     def __init__(self, cfg: TrainConfig, stage: StageConfig, seed: int, length: int, tasks: Sequence[str]):
         self.cfg, self.stage, self.seed, self.length, self.tasks = cfg, stage, seed, length, tuple(tasks)
         self._processor = None
+        self._last: Scene | None = None
+        self._frame_square: tuple[Scene, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.length
@@ -629,15 +641,32 @@ class SceneSamples(torch.utils.data.Dataset):
             self._processor = build_image_processor(self.cfg.shape)
         return self._processor
 
+    def scene(self, i: int) -> Scene:
+        """The scene item ``i`` draws from (scene ``i // scene_reuse``); the last one is kept, since
+        the batch sampler asks for consecutive items."""
+        k = i // max(1, self.stage.scene_reuse)
+        if self._last is None or self._last.index != k:
+            self._last = make_scene(self.seed, k, SceneSpec(short_side=self.cfg.train_short_side))
+        return self._last
+
+    def _square(self, scene: Scene, region: tuple[int, int, int, int], fill: tuple[int, int, int]) -> np.ndarray:
+        # items sharing a scene share its full-frame view, the costliest one to render
+        full = tuple(region) == (0, 0, scene.width, scene.height)
+        if full and self._frame_square is not None and self._frame_square[0] is scene:
+            return self._frame_square[1]
+        sq = render_view(scene.image, region, fill, 2 * self.cfg.shape.image_size)[0]
+        if full:
+            self._frame_square = (scene, sq)
+        return sq
+
     def __getitem__(self, i: int) -> dict:
         cfg = self.cfg
-        spec = SceneSpec(short_side=cfg.train_short_side)
-        scene = make_scene(self.seed, i, spec)
+        scene = self.scene(i)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, i, 7]))
         views = sample_views(rng, scene, self.stage.crops_per_scene, self.stage.frames, cfg)
         proc = self.image_processor()
         fill = _fill(proc)
-        squares = [render_view(scene.image, v.region, fill, 2 * cfg.shape.image_size)[0] for v in views]
+        squares = [self._square(scene, v.region, fill) for v in views]
         pixels = proc(images=squares, return_tensors="pt")["pixel_values"]
         labels = [patch_labels(v.objects, cfg.shape.grid, cfg.shape.patch_size, cfg.legible_px) for v in views]
         questions = []
