@@ -2,7 +2,7 @@
 """Train the embedded default model (see focus_ros/core/embedded.py for the recipe).
 
     python scripts/train_embedded_model.py --recipe default-fp32 --device cuda --workers 15   # models/embedded: 9 min on an H200
-    python scripts/train_embedded_model.py                 # on the CPU: resumable; the same steps, 2 items a drawn scene, ~2 h projected
+    python scripts/train_embedded_model.py                 # on the CPU: resumable; the same steps, 2 items a drawn scene: 107 min measured on 2 cores (README)
 
 Checkpoints go to --work (default out/train_embedded); running the same command again resumes
 from the last one. --scale multiplies every stage's step count (a smoke run: --scale 0.002).

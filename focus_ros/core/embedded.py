@@ -221,7 +221,8 @@ class TrainConfig:
 # default-fp32 for the 2-hour CPU budget without cutting a step: 8 existence questions per symbolic map
 # (exist-symbolic 1.74 -> 0.61 s a step) and two items per drawn scene (scene_reuse; the loader bounded
 # every stage), float32 because bfloat16 autocast was slower on this machine's host on 2026-11-27 (vision
-# 2.75 vs 1.67 s a step, tune 1.68 vs 1.08). "cut-bf16" was the default before: full-bf16 with 8
+# 2.75 vs 1.67 s a step, tune 1.68 vs 1.08). Measured from scratch on 2 cores: 107 min, but per-patch shape on
+# held-out crops 0.72 against 0.79 (fewer distinct scenes), so it did not replace the committed model. "cut-bf16" was the default before: full-bf16 with 8
 # questions per map and fewer steps, 138 min measured and weaker shape reading (README "Embedded model").
 # "grown-heads" is an older default (5 crops; models/embedded at fff4a47), "four-stage" the one before it.
 RECIPES = {"default": TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2),
