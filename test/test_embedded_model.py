@@ -15,13 +15,13 @@ from focus_ros.core.config import EMBEDDED_MODEL, ModelConfig, build_configs, de
 from focus_ros.core.embedded import (RECIPES, STAGE_TASKS, SceneSamples, StageConfig, Sequencer,
                                      TrainConfig, Trainer, align_loss, build_model, build_processor_and_tokenizer,
                                      collate, grow_heads, init_matching_attention, lm_loss, matching_attention_share,
-                                     release_matching_heads, symbolic_loss, symbolic_questions, vision_features,
-                                     word_ids)
+                                     release_matching_heads, render_view, symbolic_loss, symbolic_questions,
+                                     vision_features, word_ids, _fill)
 from focus_ros.core.embedded_eval import _unique, heldout_scenes, pointing, window
 from focus_ros.core.bench import normalise_answer
 from focus_ros.core.geometry import crop
 from focus_ros.core.models import load_adapter
-from focus_ros.core.scenes import TEMPLATES
+from focus_ros.core.scenes import TEMPLATES, SceneSpec, make_scene
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / EMBEDDED_MODEL
@@ -55,9 +55,6 @@ def test_a_few_training_steps_of_every_stage_save_a_model_that_loads_and_a_rerun
 
 
 def test_items_that_share_a_scene_share_its_frame_view_and_differ_in_their_crops_and_one_per_scene_draws_each():
-    from focus_ros.core.embedded import _fill, render_view
-    from focus_ros.core.scenes import SceneSpec, make_scene
-
     cfg = replace(RECIPES["default"], train_short_side=(400, 500))
     stage = replace(cfg.stages[0], crops_per_scene=3)
     assert stage.scene_reuse == 2

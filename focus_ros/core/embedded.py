@@ -221,9 +221,10 @@ class TrainConfig:
 # default-fp32 for the 2-hour CPU budget without cutting a step: 8 existence questions per symbolic map
 # (exist-symbolic 1.74 -> 0.61 s a step) and two items per drawn scene (scene_reuse; the loader bounded
 # every stage), float32 because bfloat16 autocast was slower on this machine's host on 2026-11-27 (vision
-# 2.75 vs 1.67 s a step, tune 1.68 vs 1.08). Measured from scratch on 2 cores: 107 min, but per-patch shape on
-# held-out crops 0.72 against 0.79 (fewer distinct scenes), so it did not replace the committed model. "cut-bf16" was the default before: full-bf16 with 8
-# questions per map and fewer steps, 138 min measured and weaker shape reading (README "Embedded model").
+# 2.75 vs 1.67 s a step, tune 1.68 vs 1.08). Measured from scratch on 2 cores: 107 min, but per-patch shape
+# on held-out crops 0.72 against 0.79 (fewer distinct scenes), so it did not replace the committed model.
+# "cut-bf16" was the default before: full-bf16 with 8 questions per map and fewer steps, 138 min measured
+# and weaker shape reading (README "Embedded model").
 # "grown-heads" is an older default (5 crops; models/embedded at fff4a47), "four-stage" the one before it.
 RECIPES = {"default": TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2),
            "cut-bf16": replace(TrainConfig().more_crops().grown_existence(per_map=8).with_steps(
@@ -631,7 +632,7 @@ class SceneSamples(torch.utils.data.Dataset):
         self.cfg, self.stage, self.seed, self.length, self.tasks = cfg, stage, seed, length, tuple(tasks)
         self._processor = None
         self._last: Scene | None = None
-        self._frame_square: tuple[Scene, np.ndarray] | None = None
+        self._frame_square: np.ndarray | None = None   # the last scene's full-frame view, once rendered
 
     def __len__(self) -> int:
         return self.length
@@ -648,16 +649,17 @@ class SceneSamples(torch.utils.data.Dataset):
         k = i // max(1, self.stage.scene_reuse)
         if self._last is None or self._last.index != k:
             self._last = make_scene(self.seed, k, SceneSpec(short_side=self.cfg.train_short_side))
+            self._frame_square = None
         return self._last
 
     def _square(self, scene: Scene, region: tuple[int, int, int, int], fill: tuple[int, int, int]) -> np.ndarray:
         # items sharing a scene share its full-frame view, the costliest one to render
         full = tuple(region) == (0, 0, scene.width, scene.height)
-        if full and self._frame_square is not None and self._frame_square[0] is scene:
-            return self._frame_square[1]
+        if full and self._frame_square is not None:
+            return self._frame_square
         sq = render_view(scene.image, region, fill, 2 * self.cfg.shape.image_size)[0]
         if full:
-            self._frame_square = (scene, sq)
+            self._frame_square = sq
         return sq
 
     def __getitem__(self, i: int) -> dict:
