@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                         "existence questions per symbolic map: the CPU recipe), "
                         "default-fp32 (four-stage with 15 crops per scene in vision and alignment, then 4 grown "
                         "heads per LM layer that learn existence and a joint tune: made models/embedded), "
+                        "vision-distinct (the default with one item a scene in the vision stage), "
                         "full-bf16 (default-fp32 under bfloat16 autocast), cut-bf16 (full-bf16 with fewer steps), "
                         "grown-heads (the previous default: the same with 5 crops), four-stage (the one before), "
                         "existence-first "

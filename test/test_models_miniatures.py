@@ -7,7 +7,7 @@ import torch
 from focus_ros.core.config import ModelConfig, build_configs
 from focus_ros.core.geometry import Box
 from focus_ros.core.models import load_adapter
-from focus_ros.core.pipeline import FocusPipeline
+from focus_ros.core.pipeline import FocusPipeline, is_out_of_memory
 
 FAMILIES = ("llava", "llava_onevision", "qwen2_5_vl")
 _ADAPTERS = {}
@@ -144,6 +144,35 @@ def test_second_question_on_the_same_frame_reuses_the_prefix(miniature_root, fam
     prefix_len = pipe.prefix(image, "cam0/1")[0].length
     assert first.tokens_prefilled - second.tokens_prefilled == prefix_len
     assert second.forward_passes == first.forward_passes - 1
+
+
+def test_release_memory_forgets_the_cached_prefix_so_the_next_question_prefills_again(miniature_root):
+    adapter = adapter_for(miniature_root, "llava")
+    _, search = build_configs({"model.path": str(miniature_root / "llava"), "search.target_extraction": "rule"})
+    pipe = FocusPipeline(adapter, search)
+    image = frame(seed=8)
+    first = pipe.run(image, "Is there a red object in the image?", method="vanilla", frame_key="cam0/7")
+    pipe.release_memory()
+    again = pipe.run(image, "Is there a red object in the image?", method="vanilla", frame_key="cam0/7")
+    assert not first.prefix_cached and not again.prefix_cached
+    assert again.answer == first.answer and again.tokens_prefilled == first.tokens_prefilled
+
+
+def _raised_by(allocate):
+    try:
+        allocate()
+    except Exception as exc:        # noqa: BLE001 - the exception itself is under test
+        return exc
+    raise AssertionError("the allocation succeeded")
+
+
+def test_out_of_memory_is_recognised_as_numpy_torch_and_cuda_raise_it_and_nothing_else():
+    """Real failed allocations (far beyond any address space), and CUDA's exception type."""
+    assert is_out_of_memory(_raised_by(lambda: np.empty(10**18, np.uint8)))            # MemoryError
+    assert is_out_of_memory(_raised_by(lambda: torch.empty(2**60, dtype=torch.uint8)))  # CPU allocator
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 MiB"))
+    assert not is_out_of_memory(_raised_by(lambda: np.zeros(3) @ np.zeros(4)))           # ValueError
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
 
 
 def test_bad_inputs_are_rejected_with_a_reason(miniature_root):

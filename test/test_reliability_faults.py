@@ -10,7 +10,8 @@ is answered.
 
 The faults are real: real files, real frames, real allocations; nothing in the node is replaced.
 The CUDA out-of-memory path is the same code as the host one (``is_out_of_memory`` covers
-``torch.OutOfMemoryError``); the test that drives it on a GPU skips without one and is not counted here.
+``torch.OutOfMemoryError``); the test that drives it on a GPU skips without one and is not counted here
+(``scripts/gpu_oom_check.py`` ran the pipeline's part of it on a lent H100, without ROS: README).
 """
 
 import shutil

@@ -113,15 +113,16 @@ def test_background_colours_are_far_from_every_vocabulary_colour():
         assert min(np.linalg.norm(c - np.asarray(v, float)) for v in COLORS.values()) > 60
 
 
-def test_focus_scenes_writes_frames_and_questions_deterministically(tmp_path, capsys):
+def test_focus_scenes_writes_the_same_frames_and_questions_in_one_process_or_several(tmp_path, capsys):
     digests = []
-    for name in ("a", "b"):
+    for name, workers in (("a", "1"), ("b", "2")):
         out = tmp_path / name
-        assert focus_scenes([str(out), "--n", "2", "--seed", "5", "--short-side", "1080", "1200"]) == 0
+        assert focus_scenes([str(out), "--n", "3", "--seed", "5", "--short-side", "1080", "1200",
+                             "--workers", workers]) == 0
         lines = [json.loads(x) for x in (out / "questions.jsonl").read_text().splitlines()]
         assert {"image", "question", "answer", "type", "boxes"} <= set(lines[0])
-        assert len({x["image"] for x in lines}) == 2 and all((out / x["image"]).is_file() for x in lines)
+        assert len({x["image"] for x in lines}) == 3 and all((out / x["image"]).is_file() for x in lines)
         files = sorted(p for p in out.rglob("*") if p.is_file())
         digests.append({p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files})
     assert digests[0] == digests[1]
-    assert "wrote 2 frames" in capsys.readouterr().out
+    assert "wrote 3 frames" in capsys.readouterr().out

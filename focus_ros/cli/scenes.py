@@ -1,6 +1,6 @@
 """``focus-scenes``: write synthetic high-resolution benchmark scenes and their questions.
 
-    focus-scenes OUT --n N --seed S [--short-side MIN MAX] [--format jpg|png]
+    focus-scenes OUT --n N --seed S [--short-side MIN MAX] [--format jpg|png] [--workers K]
 
 writes ``OUT/frames/*.jpg``, ``OUT/questions.jsonl`` (one ``{"image", "question", "answer", "type",
 "boxes"}`` a line, image paths relative to OUT, boxes ``[x0, y0, x1, y1]`` in source pixels) and
@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="range of the frames' short side in px (default 1080 3000)")
     p.add_argument("--format", choices=("jpg", "png"), default="jpg",
                    help="jpg (quality 95, no chroma subsampling) or png (lossless)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes drawing and encoding frames (the files are the same for any count)")
     return p
 
 
@@ -37,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         spec.validate()
         path = write_scenes(args.out, args.n, args.seed, spec, args.format,
                             progress=lambda s: print(f"scene {s.index + 1}/{args.n}: {s.width}x{s.height}, "
-                                                     f"{len(s.objects)} objects", file=sys.stderr))
+                                                     f"{len(s.objects)} objects", file=sys.stderr),
+                            workers=args.workers)
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"focus-scenes: error: {exc}", file=sys.stderr)
         return 2

@@ -162,10 +162,11 @@ class TrainConfig:
                                                   max_sequences=max(1, int(round(st.max_sequences * factor))))
                                           for st in self.stages))
 
-    def reuse_scenes(self, k: int = 2) -> "TrainConfig":
+    def reuse_scenes(self, k: int = 2, skip: Sequence[str] = ()) -> "TrainConfig":
         """The same stages, views and questions per step, with every ``k`` consecutive items drawn
-        from one scene (``StageConfig.scene_reuse``): 1/k of the frames to draw, as many crops."""
-        return replace(self, stages=tuple(replace(s, scene_reuse=k) for s in self.stages))
+        from one scene (``StageConfig.scene_reuse``): 1/k of the frames to draw, as many crops.
+        Stages named in ``skip`` keep one item a scene."""
+        return replace(self, stages=tuple(s if s.name in skip else replace(s, scene_reuse=k) for s in self.stages))
 
     def stage_seed(self, stage_index: int) -> int:
         return self.seed * 10 + stage_index
@@ -227,6 +228,8 @@ class TrainConfig:
 # and weaker shape reading (README "Embedded model").
 # "grown-heads" is an older default (5 crops; models/embedded at fff4a47), "four-stage" the one before it.
 RECIPES = {"default": TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2),
+           # the default with one item a scene in the vision stage (shape reading needs distinct scenes)
+           "vision-distinct": TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2, skip=("vision",)),
            "cut-bf16": replace(TrainConfig().more_crops().grown_existence(per_map=8).with_steps(
                vision=1300, tune_crops=450, tune=1100, exist_crops=600, tune_joint=450), mixed_precision=True),
            "full-bf16": replace(TrainConfig().more_crops().grown_existence(), mixed_precision=True),

@@ -13,6 +13,7 @@ answers multiple-choice questions by option likelihood, for every method.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import OrderedDict
@@ -41,6 +42,18 @@ Progress = Callable[[str, int, int, "Region | None"], None]
 
 class Cancelled(Exception):
     """Raised between stages when the caller's cancel check says so."""
+
+
+# torch.OutOfMemoryError (torch >= 2.5; older: torch.cuda.OutOfMemoryError) is what CUDA raises.
+_TORCH_OOM = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", MemoryError)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA out-of-memory, Python's MemoryError (numpy) and torch's CPU allocator failure."""
+    if isinstance(exc, (MemoryError, _TORCH_OOM)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 @dataclass
@@ -162,6 +175,14 @@ class FocusPipeline:
         """Forget every cached frame prefix (and the baselines' per-frame state)."""
         self._prefixes.clear()
         self.method_cache.clear()
+
+    def release_memory(self) -> None:
+        """After running out of memory: drop the cached prefixes and give freed memory back (the
+        caller must already have let go of the failed question's tensors, its traceback included)."""
+        self.clear_cache()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     # ----------------------------------------------------------------- public entry
     def run(self, image: np.ndarray, question: str, method: str = "focus", frame_key: Hashable | None = None,

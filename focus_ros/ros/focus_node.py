@@ -54,7 +54,7 @@ from focus_ros.msg import FocusResult as FocusResultMsg
 from focus_ros.srv import Ask
 
 from ..core.config import default_model_path
-from ..core.pipeline import Cancelled, FocusPipeline
+from ..core.pipeline import Cancelled, FocusPipeline, is_out_of_memory
 from . import visualization as viz
 from .conversions import (ImageError, check_frame_size, compressed_size, compressed_to_rgb, conversion_backend,
                           image_to_rgb, image_view, rgb_to_image)
@@ -80,18 +80,6 @@ REQUEST_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliabilit
                          durability=DurabilityPolicy.VOLATILE)
 # Questions are quoted in logs up to this many characters.
 LOG_QUESTION_CHARS = 120
-
-# torch.OutOfMemoryError (torch >= 2.5; older: torch.cuda.OutOfMemoryError) is what CUDA raises.
-_TORCH_OOM = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", MemoryError)
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for CUDA out-of-memory, Python's MemoryError (numpy) and torch's CPU allocator failure."""
-    if isinstance(exc, (MemoryError, _TORCH_OOM)):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -394,12 +382,13 @@ class FocusNode(rclpy.lifecycle.Node):
     def _release_memory(self) -> None:
         """After running out of memory: drop the cached frame prefixes and give freed memory back."""
         pipeline = self.pipeline
-        if pipeline is not None:
-            pipeline.clear_cache()
         self._prefilled_uid = 0
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        if pipeline is not None:
+            pipeline.release_memory()
+        else:
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
     def _stop_worker(self, reason: str) -> None:
         with self._gate:
