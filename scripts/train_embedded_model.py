@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 
 # Idle OpenMP threads sleep instead of spinning: the loader process drawing scenes shares the two
 # cores with the training threads, and spinning threads took its time (a vision step 1.98 -> 1.66 s
@@ -36,12 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="scene-drawing loader processes")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (smoke runs)")
+    p.add_argument("--stages", type=int, default=0,
+                   help="train only the recipe's first N stages (0: all; a study of one stage's gate)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="default",
                    help="default (default-fp32's stages and steps with two items drawn from each scene and 8 "
                         "existence questions per symbolic map: the CPU recipe), "
                         "default-fp32 (four-stage with 15 crops per scene in vision and alignment, then 4 grown "
                         "heads per LM layer that learn existence and a joint tune: made models/embedded), "
                         "vision-distinct (the default with one item a scene in the vision stage), "
+                        "view-192 (default-fp32 on a 192 px view with 12 px patches: the same grid), "
                         "full-bf16 (default-fp32 under bfloat16 autocast), cut-bf16 (full-bf16 with fewer steps), "
                         "grown-heads (the previous default: the same with 5 crops), four-stage (the one before), "
                         "existence-first "
@@ -62,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = RECIPES[args.recipe]
     if args.scale != 1.0:
         cfg = cfg.scaled(args.scale)
+    if args.stages:
+        cfg = replace(cfg, stages=cfg.stages[:args.stages])
     t0 = time.perf_counter()
     trainer = Trainer(cfg, args.work, args.out, device=args.device, workers=args.workers,
                       checkpoint_every=args.checkpoint_every, progress=not args.no_progress,

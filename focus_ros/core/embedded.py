@@ -228,6 +228,10 @@ class TrainConfig:
 # and weaker shape reading (README "Embedded model").
 # "grown-heads" is an older default (5 crops; models/embedded at fff4a47), "four-stage" the one before it.
 RECIPES = {"default": TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2),
+           # default-fp32 reading a 192 px view through 12 px patches: the same 16 x 16 grid and token count
+           # (about the same compute), each patch seeing 1.5x the pixels; sizes in view pixels scale with it
+           "view-192": replace(TrainConfig().more_crops().grown_existence(),
+                               shape=ModelShape(image_size=192, patch_size=12), legible_px=18.0, visible_px=3.0),
            # the default with one item a scene in the vision stage (shape reading needs distinct scenes)
            "vision-distinct": TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2, skip=("vision",)),
            "cut-bf16": replace(TrainConfig().more_crops().grown_existence(per_map=8).with_steps(
