@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.stages < 0:
+        p.error("--stages must be >= 0")
     if args.start_stage and not args.init_from:
         p.error("--start-stage needs --init-from (the model the earlier stages produced)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
