@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                         "heads per LM layer that learn existence and a joint tune: made models/embedded), "
                         "vision-distinct (the default with one item a scene in the vision stage), "
                         "view-192 (default-fp32 on a 192 px view with 12 px patches: the same grid), "
+                        "default-192 (the default on that 192 px view), "
                         "full-bf16 (default-fp32 under bfloat16 autocast), cut-bf16 (full-bf16 with fewer steps), "
                         "grown-heads (the previous default: the same with 5 crops), four-stage (the one before), "
                         "existence-first "

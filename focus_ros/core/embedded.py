@@ -232,6 +232,9 @@ RECIPES = {"default": TrainConfig().more_crops().grown_existence(per_map=8).reus
            # (about the same compute), each patch seeing 1.5x the pixels; sizes in view pixels scale with it
            "view-192": replace(TrainConfig().more_crops().grown_existence(),
                                shape=ModelShape(image_size=192, patch_size=12), legible_px=18.0, visible_px=3.0),
+           # the CPU default (8 questions a symbolic map, two items a scene) on view-192's 192 px view
+           "default-192": replace(TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2),
+                                  shape=ModelShape(image_size=192, patch_size=12), legible_px=18.0, visible_px=3.0),
            # the default with one item a scene in the vision stage (shape reading needs distinct scenes);
            # measured on 2 cores: 129 min (over budget on that day's host), shape on crops 0.835 at all
            # scales but existence 0.905 and pointing 0.21 vs 0.084 (README "Embedded model" (8))

@@ -56,6 +56,14 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
+def free_memory() -> None:
+    """Collect unreachable objects and hand the CUDA allocator's cached blocks back, so memory
+    freed by dropping a model or its caches shows up as free to the next allocation (and to nvidia-smi)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 @dataclass
 class Region:
     """A candidate region in source pixels, the target it belongs to, and its scores."""
@@ -180,9 +188,13 @@ class FocusPipeline:
         """After running out of memory: drop the cached prefixes and give freed memory back (the
         caller must already have let go of the failed question's tensors, its traceback included)."""
         self.clear_cache()
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_memory()
+
+    def release(self) -> None:
+        """Drop the cached prefixes and the model, and give their memory back (lifecycle cleanup)."""
+        self.clear_cache()
+        self.adapter.release()
+        free_memory()
 
     # ----------------------------------------------------------------- public entry
     def run(self, image: np.ndarray, question: str, method: str = "focus", frame_key: Hashable | None = None,

@@ -22,6 +22,7 @@ import json
 import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -381,12 +382,12 @@ def write_scenes(out: str | Path, n: int, seed: int, spec: SceneSpec = SceneSpec
     out = Path(out)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     lines, meta = [], []
+    draw = partial(_write_frame, out, seed, spec=spec, fmt=fmt)
     with contextlib.ExitStack() as stack:
         if workers > 1:
-            pool = stack.enter_context(ProcessPoolExecutor(workers))
-            scenes = pool.map(_write_frame, *zip(*[(out, seed, i, spec, fmt) for i in range(n)]))
+            scenes = stack.enter_context(ProcessPoolExecutor(workers)).map(draw, range(n))
         else:
-            scenes = (_write_frame(out, seed, i, spec, fmt) for i in range(n))
+            scenes = map(draw, range(n))
         for scene in scenes:
             name = _frame_name(seed, scene.index, fmt)
             for q in scene.questions:

@@ -26,7 +26,6 @@ memory (CUDA or host) is reported and the cached frame prefixes are released.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import threading
@@ -54,7 +53,7 @@ from focus_ros.msg import FocusResult as FocusResultMsg
 from focus_ros.srv import Ask
 
 from ..core.config import default_model_path
-from ..core.pipeline import Cancelled, FocusPipeline, is_out_of_memory
+from ..core.pipeline import Cancelled, FocusPipeline, free_memory, is_out_of_memory
 from . import visualization as viz
 from .conversions import (ImageError, check_frame_size, compressed_size, compressed_to_rgb, conversion_backend,
                           image_to_rgb, image_view, rgb_to_image)
@@ -370,12 +369,7 @@ class FocusNode(rclpy.lifecycle.Node):
         self.frames = None
         self.settings = None
         if pipeline is not None:
-            pipeline.clear_cache()
-            pipeline.adapter.release()
-            del pipeline
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            pipeline.release()
         with self._model_lock:
             self._model_busy = False
 
@@ -386,9 +380,7 @@ class FocusNode(rclpy.lifecycle.Node):
         if pipeline is not None:
             pipeline.release_memory()
         else:
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            free_memory()
 
     def _stop_worker(self, reason: str) -> None:
         with self._gate:
