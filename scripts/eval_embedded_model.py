@@ -8,6 +8,9 @@ on the slots holding that colour (symbolic word-embedding slots vs real projecte
 --write-settings stores the layer range with the best relevance pointing, and why, in the model's
 focus_settings.json (read by every tool and the node as that model's search defaults); the file's
 other settings and their reasons stay.
+--vision-heads work/checkpoint.pt (the training checkpoint of this model: its stage-1 heads read the
+vision tower, which is frozen after stage 1) also prints, per scale of the shape gate, how often the
+tower itself reads the target's shape and how often the LM answers right where it does and where not.
 """
 
 from __future__ import annotations
@@ -22,10 +25,34 @@ from pathlib import Path
 import torch
 
 from focus_ros.core.config import ModelConfig
-from focus_ros.core.embedded import SETTINGS_FILE, TrainConfig, matching_attention_share
+from focus_ros.core.embedded import (SETTINGS_FILE, Heads, ModelShape, TrainConfig, matching_attention_share,
+                                     vision_shape_reads)
 from focus_ros.core.embedded_eval import (existence_gate, format_gates, heldout_scenes, layer_ranges, pointing,
-                                          shape_gate)
+                                          shape_answers, shape_gate)
 from focus_ros.core.models import load_adapter
+
+
+def print_vision_against_answers(adapter, checkpoint: str, scenes, answers, device: str) -> None:
+    """Per scale: the vision tower's own shape reading (stage-1 head majority) next to the LM's
+    answers on the same windows, and the LM's accuracy where the tower reads the shape and where not."""
+    vc = adapter.model.config.vision_config
+    heads = Heads(vc.hidden_size)
+    heads.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["heads"])
+    heads.to(device).eval()
+    reads = vision_shape_reads(adapter.model, heads, adapter.processor.image_processor,
+                               ModelShape(image_size=vc.image_size, patch_size=vc.patch_size), scenes, device)
+    print("| scale | vision tower reads the shape | LM answers | LM where the tower reads it | LM where not |")
+    print("|---|--:|--:|--:|--:|")
+    rows: dict[str, list[tuple[bool, bool]]] = {}
+    for (scale, ok_v), (scale_a, _, ok_lm) in zip(reads, answers, strict=True):
+        assert scale == scale_a, "the two passes must visit the same windows"
+        rows.setdefault(scale, []).append((ok_v, ok_lm))
+    for scale, pairs in rows.items():
+        right = [lm for v, lm in pairs if v]
+        wrong = [lm for v, lm in pairs if not v]
+        mean = lambda xs: f"{sum(xs) / len(xs):.3f} ({len(xs)})" if xs else "-"   # noqa: E731
+        print(f"| {scale} | {sum(v for v, _ in pairs) / len(pairs):.3f} | {sum(lm for _, lm in pairs) / len(pairs):.3f} "
+              f"| {mean(right)} | {mean(wrong)} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="write the gates here too")
     p.add_argument("--write-settings", action="store_true")
+    p.add_argument("--vision-heads", help="a training checkpoint whose stage-1 heads read this model's vision tower")
     p.add_argument("--matching", action="store_true", help="print layer 0's colour-matching attention shares")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -52,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     scenes = heldout_scenes(args.seed, args.scenes)
     gates = {}
     gates.update(existence_gate(adapter, scenes))
-    gates.update(shape_gate(adapter, scenes))
+    answers = shape_answers(adapter, scenes)
+    gates.update(shape_gate(adapter, scenes, answers=answers))
     ranges = layer_ranges(adapter.num_layers)
     gates.update(pointing(adapter, scenes, ranges))
     print(format_gates(gates))
@@ -62,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ratio = gates[f"pointing_{best}"].value / max(1e-9, gates[f"random_{best}"].value)
     print(f"best pointing: layers {best} ({gates[f'pointing_{best}'].value:.3f} vs random object "
           f"{gates[f'random_{best}'].value:.3f}, {ratio:.1f}x); {time.perf_counter() - t0:.0f} s")
+    if args.vision_heads:
+        print_vision_against_answers(adapter, args.vision_heads, scenes, answers[0], args.device)
     if args.matching:
         shares = matching_attention_share(adapter.model, TrainConfig())
         for kind, share in shares.items():

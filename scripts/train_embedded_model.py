@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                         "vision-distinct (the default with one item a scene in the vision stage), "
                         "view-192 (default-fp32 on a 192 px view with 12 px patches: the same grid), "
                         "default-192 (the default on that 192 px view), "
+                        "small-objects (the default with no object weighing more than 4 patches in the vision loss), "
                         "full-bf16 (default-fp32 under bfloat16 autocast), cut-bf16 (full-bf16 with fewer steps), "
                         "grown-heads (the previous default: the same with 5 crops), four-stage (the one before), "
                         "existence-first "
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                         "freed for tuning), two-hour (the default's stages cut to ~107 CPU minutes; "
                         "existence does not learn) or half-batch (the default's steps with half the scenes "
                         "and sequences per step)")
+    p.add_argument("--vision-object-cap", type=int, default=None,
+                   help="override the recipe's TrainConfig.vision_object_cap (0: per-patch weights)")
     p.add_argument("--init-from", help="a saved model to start from instead of a random one")
     p.add_argument("--start-stage", type=int, default=0, help="with --init-from: the first stage to train")
     p.add_argument("--checkpoint-every", type=int, default=100)
@@ -71,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cfg.scaled(args.scale)
     if args.stages:
         cfg = replace(cfg, stages=cfg.stages[:args.stages])
+    if args.vision_object_cap is not None:
+        if args.vision_object_cap < 0:
+            p.error("--vision-object-cap must be >= 0")
+        cfg = replace(cfg, vision_object_cap=args.vision_object_cap)
     t0 = time.perf_counter()
     trainer = Trainer(cfg, args.work, args.out, device=args.device, workers=args.workers,
                       checkpoint_every=args.checkpoint_every, progress=not args.no_progress,

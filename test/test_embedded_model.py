@@ -12,16 +12,16 @@ import pytest
 import torch
 
 from focus_ros.core.config import EMBEDDED_MODEL, ModelConfig, build_configs, default_model_path
-from focus_ros.core.embedded import (RECIPES, STAGE_TASKS, SceneSamples, StageConfig, Sequencer,
+from focus_ros.core.embedded import (RECIPES, STAGE_TASKS, Heads, SceneSamples, StageConfig, Sequencer,
                                      TrainConfig, Trainer, align_loss, build_model, build_processor_and_tokenizer,
                                      collate, grow_heads, init_matching_attention, lm_loss, matching_attention_share,
-                                     release_matching_heads, render_view, symbolic_loss, symbolic_questions,
-                                     vision_features, word_ids, _fill)
-from focus_ros.core.embedded_eval import _unique, heldout_scenes, pointing, window
+                                     patch_cells, patch_labels, release_matching_heads, render_view, symbolic_loss,
+                                     symbolic_questions, ViewObject, vision_features, vision_loss, word_ids, _fill)
+from focus_ros.core.embedded_eval import _unique, heldout_scenes, pointing, shape_windows, window
 from focus_ros.core.bench import normalise_answer
 from focus_ros.core.geometry import crop
 from focus_ros.core.models import load_adapter
-from focus_ros.core.scenes import TEMPLATES, SceneSpec, make_scene
+from focus_ros.core.scenes import TEMPLATES, SceneObject, SceneSpec, make_scene
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / EMBEDDED_MODEL
@@ -42,10 +42,14 @@ def test_a_few_training_steps_of_every_stage_save_a_model_that_loads_and_a_rerun
     tiny = tuple(replace(s, steps=2, scenes_per_step=1, crops_per_scene=2, max_sequences=8, warmup=1)
                  for s in RECIPES["default"].stages)
     cfg = replace(RECIPES["default"], stages=tiny, train_short_side=(400, 500))
-    out = Trainer(cfg, tmp_path / "work", tmp_path / "model", checkpoint_every=1, progress=False).train()
+    out = Trainer(cfg, tmp_path / "work", tmp_path / "model", checkpoint_every=1, progress=False,
+                  shape_gate_scenes=2).train()
     record = json.loads((out / "training.json").read_text())
     assert set(record["seconds"]) == {s.name for s in tiny}
     assert {"gate_vision", "gate_align"} <= set(record["metrics"])
+    by_scale = {k: v for k, v in record["metrics"]["gate_vision"].items() if k.startswith("crops_shape_majority_")}
+    assert sorted(by_scale) == sorted(f"crops_shape_majority_1/{k}" for k in (8, 6, 4, 3, 2))
+    assert all(0.0 <= v <= 1.0 for v in by_scale.values())
     a = load_adapter(ModelConfig(path=str(out), device="cpu", local_files_only=True))   # from_pretrained
     assert a.family == "llava" and a.num_layers == cfg.shape.text_layers
     assert a.model.config.text_config.num_attention_heads == cfg.shape.text_heads + 4     # grown in stage 5
@@ -165,6 +169,58 @@ def test_the_alignment_loss_is_the_cross_entropy_against_the_colour_and_shape_wo
         weight = torch.where(color > 0, 1.0, 0.2)
         reference = (weight * (ce + pull)).sum() / weight.sum()
     assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
+
+
+def test_the_shape_gate_windows_hold_their_object_at_its_scale_centred_and_off_centre():
+    seen = []
+    for scene, obj, scale, offset, box in shape_windows(heldout_scenes(HELDOUT, 3)):
+        x0, y0, x1, y1 = obj.box
+        size = max(x1 - x0, y1 - y0)
+        assert box.x0 <= x0 and box.y0 <= y0 and box.x1 >= x1 - 1e-6 and box.y1 >= y1 - 1e-6
+        expected = min(size * int(scale.split("/")[1]), scene.width, scene.height)
+        assert box.width == pytest.approx(expected) and box.height == pytest.approx(expected)
+        seen.append((scene.index, scale, offset))
+    assert len(seen) == len(set(seen)) == 3 * 5 * 2
+
+
+def _big_and_small_object():
+    """A 64 px object (8 x 8 patches) and a 16 px one (2 x 2 patches) in a 128 px view."""
+    big = ViewObject(SceneObject("square", "red", (0, 0, 640, 640)), (0.0, 0.0, 64.0, 64.0), 1.0, 64.0)
+    small = ViewObject(SceneObject("star", "blue", (960, 960, 1120, 1120)), (96.0, 96.0, 112.0, 112.0), 1.0, 16.0)
+    return [big, small]
+
+
+def test_patch_cells_give_every_patch_of_an_object_that_object_s_patch_count_and_background_zero():
+    objects = _big_and_small_object()
+    cells = patch_cells(objects, 16, 8)
+    color, shape = patch_labels(objects, 16, 8, 12.0)
+    assert (cells[:8, :8] == 64).all() and (cells[12:14, 12:14] == 4).all()
+    assert ((cells > 0) == (color > 0)).all() and (cells > 0).sum() == 68
+
+
+def test_the_vision_loss_with_an_object_cap_weighs_no_object_more_than_that_many_patches():
+    cfg = RECIPES["default"]
+    proc, tok = build_processor_and_tokenizer(cfg.shape)
+    model = build_model(tok, cfg.shape, seed=3)
+    heads = Heads(cfg.shape.vision_hidden)
+    color, shape = (torch.from_numpy(x)[None] for x in patch_labels(_big_and_small_object(), 16, 8, 12.0))
+    batch = {"pixels": torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0)), "color": color,
+             "shape": shape, "cells": torch.from_numpy(patch_cells(_big_and_small_object(), 16, 8))[None]}
+    with torch.no_grad():
+        feats = vision_features(model, batch["pixels"])
+        ce_c = torch.nn.functional.cross_entropy(heads.color(feats)[0], color.flatten(), reduction="none")
+        ce_s = torch.nn.functional.cross_entropy(heads.shape(feats)[0], shape.flatten(), reduction="none")
+        # big object: 64 patches of weight 4/64 (4 patches in all); small: 4 of weight 1; background 0.2
+        w = torch.full((256,), 0.2)
+        w[batch["cells"].flatten() == 64] = 4 / 64
+        w[batch["cells"].flatten() == 4] = 1.0
+        reference = (ce_c * w).sum() / w.sum() + (ce_s * w).sum() / w.sum()
+        capped, _ = vision_loss(model, heads, batch, "cpu", object_cap=4)
+        uncapped, _ = vision_loss(model, heads, batch, "cpu")
+        loose, _ = vision_loss(model, heads, batch, "cpu", object_cap=64)    # no object above the cap
+    assert capped.item() == pytest.approx(reference.item(), rel=1e-5)
+    assert loose.item() == pytest.approx(uncapped.item(), rel=1e-5)
+    assert capped.item() != pytest.approx(uncapped.item(), rel=1e-3)
 
 
 def test_the_existence_first_recipes_train_their_symbolic_stage_between_alignment_and_tuning(tmp_path):

@@ -41,6 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .embedded_eval import heldout_scenes, shape_windows
+from .geometry import crop
 from .miniatures import FAMILY_FILE, _LLAVA_CHAT_TEMPLATE, _train_tokenizer
 from .models.llava import expand_to_square
 from .scenes import COLORS, SHAPES, TEMPLATES, Scene, SceneObject, SceneSpec, make_scene
@@ -52,6 +54,7 @@ COLOR_CLASSES = ("none",) + tuple(COLORS)      # per-patch colour labels; 0 = ba
 SHAPE_CLASSES = ("none",) + tuple(SHAPES)      # per-patch shape labels; 0 = background
 IGNORE = -100
 SETTINGS_FILE = "focus_settings.json"          # per-model search settings the tools read
+SHAPE_GATE_SCENES = 100   # held-out scenes of the shape gate (scripts/eval_embedded_model.py --scenes default)
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -127,6 +130,9 @@ class TrainConfig:
     # bfloat16 autocast for every training step (weights, optimiser and gates stay float32): on this
     # machine's AVX512-BF16 cores a vision step is 23 % faster (README "Embedded model")
     mixed_precision: bool = False
+    # > 0: in the vision stage no object weighs more than this many patches (vision_loss): per-patch
+    # weights let large objects dominate, and shape reading at 1/8 of a crop (2 x 2 patches) lagged
+    vision_object_cap: int = 0
     stages: tuple[StageConfig, ...] = (
         StageConfig("vision", steps=1500, lr=2e-3, scenes_per_step=6, crops_per_scene=5),
         StageConfig("align", steps=600, lr=2e-3, scenes_per_step=6, crops_per_scene=5),
@@ -232,9 +238,14 @@ RECIPES = {"default": TrainConfig().more_crops().grown_existence(per_map=8).reus
            # (about the same compute), each patch seeing 1.5x the pixels; sizes in view pixels scale with it
            "view-192": replace(TrainConfig().more_crops().grown_existence(),
                                shape=ModelShape(image_size=192, patch_size=12), legible_px=18.0, visible_px=3.0),
-           # the CPU default (8 questions a symbolic map, two items a scene) on view-192's 192 px view
+           # the CPU default (8 questions a symbolic map, two items a scene) on view-192's 192 px view; its
+           # vision stage read shapes per scale about as the 128 px default's (README "Embedded model" (9))
            "default-192": replace(TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2),
                                   shape=ModelShape(image_size=192, patch_size=12), legible_px=18.0, visible_px=3.0),
+           # the CPU default with each object's patches capped at 4 patches' weight in the vision loss: its
+           # vision stage read 1/8-1/6 targets far better and 1/3-1/2 ones worse (README "Embedded model" (9))
+           "small-objects": replace(TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2),
+                                    vision_object_cap=4),
            # the default with one item a scene in the vision stage (shape reading needs distinct scenes);
            # measured on 2 cores: 129 min (over budget on that day's host), shape on crops 0.835 at all
            # scales but existence 0.905 and pointing 0.21 vs 0.084 (README "Embedded model" (8))
@@ -419,6 +430,38 @@ def vision_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
     return out.hidden_states[-1][:, 1:]
 
 
+@torch.no_grad()
+def vision_shape_reads(model, heads: "Heads", image_processor, shape: ModelShape, scenes: Sequence[Scene],
+                       device) -> list[tuple[str, bool]]:
+    """The vision tower's own reading of the shape gate's windows (embedded_eval.shape_windows, in
+    their order): (scale, whether the stage-1 shape head's majority over the target's patches names
+    its shape). Next to the LM's answers on the same windows (embedded_eval.shape_answers) it says
+    whether a shape the LM misses was in the image tokens at all."""
+    reads = []
+    for scene, obj, scale, _, box in shape_windows(scenes):
+        image = crop(scene.image, box)
+        region = (int(box.x0), int(box.y0), int(box.x0) + image.shape[1], int(box.y0) + image.shape[0])
+        mine = [v for v in view_objects(scene, region, shape.image_size) if v.obj is obj]
+        pixels = image_processor(images=np.ascontiguousarray(image), return_tensors="pt")["pixel_values"]
+        pred = heads.shape(vision_features(model, pixels.to(device)))[0].argmax(-1).cpu().numpy()
+        ok = False
+        for _, mask in object_masks(mine, shape.grid, shape.patch_size):
+            votes = np.bincount(pred[mask.flatten()], minlength=len(SHAPE_CLASSES))
+            votes[0] = 0                                   # background votes say nothing about the shape
+            ok = bool(votes.max() > 0 and SHAPE_CLASSES[int(votes.argmax())] == obj.shape)
+        reads.append((scale, ok))
+    return reads
+
+
+def vision_shape_by_scale(model, heads: "Heads", image_processor, shape: ModelShape, scenes: Sequence[Scene],
+                          device) -> dict[str, float]:
+    """:func:`vision_shape_reads` as an accuracy per scale ("1/8" .. "1/2")."""
+    hits: dict[str, list[bool]] = {}
+    for scale, ok in vision_shape_reads(model, heads, image_processor, shape, scenes, device):
+        hits.setdefault(scale, []).append(ok)
+    return {k: round(float(np.mean(v)), 4) for k, v in hits.items()}
+
+
 # ----------------------------------------------------------------------------- data
 @dataclass
 class ViewObject:
@@ -476,30 +519,44 @@ def view_objects(scene: Scene, region: tuple[int, int, int, int], image_size: in
     return out
 
 
-def patch_labels(objects: Sequence[ViewObject], grid: int, patch: int, legible_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-patch colour and shape class ([grid, grid] int64): a patch takes an object's label when
-    the object's box covers a quarter of it or the object's centre lies in it. Shape is labelled
-    only for objects fully in view and at least ``legible_px`` big; elsewhere on objects it is
-    ignored (IGNORE), on background it is ``none``."""
-    color = np.zeros((grid, grid), np.int64)
-    shape = np.zeros((grid, grid), np.int64)
+def object_masks(objects: Sequence[ViewObject], grid: int, patch: int) -> Iterator[tuple[ViewObject, np.ndarray]]:
+    """Each object in view with its patches ([grid, grid] bool): those its box covers a quarter
+    of, plus the one holding its centre; largest first, so a label written per object in this
+    order lets small objects win overlaps."""
     edges = np.arange(grid + 1) * patch
-    for vo in sorted(objects, key=lambda v: -v.size):          # small objects win overlaps
+    for vo in sorted(objects, key=lambda v: -v.size):
         x0, y0, x1, y1 = vo.box
         ox = np.clip(np.minimum(x1, edges[1:]) - np.maximum(x0, edges[:-1]), 0, None)
         oy = np.clip(np.minimum(y1, edges[1:]) - np.maximum(y0, edges[:-1]), 0, None)
-        cover = np.outer(oy, ox) / float(patch * patch)
-        mask = cover >= 0.25
+        mask = np.outer(oy, ox) / float(patch * patch) >= 0.25
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         ci, cj = int(cy // patch), int(cx // patch)
         if 0 <= ci < grid and 0 <= cj < grid:
             mask[ci, cj] = True
-        if not mask.any():
-            continue
+        if mask.any():
+            yield vo, mask
+
+
+def patch_labels(objects: Sequence[ViewObject], grid: int, patch: int, legible_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-patch colour and shape class ([grid, grid] int64) on the patches of :func:`object_masks`
+    (small objects win overlaps). Shape is labelled only for objects fully in view and at least
+    ``legible_px`` big; elsewhere on objects it is ignored (IGNORE), on background it is ``none``."""
+    color = np.zeros((grid, grid), np.int64)
+    shape = np.zeros((grid, grid), np.int64)
+    for vo, mask in object_masks(objects, grid, patch):
         color[mask] = COLOR_CLASSES.index(vo.obj.color)
         legible = vo.visible >= 0.999 and vo.size >= legible_px
         shape[mask] = SHAPE_CLASSES.index(vo.obj.shape) if legible else IGNORE
     return color, shape
+
+
+def patch_cells(objects: Sequence[ViewObject], grid: int, patch: int) -> np.ndarray:
+    """Per patch, how many patches the object labelled there covers ([grid, grid] int64, 0 on
+    background): what :func:`vision_loss` needs to weigh each object rather than each patch."""
+    cells = np.zeros((grid, grid), np.int64)
+    for _, mask in object_masks(objects, grid, patch):
+        cells[mask] = int(mask.sum())
+    return cells
 
 
 def _object_crop(rng: np.random.Generator, scene: Scene, obj: SceneObject, scale: float,
@@ -684,6 +741,7 @@ class SceneSamples(torch.utils.data.Dataset):
         squares = [self._square(scene, v.region, fill) for v in views]
         pixels = proc(images=squares, return_tensors="pt")["pixel_values"]
         labels = [patch_labels(v.objects, cfg.shape.grid, cfg.shape.patch_size, cfg.legible_px) for v in views]
+        cells = [patch_cells(v.objects, cfg.shape.grid, cfg.shape.patch_size) for v in views]
         questions = []
         if self.tasks:
             for k, v in enumerate(views):
@@ -691,7 +749,8 @@ class SceneSamples(torch.utils.data.Dataset):
                     questions.append((k, kind, q, a))
         text = [extraction_sample(rng) for _ in range(3)] if "extract" in self.tasks else []
         return {"pixels": pixels, "color": torch.from_numpy(np.stack([c for c, _ in labels])),
-                "shape": torch.from_numpy(np.stack([s for _, s in labels])), "questions": questions, "text": text}
+                "shape": torch.from_numpy(np.stack([s for _, s in labels])), "cells": torch.from_numpy(np.stack(cells)),
+                "questions": questions, "text": text}
 
 
 def collate(items: list[dict]) -> dict:
@@ -699,6 +758,7 @@ def collate(items: list[dict]) -> dict:
     return {"pixels": torch.cat([it["pixels"] for it in items]),
             "color": torch.cat([it["color"] for it in items]),
             "shape": torch.cat([it["shape"] for it in items]),
+            "cells": torch.cat([it["cells"] for it in items]),
             "questions": [(int(offsets[n] + k), kind, q, a) for n, it in enumerate(items)
                           for k, kind, q, a in it["questions"]],
             "text": [t for it in items for t in it["text"]]}
@@ -767,19 +827,36 @@ class Heads(torch.nn.Module):
         self.shape = torch.nn.Linear(width, len(SHAPE_CLASSES))
 
 
+BACKGROUND_WEIGHT = 0.2               # background patches outnumber object patches ~50:1
+
+
 def _class_weights(n: int, device) -> torch.Tensor:
     w = torch.ones(n, device=device)
-    w[0] = 0.2                         # background patches outnumber object patches ~50:1
+    w[0] = BACKGROUND_WEIGHT
     return w
 
 
-def vision_loss(model, heads: Heads, batch: dict, device) -> tuple[torch.Tensor, dict]:
+def vision_loss(model, heads: Heads, batch: dict, device, object_cap: int = 0) -> tuple[torch.Tensor, dict]:
+    """Per-patch colour and shape cross-entropy of the stage-1 heads (background weighted 0.2).
+    With ``object_cap`` > 0 an object's patches weigh ``min(1, object_cap / its patches)`` each, so
+    no object counts for more than ``object_cap`` patches: with 4, a 2 x 2-patch object weighs as
+    much as an 8 x 8 one instead of 1/16 of it (TrainConfig.vision_object_cap)."""
     feats = vision_features(model, batch["pixels"].to(device))
     color, shape = batch["color"].to(device).flatten(1), batch["shape"].to(device).flatten(1)
     lc, ls = heads.color(feats).float(), heads.shape(feats).float()     # losses in float32 under autocast
-    loss_c = F.cross_entropy(lc.flatten(0, 1), color.flatten(), weight=_class_weights(len(COLOR_CLASSES), device))
-    loss_s = F.cross_entropy(ls.flatten(0, 1), shape.flatten(), weight=_class_weights(len(SHAPE_CLASSES), device),
-                             ignore_index=IGNORE)
+    if object_cap > 0:
+        cells = batch["cells"].to(device).flatten().float()
+        w = torch.where(cells > 0, (object_cap / cells.clamp(min=1.0)).clamp(max=1.0),
+                        torch.full_like(cells, BACKGROUND_WEIGHT))
+        per_c = F.cross_entropy(lc.flatten(0, 1), color.flatten(), reduction="none")
+        per_s = F.cross_entropy(ls.flatten(0, 1), shape.flatten(), ignore_index=IGNORE, reduction="none")
+        ws = w * (shape.flatten() != IGNORE)
+        loss_c = (per_c * w).sum() / w.sum()
+        loss_s = (per_s * ws).sum() / ws.sum().clamp(min=1e-9)
+    else:
+        loss_c = F.cross_entropy(lc.flatten(0, 1), color.flatten(), weight=_class_weights(len(COLOR_CLASSES), device))
+        loss_s = F.cross_entropy(ls.flatten(0, 1), shape.flatten(), weight=_class_weights(len(SHAPE_CLASSES), device),
+                                 ignore_index=IGNORE)
     with torch.no_grad():
         obj = color > 0
         acc_c = (lc.argmax(-1) == color)[obj].float().mean().item() if obj.any() else float("nan")
@@ -1096,8 +1173,10 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, work_dir: str | Path, out_dir: str | Path, device: str = "cpu",
                  workers: int = 0, checkpoint_every: int = 100, progress: bool = True,
-                 init_from: str | Path | None = None, start_stage: int = 0):
+                 init_from: str | Path | None = None, start_stage: int = 0,
+                 shape_gate_scenes: int = SHAPE_GATE_SCENES):
         self.cfg, self.device, self.workers = cfg, torch.device(device), workers
+        self.shape_gate_scenes = shape_gate_scenes
         self.work, self.out = Path(work_dir), Path(out_dir)
         self.checkpoint_every, self.progress = checkpoint_every, progress
         self.work.mkdir(parents=True, exist_ok=True)
@@ -1232,7 +1311,7 @@ class Trainer:
 
     def _loss(self, stage: StageConfig, batch, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
         if stage.name == "vision":
-            return vision_loss(self.model, self.heads, batch, self.device)
+            return vision_loss(self.model, self.heads, batch, self.device, self.cfg.vision_object_cap)
         if stage.name == "align":
             return align_loss(self.model, batch, self.color_words, self.shape_words, True, self.device)
         if stage.name == "exist-symbolic":
@@ -1244,7 +1323,9 @@ class Trainer:
     @torch.no_grad()
     def stage_gate(self, name: str, scenes: int = 60) -> dict:
         """The vision tower's per-patch colour/shape accuracy, or the alignment's per-patch word
-        accuracy, on frames and on crops of held-out scenes (the benchmark's frame sizes)."""
+        accuracy, on frames and on crops of held-out scenes (the benchmark's frame sizes); for the
+        vision tower also its shape reading per scale on the shape gate's windows
+        (:func:`vision_shape_by_scale`, ``shape_gate_scenes`` scenes)."""
         self.model.eval()
         stage = StageConfig("gate", steps=1, lr=0.0, crops_per_scene=4)
         cfg = replace(self.cfg, train_short_side=SceneSpec().short_side)
@@ -1272,8 +1353,13 @@ class Trainer:
                     s_, q_ = shape[view], ps[view]
                     m = s_ > 0
                     sums.setdefault(f"{kind}_shape_legible", []).extend((q_ == s_)[m].float().tolist())
+        out = {k: (round(float(np.mean(v)), 4) if v else None) for k, v in sums.items()}
+        if name == "vision":
+            by_scale = vision_shape_by_scale(self.model, self.heads, self.processor.image_processor, self.cfg.shape,
+                                             heldout_scenes(self.cfg.heldout_seed, self.shape_gate_scenes), self.device)
+            out.update({f"crops_shape_majority_{k}": v for k, v in by_scale.items()})
         self.model.train()
-        return {k: (round(float(np.mean(v)), 4) if v else None) for k, v in sums.items()}
+        return out
 
     def save_model(self, settings: dict | None = None) -> Path:
         """Save model + processor with ``save_pretrained`` (plus the family marker and the training
@@ -1294,5 +1380,5 @@ class Trainer:
 __all__ = ["ModelShape", "StageConfig", "TrainConfig", "RECIPES", "Trainer", "grow_heads",
            "init_matching_attention", "release_matching_heads", "layer0_attention", "matching_attention_share",
            "build_model", "build_processor_and_tokenizer",
-           "SETTINGS_FILE", "SceneSamples", "Sequencer", "symbolic_questions", "symbolic_loss", "patch_labels", "view_objects", "sample_views",
+           "SETTINGS_FILE", "SceneSamples", "Sequencer", "symbolic_questions", "symbolic_loss", "patch_labels", "patch_cells", "object_masks", "vision_shape_reads", "vision_shape_by_scale", "view_objects", "sample_views",
            "view_questions", "render_view"]

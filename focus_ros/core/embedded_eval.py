@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ import torch
 from .bench import normalise_answer
 from .geometry import Box, crop
 from .relevance import layer_indices, relevance_from_values
-from .scenes import COLORS, TEMPLATES, Scene, SceneSpec, make_scene
+from .scenes import COLORS, TEMPLATES, Scene, SceneObject, SceneSpec, make_scene
 
 SCALES = (1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2)      # target side / crop side
 
@@ -105,22 +105,42 @@ def answer(adapter, image: np.ndarray, question: str, max_new_tokens: int = 4) -
     return adapter.decode(adapter.extend(prefix, adapter.question_text(question)), max_new_tokens)
 
 
-def shape_gate(adapter, scenes: Sequence[Scene], seed: int = 0) -> dict[str, Gate]:
-    """Shape question on windows at every scale a cropping method proposes, centred and off-centre."""
+def shape_windows(scenes: Sequence[Scene], seed: int = 0) -> Iterator[tuple[Scene, SceneObject, str, str, Box]]:
+    """The shape gate's windows: per scene one object of a unique colour, then for every scale a
+    centred and an off-centre window; yields (scene, object, scale "1/k", offset, window)."""
     rng = np.random.default_rng(seed + 1)
-    per: dict[str, list[bool]] = {}
-    frames = []
     for scene in scenes:
         unique, _ = _unique(scene)
         o = unique[int(rng.integers(len(unique)))]
-        q = TEMPLATES["shape"].format(color=o.color)
         for frac in SCALES:
             for offset in ("centred", "offset"):
-                box = window(o.box, frac, offset, rng, scene.width, scene.height)
-                ok = normalise_answer(answer(adapter, crop(scene.image, box), q), "shape") == o.shape
-                per.setdefault(f"1/{round(1 / frac)} {offset}", []).append(ok)
-                per.setdefault(f"1/{round(1 / frac)}", []).append(ok)
-        frames.append(normalise_answer(answer(adapter, scene.image, q), "shape") == o.shape)
+                yield scene, o, f"1/{round(1 / frac)}", offset, window(o.box, frac, offset, rng, scene.width,
+                                                                      scene.height)
+
+
+def shape_answers(adapter, scenes: Sequence[Scene], seed: int = 0) -> tuple[list[tuple[str, str, bool]], list[bool]]:
+    """The shape question on every window of :func:`shape_windows`: ([(scale, offset, right)] in
+    window order, [right on the full frame] per scene)."""
+    windows, frames = [], []
+    last = None
+    for scene, o, scale, offset, box in shape_windows(scenes, seed):
+        q = TEMPLATES["shape"].format(color=o.color)
+        windows.append((scale, offset, normalise_answer(answer(adapter, crop(scene.image, box), q), "shape") == o.shape))
+        if scene is not last:
+            last = scene
+            frames.append(normalise_answer(answer(adapter, scene.image, q), "shape") == o.shape)
+    return windows, frames
+
+
+def shape_gate(adapter, scenes: Sequence[Scene], seed: int = 0,
+               answers: tuple[list[tuple[str, str, bool]], list[bool]] | None = None) -> dict[str, Gate]:
+    """Shape question on windows at every scale a cropping method proposes, centred and off-centre
+    (``answers``: :func:`shape_answers` already computed for these scenes and seed)."""
+    per: dict[str, list[bool]] = {}
+    windows, frames = answers if answers is not None else shape_answers(adapter, scenes, seed)
+    for scale, offset, ok in windows:
+        per.setdefault(f"{scale} {offset}", []).append(ok)
+        per.setdefault(scale, []).append(ok)
     out = {f"shape_{k}": Gate(f"shape on crops, target {k} of the side", float(np.mean(v)), len(v),
                               ">= 0.90" if " " not in k else "") for k, v in per.items()}
     allv = [x for k, v in per.items() if " " in k for x in v]
