@@ -28,7 +28,7 @@ from focus_ros.core.config import ModelConfig
 from focus_ros.core.embedded import (SETTINGS_FILE, Heads, ModelShape, TrainConfig, matching_attention_share,
                                      vision_shape_reads)
 from focus_ros.core.embedded_eval import (existence_gate, format_gates, heldout_scenes, layer_ranges, pointing,
-                                          shape_answers, shape_gate)
+                                          shape_answers, shape_gate_from)
 from focus_ros.core.models import load_adapter
 
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     gates = {}
     gates.update(existence_gate(adapter, scenes))
     answers = shape_answers(adapter, scenes)
-    gates.update(shape_gate(adapter, scenes, answers=answers))
+    gates.update(shape_gate_from(answers))
     ranges = layer_ranges(adapter.num_layers)
     gates.update(pointing(adapter, scenes, ranges))
     print(format_gates(gates))

@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                         "and sequences per step)")
     p.add_argument("--vision-object-cap", type=int, default=None,
                    help="override the recipe's TrainConfig.vision_object_cap (0: per-patch weights)")
+    p.add_argument("--vision-hidden", type=int, default=None,
+                   help="override the vision tower's width (ModelShape.vision_hidden, 96; a multiple of its 4 heads)")
     p.add_argument("--init-from", help="a saved model to start from instead of a random one")
     p.add_argument("--start-stage", type=int, default=0, help="with --init-from: the first stage to train")
     p.add_argument("--checkpoint-every", type=int, default=100)
@@ -78,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.vision_object_cap < 0:
             p.error("--vision-object-cap must be >= 0")
         cfg = replace(cfg, vision_object_cap=args.vision_object_cap)
+    if args.vision_hidden is not None:
+        heads = cfg.shape.vision_heads
+        if args.vision_hidden <= 0 or args.vision_hidden % heads:
+            p.error(f"--vision-hidden must be a positive multiple of the tower's {heads} heads")
+        cfg = replace(cfg, shape=replace(cfg.shape, vision_hidden=args.vision_hidden))
     t0 = time.perf_counter()
     trainer = Trainer(cfg, args.work, args.out, device=args.device, workers=args.workers,
                       checkpoint_every=args.checkpoint_every, progress=not args.no_progress,

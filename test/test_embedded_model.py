@@ -17,7 +17,7 @@ from focus_ros.core.embedded import (RECIPES, STAGE_TASKS, Heads, SceneSamples, 
                                      collate, grow_heads, init_matching_attention, lm_loss, matching_attention_share,
                                      patch_cells, patch_labels, release_matching_heads, render_view, symbolic_loss,
                                      symbolic_questions, ViewObject, vision_features, vision_loss, word_ids, _fill)
-from focus_ros.core.embedded_eval import _unique, heldout_scenes, pointing, shape_windows, window
+from focus_ros.core.embedded_eval import _unique, heldout_scenes, pointing, shape_gate_from, shape_windows, window
 from focus_ros.core.bench import normalise_answer
 from focus_ros.core.geometry import crop
 from focus_ros.core.models import load_adapter
@@ -182,6 +182,16 @@ def test_the_shape_gate_windows_hold_their_object_at_its_scale_centred_and_off_c
         seen.append((scene.index, scale, offset))
     assert len(seen) == len(set(seen)) == 3 * 5 * 2
 
+
+def test_the_shape_gate_counts_each_scale_over_both_offsets_and_every_window_in_all():
+    windows = [("1/8", "centred", True), ("1/8", "offset", False), ("1/8", "centred", False),
+               ("1/2", "centred", True), ("1/2", "offset", True)]
+    gates = shape_gate_from((windows, [False, True, False, False]))
+    assert gates["shape_1/8"].value == pytest.approx(1 / 3) and gates["shape_1/8"].n == 3
+    assert gates["shape_1/8 centred"].value == pytest.approx(0.5) and gates["shape_1/8 offset"].value == 0.0
+    assert gates["shape_1/2"].value == 1.0 and gates["shape_1/2"].threshold == ">= 0.90"
+    assert gates["shape_crops"].value == pytest.approx(3 / 5) and gates["shape_crops"].n == 5
+    assert gates["shape_frames"].value == pytest.approx(0.25) and gates["shape_frames"].n == 4
 
 def _big_and_small_object():
     """A 64 px object (8 x 8 patches) and a 16 px one (2 x 2 patches) in a 128 px view."""

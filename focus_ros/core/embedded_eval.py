@@ -132,12 +132,16 @@ def shape_answers(adapter, scenes: Sequence[Scene], seed: int = 0) -> tuple[list
     return windows, frames
 
 
-def shape_gate(adapter, scenes: Sequence[Scene], seed: int = 0,
-               answers: tuple[list[tuple[str, str, bool]], list[bool]] | None = None) -> dict[str, Gate]:
-    """Shape question on windows at every scale a cropping method proposes, centred and off-centre
-    (``answers``: :func:`shape_answers` already computed for these scenes and seed)."""
+def shape_gate(adapter, scenes: Sequence[Scene], seed: int = 0) -> dict[str, Gate]:
+    """Shape question on windows at every scale a cropping method proposes, centred and off-centre."""
+    return shape_gate_from(shape_answers(adapter, scenes, seed))
+
+
+def shape_gate_from(answers: tuple[list[tuple[str, str, bool]], list[bool]]) -> dict[str, Gate]:
+    """The shape gates, per scale and in all, of :func:`shape_answers`' output (computed once when
+    the answers are also compared with the vision tower's reading)."""
     per: dict[str, list[bool]] = {}
-    windows, frames = answers if answers is not None else shape_answers(adapter, scenes, seed)
+    windows, frames = answers
     for scale, offset, ok in windows:
         per.setdefault(f"{scale} {offset}", []).append(ok)
         per.setdefault(scale, []).append(ok)
@@ -203,5 +207,5 @@ def format_gates(gates: dict[str, Gate]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Gate", "heldout_scenes", "existence_gate", "shape_gate", "pointing", "layer_ranges", "format_gates",
-           "SCALES", "window"]
+__all__ = ["Gate", "heldout_scenes", "existence_gate", "shape_gate", "shape_gate_from", "pointing", "layer_ranges",
+           "format_gates", "SCALES", "window"]
