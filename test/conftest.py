@@ -1,9 +1,11 @@
-"""Shared fixtures: offline hub, the random-weight miniatures, a sample frame."""
+"""Shared fixtures: offline hub, the random-weight miniatures, a sample frame, one torch thread, and
+/rosout of a module's node harness."""
 
 import os
 from pathlib import Path
 
 import pytest
+import torch
 
 # Tests never touch a model hub: everything loads from directories the project builds.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,3 +32,23 @@ def miniature_root(tmp_path_factory) -> Path:
 def sample_image_path() -> Path:
     assert SAMPLE_IMAGE.is_file(), f"bundled sample image missing: {SAMPLE_IMAGE}"
     return SAMPLE_IMAGE
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``):
+    the miniatures are no faster on two, and on a shared CPU spinning OpenMP threads slow down badly."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def rosout(ros):
+    """/rosout as heard by the requesting module's own ``ros`` harness (ros_helpers.RosoutLog)."""
+    from ros_helpers import RosoutLog        # rclpy only for the node tests that ask for it
+
+    log = RosoutLog(ros)
+    yield log
+    log.close()

@@ -22,14 +22,7 @@ W, H = 1600, 900
 Q = "What shape is the red object?"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: the miniatures are no faster on two, and on a shared CPU spinning OpenMP
-    threads slow down badly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def adapter_for(root, family):

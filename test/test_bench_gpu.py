@@ -13,14 +13,7 @@ import torch
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_bench.py"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: the miniatures are no faster on two, and on a shared CPU spinning OpenMP
-    threads slow down badly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def load_script():

@@ -22,7 +22,7 @@ import torch
 from lifecycle_msgs.msg import State, Transition
 from rcl_interfaces.msg import Log
 from rclpy.logging import LoggingSeverity
-from ros_helpers import NodeHarness, RosoutLog, sample_rgb, wait_for
+from ros_helpers import NodeHarness, sample_rgb, wait_for
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -49,13 +49,6 @@ def ros(missing):
     harness.node.get_logger().set_level(LoggingSeverity.WARN)
     yield harness
     harness.close()
-
-
-@pytest.fixture(scope="module")
-def rosout(ros):
-    log = RosoutLog(ros)
-    yield log
-    log.close()
 
 
 def _corrupt_copy(src, dst, how):

@@ -18,7 +18,7 @@ import pytest
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import Log
 from rclpy.logging import LoggingSeverity
-from ros_helpers import (NodeHarness, RosoutLog, encode_rgb, expected_rgb, roi_inside, rss_mb, sample_rgb,
+from ros_helpers import (NodeHarness, encode_rgb, expected_rgb, roi_inside, rss_mb, sample_rgb,
                          stamp_ns, two_camera_params, wait_for)
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
@@ -39,13 +39,6 @@ def ros(miniature_root):
     harness.node.get_logger().set_level(LoggingSeverity.INFO)    # warnings and the resolution notes reach /rosout
     yield harness
     harness.close()
-
-
-@pytest.fixture(scope="module")
-def rosout(ros):
-    log = RosoutLog(ros)
-    yield log
-    log.close()
 
 
 def _good(ros, frame_id, size=(64, 48), seed=0):
