@@ -193,6 +193,7 @@ def test_the_shape_gate_counts_each_scale_over_both_offsets_and_every_window_in_
     assert gates["shape_crops"].value == pytest.approx(3 / 5) and gates["shape_crops"].n == 5
     assert gates["shape_frames"].value == pytest.approx(0.25) and gates["shape_frames"].n == 4
 
+
 def _big_and_small_object():
     """A 64 px object (8 x 8 patches) and a 16 px one (2 x 2 patches) in a 128 px view."""
     big = ViewObject(SceneObject("square", "red", (0, 0, 640, 640)), (0.0, 0.0, 64.0, 64.0), 1.0, 64.0)
