@@ -15,8 +15,9 @@ from focus_ros.core.config import EMBEDDED_MODEL, ModelConfig, build_configs, de
 from focus_ros.core.embedded import (RECIPES, STAGE_TASKS, Heads, SceneSamples, StageConfig, Sequencer,
                                      TrainConfig, Trainer, align_loss, build_model, build_processor_and_tokenizer,
                                      collate, grow_heads, init_matching_attention, lm_loss, matching_attention_share,
-                                     patch_cells, patch_labels, release_matching_heads, render_view, symbolic_loss,
-                                     symbolic_questions, ViewObject, vision_features, vision_loss, word_ids, _fill)
+                                     patch_cells, patch_labels, patch_targets, release_matching_heads, render_view,
+                                     symbolic_loss, symbolic_questions, ViewObject, vision_features, vision_loss,
+                                     word_ids, _fill)
 from focus_ros.core.embedded_eval import _unique, heldout_scenes, pointing, shape_gate_from, shape_windows, window
 from focus_ros.core.bench import normalise_answer
 from focus_ros.core.geometry import crop
@@ -203,10 +204,12 @@ def _big_and_small_object():
 
 def test_patch_cells_give_every_patch_of_an_object_that_object_s_patch_count_and_background_zero():
     objects = _big_and_small_object()
-    cells = patch_cells(objects, 16, 8)
-    color, shape = patch_labels(objects, 16, 8, 12.0)
+    color, shape, cells = patch_targets(objects, 16, 8, 12.0)
     assert (cells[:8, :8] == 64).all() and (cells[12:14, 12:14] == 4).all()
     assert ((cells > 0) == (color > 0)).all() and (cells > 0).sum() == 68
+    # the two views of the one pass agree with it; legibility never changes the counts
+    assert (patch_cells(objects, 16, 8) == cells).all() and (patch_targets(objects, 16, 8, 1e9)[2] == cells).all()
+    assert all((a == b).all() for a, b in zip(patch_labels(objects, 16, 8, 12.0), (color, shape)))
 
 
 def test_the_vision_loss_with_an_object_cap_weighs_no_object_more_than_that_many_patches():

@@ -537,26 +537,34 @@ def object_masks(objects: Sequence[ViewObject], grid: int, patch: int) -> Iterat
             yield vo, mask
 
 
-def patch_labels(objects: Sequence[ViewObject], grid: int, patch: int, legible_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-patch colour and shape class ([grid, grid] int64) on the patches of :func:`object_masks`
-    (small objects win overlaps). Shape is labelled only for objects fully in view and at least
-    ``legible_px`` big; elsewhere on objects it is ignored (IGNORE), on background it is ``none``."""
+def patch_targets(objects: Sequence[ViewObject], grid: int, patch: int,
+                  legible_px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-patch colour class, shape class and object patch count ([grid, grid] int64 each) from
+    one pass of :func:`object_masks` (small objects win overlaps). Shape is labelled only for
+    objects fully in view and at least ``legible_px`` big; elsewhere on objects it is ignored
+    (IGNORE), on background it is ``none``. The count is how many patches the object labelled
+    there covers (0 on background): what :func:`vision_loss` needs to weigh each object rather
+    than each patch."""
     color = np.zeros((grid, grid), np.int64)
     shape = np.zeros((grid, grid), np.int64)
+    cells = np.zeros((grid, grid), np.int64)
     for vo, mask in object_masks(objects, grid, patch):
         color[mask] = COLOR_CLASSES.index(vo.obj.color)
         legible = vo.visible >= 0.999 and vo.size >= legible_px
         shape[mask] = SHAPE_CLASSES.index(vo.obj.shape) if legible else IGNORE
+        cells[mask] = int(mask.sum())
+    return color, shape, cells
+
+
+def patch_labels(objects: Sequence[ViewObject], grid: int, patch: int, legible_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-patch colour and shape class of :func:`patch_targets`."""
+    color, shape, _ = patch_targets(objects, grid, patch, legible_px)
     return color, shape
 
 
 def patch_cells(objects: Sequence[ViewObject], grid: int, patch: int) -> np.ndarray:
-    """Per patch, how many patches the object labelled there covers ([grid, grid] int64, 0 on
-    background): what :func:`vision_loss` needs to weigh each object rather than each patch."""
-    cells = np.zeros((grid, grid), np.int64)
-    for _, mask in object_masks(objects, grid, patch):
-        cells[mask] = int(mask.sum())
-    return cells
+    """Per-patch object patch count of :func:`patch_targets` (legibility does not affect it)."""
+    return patch_targets(objects, grid, patch, 0.0)[2]
 
 
 def _object_crop(rng: np.random.Generator, scene: Scene, obj: SceneObject, scale: float,
@@ -740,16 +748,16 @@ class SceneSamples(torch.utils.data.Dataset):
         fill = _fill(proc)
         squares = [self._square(scene, v.region, fill) for v in views]
         pixels = proc(images=squares, return_tensors="pt")["pixel_values"]
-        labels = [patch_labels(v.objects, cfg.shape.grid, cfg.shape.patch_size, cfg.legible_px) for v in views]
-        cells = [patch_cells(v.objects, cfg.shape.grid, cfg.shape.patch_size) for v in views]
+        targets = [patch_targets(v.objects, cfg.shape.grid, cfg.shape.patch_size, cfg.legible_px) for v in views]
         questions = []
         if self.tasks:
             for k, v in enumerate(views):
                 for kind, q, a in view_questions(rng, scene, v, cfg, self.tasks):
                     questions.append((k, kind, q, a))
         text = [extraction_sample(rng) for _ in range(3)] if "extract" in self.tasks else []
-        return {"pixels": pixels, "color": torch.from_numpy(np.stack([c for c, _ in labels])),
-                "shape": torch.from_numpy(np.stack([s for _, s in labels])), "cells": torch.from_numpy(np.stack(cells)),
+        return {"pixels": pixels, "color": torch.from_numpy(np.stack([t[0] for t in targets])),
+                "shape": torch.from_numpy(np.stack([t[1] for t in targets])),
+                "cells": torch.from_numpy(np.stack([t[2] for t in targets])),
                 "questions": questions, "text": text}
 
 
@@ -1380,5 +1388,5 @@ class Trainer:
 __all__ = ["ModelShape", "StageConfig", "TrainConfig", "RECIPES", "Trainer", "grow_heads",
            "init_matching_attention", "release_matching_heads", "layer0_attention", "matching_attention_share",
            "build_model", "build_processor_and_tokenizer",
-           "SETTINGS_FILE", "SceneSamples", "Sequencer", "symbolic_questions", "symbolic_loss", "patch_labels", "patch_cells", "object_masks", "vision_shape_reads", "vision_shape_by_scale", "view_objects", "sample_views",
+           "SETTINGS_FILE", "SceneSamples", "Sequencer", "symbolic_questions", "symbolic_loss", "patch_targets", "patch_labels", "patch_cells", "object_masks", "vision_shape_reads", "vision_shape_by_scale", "view_objects", "sample_views",
            "view_questions", "render_view"]
