@@ -15,7 +15,7 @@ from focus_ros.core.config import EMBEDDED_MODEL, ModelConfig, build_configs, de
 from focus_ros.core.embedded import (RECIPES, STAGE_TASKS, Heads, SceneSamples, StageConfig, Sequencer,
                                      TrainConfig, Trainer, align_loss, build_model, build_processor_and_tokenizer,
                                      collate, grow_heads, init_matching_attention, lm_loss, matching_attention_share,
-                                     patch_cells, patch_labels, patch_targets, release_matching_heads, render_view,
+                                     patch_targets, release_matching_heads, render_view,
                                      symbolic_loss, symbolic_questions, ViewObject, vision_features, vision_loss,
                                      word_ids, _fill)
 from focus_ros.core.embedded_eval import _unique, heldout_scenes, pointing, shape_gate_from, shape_windows, window
@@ -207,9 +207,8 @@ def test_patch_cells_give_every_patch_of_an_object_that_object_s_patch_count_and
     color, shape, cells = patch_targets(objects, 16, 8, 12.0)
     assert (cells[:8, :8] == 64).all() and (cells[12:14, 12:14] == 4).all()
     assert ((cells > 0) == (color > 0)).all() and (cells > 0).sum() == 68
-    # the two views of the one pass agree with it; legibility never changes the counts
-    assert (patch_cells(objects, 16, 8) == cells).all() and (patch_targets(objects, 16, 8, 1e9)[2] == cells).all()
-    assert all((a == b).all() for a, b in zip(patch_labels(objects, 16, 8, 12.0), (color, shape)))
+    # legibility decides the shape labels only, never the counts
+    assert (patch_targets(objects, 16, 8, 1e9)[2] == cells).all()
 
 
 def test_the_vision_loss_with_an_object_cap_weighs_no_object_more_than_that_many_patches():
@@ -217,9 +216,9 @@ def test_the_vision_loss_with_an_object_cap_weighs_no_object_more_than_that_many
     proc, tok = build_processor_and_tokenizer(cfg.shape)
     model = build_model(tok, cfg.shape, seed=3)
     heads = Heads(cfg.shape.vision_hidden)
-    color, shape = (torch.from_numpy(x)[None] for x in patch_labels(_big_and_small_object(), 16, 8, 12.0))
+    color, shape, cells = (torch.from_numpy(x)[None] for x in patch_targets(_big_and_small_object(), 16, 8, 12.0))
     batch = {"pixels": torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0)), "color": color,
-             "shape": shape, "cells": torch.from_numpy(patch_cells(_big_and_small_object(), 16, 8))[None]}
+             "shape": shape, "cells": cells}
     with torch.no_grad():
         feats = vision_features(model, batch["pixels"])
         ce_c = torch.nn.functional.cross_entropy(heads.color(feats)[0], color.flatten(), reduction="none")

@@ -556,17 +556,6 @@ def patch_targets(objects: Sequence[ViewObject], grid: int, patch: int,
     return color, shape, cells
 
 
-def patch_labels(objects: Sequence[ViewObject], grid: int, patch: int, legible_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-patch colour and shape class of :func:`patch_targets`."""
-    color, shape, _ = patch_targets(objects, grid, patch, legible_px)
-    return color, shape
-
-
-def patch_cells(objects: Sequence[ViewObject], grid: int, patch: int) -> np.ndarray:
-    """Per-patch object patch count of :func:`patch_targets` (legibility does not affect it)."""
-    return patch_targets(objects, grid, patch, 0.0)[2]
-
-
 def _object_crop(rng: np.random.Generator, scene: Scene, obj: SceneObject, scale: float,
                  aspect: float) -> tuple[int, int, int, int]:
     """A window ``scale`` times the object's size containing it at a random offset."""
@@ -1388,5 +1377,5 @@ class Trainer:
 __all__ = ["ModelShape", "StageConfig", "TrainConfig", "RECIPES", "Trainer", "grow_heads",
            "init_matching_attention", "release_matching_heads", "layer0_attention", "matching_attention_share",
            "build_model", "build_processor_and_tokenizer",
-           "SETTINGS_FILE", "SceneSamples", "Sequencer", "symbolic_questions", "symbolic_loss", "patch_targets", "patch_labels", "patch_cells", "object_masks", "vision_shape_reads", "vision_shape_by_scale", "view_objects", "sample_views",
+           "SETTINGS_FILE", "SceneSamples", "Sequencer", "symbolic_questions", "symbolic_loss", "patch_targets", "object_masks", "vision_shape_reads", "vision_shape_by_scale", "view_objects", "sample_views",
            "view_questions", "render_view"]
