@@ -7,7 +7,10 @@
 Checkpoints go to --work (default out/train_embedded); running the same command again resumes
 from the last one. --scale multiplies every stage's step count (a smoke run: --scale 0.002).
 --init-from DIR --start-stage K starts from a saved model with the recipe's first K stages done
-(the default recipe's grown-head stages on a four-stage model: --init-from DIR --start-stage 4).
+(the default recipe's grown-head stages on a four-stage model: --init-from DIR --start-stage 4);
+--vision-from WORK/checkpoint.pt starts at stage 2 with another run's vision tower (a study of the
+LM stages: the vision stage trains only the tower and its heads). --steps exist_symbolic=1200 changes
+a stage's step count.
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="override the recipe's TrainConfig.vision_object_cap (0: per-patch weights)")
     p.add_argument("--vision-hidden", type=int, default=None,
                    help="override the vision tower's width (ModelShape.vision_hidden, 96; a multiple of its 4 heads)")
+    p.add_argument("--steps", nargs="+", default=[], metavar="STAGE=N",
+                   help="override stages' step counts, e.g. exist_symbolic=1200 (TrainConfig.with_steps)")
+    p.add_argument("--vision-from", metavar="WORK/checkpoint.pt",
+                   help="start at stage 2 with this run's vision tower (same recipe up to stage 1: skips retraining it)")
     p.add_argument("--init-from", help="a saved model to start from instead of a random one")
     p.add_argument("--start-stage", type=int, default=0, help="with --init-from: the first stage to train")
     p.add_argument("--checkpoint-every", type=int, default=100)
@@ -68,12 +75,19 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--stages must be >= 0")
     if args.start_stage and not args.init_from:
         p.error("--start-stage needs --init-from (the model the earlier stages produced)")
+    if args.vision_from and args.init_from:
+        p.error("--vision-from and --init-from are two different starts; give one")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = RECIPES[args.recipe]
     if args.scale != 1.0:
         cfg = cfg.scaled(args.scale)
+    try:
+        steps = {k: int(v) for k, v in (item.split("=", 1) for item in args.steps)}
+        cfg = cfg.with_steps(**steps)
+    except ValueError as e:
+        p.error(f"--steps: {e} (give STAGE=N with a stage of recipe {args.recipe}, '-' written '_')")
     if args.stages:
         cfg = replace(cfg, stages=cfg.stages[:args.stages])
     if args.vision_object_cap is not None:
@@ -88,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     trainer = Trainer(cfg, args.work, args.out, device=args.device, workers=args.workers,
                       checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                      init_from=args.init_from, start_stage=args.start_stage)
+                      init_from=args.init_from, start_stage=args.start_stage, vision_from=args.vision_from)
     out = trainer.train()
     logging.info("saved %s after %.1f s (this run); per stage: %s", out, time.perf_counter() - t0,
                  {k: round(v, 1) for k, v in trainer.state.seconds.items()})

@@ -44,9 +44,10 @@ def test_a_few_training_steps_of_every_stage_save_a_model_that_loads_and_a_rerun
                  for s in RECIPES["default"].stages)
     cfg = replace(RECIPES["default"], stages=tiny, train_short_side=(400, 500))
     out = Trainer(cfg, tmp_path / "work", tmp_path / "model", checkpoint_every=1, progress=False,
-                  shape_gate_scenes=2).train()
+                  shape_gate_scenes=2, gate_scenes=2).train()
     record = json.loads((out / "training.json").read_text())
     assert set(record["seconds"]) == {s.name for s in tiny}
+    assert sorted(p.name for p in (tmp_path / "work").glob("after-*.pt")) == sorted(f"after-{s.name}.pt" for s in tiny)
     assert {"gate_vision", "gate_align"} <= set(record["metrics"])
     by_scale = {k: v for k, v in record["metrics"]["gate_vision"].items() if k.startswith("crops_shape_majority_")}
     assert sorted(by_scale) == sorted(f"crops_shape_majority_1/{k}" for k in (8, 6, 4, 3, 2))
@@ -57,6 +58,29 @@ def test_a_few_training_steps_of_every_stage_save_a_model_that_loads_and_a_rerun
     again = Trainer(cfg, tmp_path / "work", tmp_path / "model2", progress=False)
     assert again.state.stage_index == len(tiny)          # resumed from the last checkpoint: nothing left to train
     assert again.model.config.text_config.num_attention_heads == cfg.shape.text_heads + 4
+
+
+def test_a_run_started_from_another_runs_vision_stage_trains_its_later_stages_exactly_as_that_run(tmp_path):
+    """``vision_from`` skips retraining the tower in a study of the LM stages: the vision stage trains
+    only the tower and its heads, so starting stage 2 with them is that run's own state."""
+    tiny = tuple(replace(s, steps=2, scenes_per_step=1, crops_per_scene=2, max_sequences=8, warmup=1)
+                 for s in RECIPES["default"].stages[:2])                     # vision, align
+    cfg = replace(RECIPES["default"], stages=tiny, train_short_side=(400, 500))
+    gates = dict(shape_gate_scenes=2, gate_scenes=2)
+    whole = Trainer(cfg, tmp_path / "whole", tmp_path / "m1", progress=False, **gates)
+    whole.train()
+    later = Trainer(cfg, tmp_path / "later", tmp_path / "m2", progress=False, **gates,
+                    vision_from=tmp_path / "whole" / "checkpoint.pt")
+    assert later.state.stage_index == 1                                      # align comes next
+    later.train()
+    a, b = whole.model.state_dict(), later.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # projector trained identically
+    record = json.loads((tmp_path / "m2" / "training.json").read_text())
+    assert record["vision_from"] == str(tmp_path / "whole" / "checkpoint.pt")
+    assert set(record["seconds"]) == {"vision", "align"} and "gate_vision" in record["metrics"]
+    wider = replace(cfg, shape=replace(cfg.shape, vision_hidden=2 * cfg.shape.vision_hidden))
+    with pytest.raises(RuntimeError):                                        # another tower's shape
+        Trainer(wider, tmp_path / "w", tmp_path / "m3", progress=False, vision_from=tmp_path / "whole" / "checkpoint.pt")
 
 
 def test_items_that_share_a_scene_share_its_frame_view_and_differ_in_their_crops_and_one_per_scene_draws_each():

@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -1166,14 +1167,16 @@ class TrainState:
 class Trainer:
     """Runs the stages in order with checkpoints in ``work_dir``; ``train()`` resumes where the
     last checkpoint left off and finally saves the model to ``out_dir``. With ``init_from`` (a
-    saved model) and no checkpoint yet, training starts at ``start_stage`` from that model."""
+    saved model) and no checkpoint yet, training starts at ``start_stage`` from that model; with
+    ``vision_from`` (another run's checkpoint) it starts at stage 2 with that run's vision tower."""
 
     def __init__(self, cfg: TrainConfig, work_dir: str | Path, out_dir: str | Path, device: str = "cpu",
                  workers: int = 0, checkpoint_every: int = 100, progress: bool = True,
                  init_from: str | Path | None = None, start_stage: int = 0,
-                 shape_gate_scenes: int = SHAPE_GATE_SCENES):
+                 shape_gate_scenes: int = SHAPE_GATE_SCENES, vision_from: str | Path | None = None,
+                 gate_scenes: int = 60):
         self.cfg, self.device, self.workers = cfg, torch.device(device), workers
-        self.shape_gate_scenes = shape_gate_scenes
+        self.shape_gate_scenes, self.gate_scenes = shape_gate_scenes, gate_scenes
         self.work, self.out = Path(work_dir), Path(out_dir)
         self.checkpoint_every, self.progress = checkpoint_every, progress
         self.work.mkdir(parents=True, exist_ok=True)
@@ -1190,6 +1193,7 @@ class Trainer:
         self.color_words, self.shape_words = word_ids(self.tokenizer)
         self.opt: torch.optim.Optimizer | None = None
         self.init_from = str(init_from) if init_from is not None else None
+        self.vision_from: str | None = None
         self._opt_state = None
         if init_from is not None and not self.ckpt.is_file():
             # the stages before start_stage are done: their result is the saved model
@@ -1197,7 +1201,28 @@ class Trainer:
             self.model = transformers.LlavaForConditionalGeneration.from_pretrained(
                 init_from).to(torch.float32).to(self.device)
             self.state.stage_index = start_stage
+        if vision_from is not None and not self.ckpt.is_file():
+            self._take_vision_stage(Path(vision_from))
         self._load()
+
+    def _take_vision_stage(self, ckpt: Path) -> None:
+        """Start after the vision stage with another run's tower and stage-1 heads. The vision stage
+        trains only those two, so with the same seed and shape this is the state that run had after
+        stage 1, and a recipe that differs only in later stages needs no second vision stage."""
+        if not self.cfg.stages or self.cfg.stages[0].name != "vision":
+            raise ValueError("vision_from needs a recipe whose first stage is 'vision'")
+        data = torch.load(ckpt, map_location=self.device, weights_only=False)
+        if data["state"]["stage_index"] < 1:
+            raise ValueError(f"{ckpt} has not finished its vision stage")
+        prefix = "model.vision_tower."
+        tower = {k[len(prefix):]: v for k, v in data["model"].items() if k.startswith(prefix)}
+        parts(self.model)["vision"].load_state_dict(tower)     # strict: a different width fails here
+        self.heads.load_state_dict(data["heads"])
+        done = data["state"]
+        self.state = TrainState(stage_index=1, seconds={"vision": done["seconds"].get("vision", 0.0)},
+                                metrics={k: done["metrics"][k] for k in ("vision", "gate_vision")
+                                         if k in done["metrics"]})
+        self.vision_from = str(ckpt)
 
     # -- checkpoints
     @property
@@ -1217,13 +1242,14 @@ class Trainer:
         self.state = TrainState(**data["state"])
         self._opt_state = data.get("optimizer")
         self.init_from = data.get("init_from")
+        self.vision_from = data.get("vision_from")
         LOG.info("resumed at stage %d step %d", self.state.stage_index, self.state.step)
 
     def _save(self) -> None:
         tmp = self.ckpt.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "heads": self.heads.state_dict(),
                     "state": asdict(self.state), "optimizer": self.opt.state_dict() if self.opt else None,
-                    "init_from": self.init_from}, tmp)
+                    "init_from": self.init_from, "vision_from": self.vision_from}, tmp)
         os.replace(tmp, self.ckpt)
 
     # -- data
@@ -1298,12 +1324,14 @@ class Trainer:
             bar.close()
             LOG.info("stage %s done: %s", stage.name, {k: round(v, 3) for k, v in ema.items()})
             if stage.name in ("vision", "align"):
-                self.state.metrics[f"gate_{stage.name}"] = self.stage_gate(stage.name)
+                self.state.metrics[f"gate_{stage.name}"] = self.stage_gate(stage.name, self.gate_scenes)
                 LOG.info("gate %s (held-out seed): %s", stage.name, self.state.metrics[f"gate_{stage.name}"])
             self.state.stage_index += 1
             self.state.step = 0
             self.opt = None
             self._save()
+            # a study that changes only later stages starts from here (copy it to WORK/checkpoint.pt)
+            shutil.copyfile(self.ckpt, self.work / f"after-{stage.name}.pt")
         return self.save_model()
 
     def _loss(self, stage: StageConfig, batch, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
@@ -1366,7 +1394,7 @@ class Trainer:
         self.model.save_pretrained(self.out, safe_serialization=True)
         self.processor.save_pretrained(self.out)
         (self.out / FAMILY_FILE).write_text(json.dumps({"model_family": "llava"}) + "\n")
-        record = {"config": asdict(self.cfg), "init_from": self.init_from,
+        record = {"config": asdict(self.cfg), "init_from": self.init_from, "vision_from": self.vision_from,
                   "seconds": self.state.seconds, "metrics": self.state.metrics,
                   "device": str(self.device), "torch": torch.__version__,
                   "parameters": sum(p.numel() for p in self.model.parameters())}
