@@ -29,7 +29,26 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from focus_ros.core.embedded import RECIPES, Trainer  # noqa: E402
+from focus_ros.core.embedded import RECIPES, StageConfig, Trainer  # noqa: E402
+
+
+def _stage_set(cfg, item: str):
+    """``cfg`` with one stage's field set from ``STAGE.FIELD=VALUE`` (the value typed as the field is)."""
+    key, _, value = item.partition("=")
+    name, _, fld = key.partition(".")
+    stages = {s.name.replace("-", "_"): s for s in cfg.stages}
+    if name not in stages or not value:
+        raise ValueError(f"no stage {name!r} in this recipe, or no value")
+    old = getattr(stages[name], fld, None)
+    if fld not in StageConfig.__dataclass_fields__ or fld == "name":
+        raise ValueError(f"StageConfig has no settable field {fld!r}")
+    if isinstance(old, bool):
+        if value.lower() not in ("true", "false"):
+            raise ValueError("give true or false")
+        new = value.lower() == "true"
+    else:
+        new = type(old)(value)
+    return replace(cfg, stages=tuple(replace(s, **{fld: new}) if s is stages[name] else s for s in cfg.stages))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="override the vision tower's width (ModelShape.vision_hidden, 96; a multiple of its 4 heads)")
     p.add_argument("--steps", nargs="+", default=[], metavar="STAGE=N",
                    help="override stages' step counts, e.g. exist_symbolic=1200 (TrainConfig.with_steps)")
+    p.add_argument("--stage-set", nargs="+", default=[], metavar="STAGE.FIELD=VALUE",
+                   help="override one stage's StageConfig field, e.g. exist_symbolic.per_map=1")
     p.add_argument("--vision-from", metavar="WORK/checkpoint.pt",
                    help="start at stage 2 with this run's vision tower (same recipe up to stage 1: skips retraining it)")
     p.add_argument("--init-from", help="a saved model to start from instead of a random one")
@@ -88,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cfg.with_steps(**steps)
     except ValueError as e:
         p.error(f"--steps: {e} (give STAGE=N with a stage of recipe {args.recipe}, '-' written '_')")
+    for item in args.stage_set:
+        try:
+            cfg = _stage_set(cfg, item)
+        except ValueError as e:
+            p.error(f"--stage-set {item}: {e}")
     if args.stages:
         cfg = replace(cfg, stages=cfg.stages[:args.stages])
     if args.vision_object_cap is not None:

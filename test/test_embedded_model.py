@@ -83,6 +83,22 @@ def test_a_run_started_from_another_runs_vision_stage_trains_its_later_stages_ex
         Trainer(wider, tmp_path / "w", tmp_path / "m3", progress=False, vision_from=tmp_path / "whole" / "checkpoint.pt")
 
 
+def test_the_training_script_overrides_one_stage_field_typed_as_the_field_and_refuses_unknown_ones():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_script", REPO / "scripts" / "train_embedded_model.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cfg = script._stage_set(RECIPES["default"], "exist_symbolic.per_map=1")
+    assert [s.per_map for s in cfg.stages] == [1] * len(cfg.stages)          # the default asked 8 in that stage
+    cfg = script._stage_set(cfg, "exist_crops.new_heads_only=true")
+    assert [s.name for s in cfg.stages if s.new_heads_only] == ["exist-crops"]
+    assert script._stage_set(cfg, "tune.symbolic=0.5").stages[3].symbolic == 0.5
+    for bad in ("nope.per_map=1", "tune.bogus=1", "tune.steps=", "tune.frames=2", "tune.name=x"):
+        with pytest.raises(ValueError):
+            script._stage_set(cfg, bad)
+
+
 def test_items_that_share_a_scene_share_its_frame_view_and_differ_in_their_crops_and_one_per_scene_draws_each():
     cfg = replace(RECIPES["default"], train_short_side=(400, 500))
     stage = replace(cfg.stages[0], crops_per_scene=3)
