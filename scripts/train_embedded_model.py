@@ -10,7 +10,8 @@ from the last one. --scale multiplies every stage's step count (a smoke run: --s
 (the default recipe's grown-head stages on a four-stage model: --init-from DIR --start-stage 4);
 --vision-from WORK/checkpoint.pt starts at stage 2 with another run's vision tower (a study of the
 LM stages: the vision stage trains only the tower and its heads). --steps exist_symbolic=1200 changes
-a stage's step count.
+a stage's step count, --stage-set exist_symbolic.per_map=1 one of its StageConfig fields. Every stage's
+end leaves WORK/after-STAGE.pt: copied to another work folder's checkpoint.pt, a study branches there.
 """
 
 from __future__ import annotations
