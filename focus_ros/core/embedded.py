@@ -56,6 +56,7 @@ SHAPE_CLASSES = ("none",) + tuple(SHAPES)      # per-patch shape labels; 0 = bac
 IGNORE = -100
 SETTINGS_FILE = "focus_settings.json"          # per-model search settings the tools read
 SHAPE_GATE_SCENES = 100   # held-out scenes of the shape gate (scripts/eval_embedded_model.py --scenes default)
+GATE_SCENES = 60          # held-out scenes of the vision and alignment stages' per-patch gates
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -1174,7 +1175,7 @@ class Trainer:
                  workers: int = 0, checkpoint_every: int = 100, progress: bool = True,
                  init_from: str | Path | None = None, start_stage: int = 0,
                  shape_gate_scenes: int = SHAPE_GATE_SCENES, vision_from: str | Path | None = None,
-                 gate_scenes: int = 60):
+                 gate_scenes: int = GATE_SCENES):
         self.cfg, self.device, self.workers = cfg, torch.device(device), workers
         self.shape_gate_scenes, self.gate_scenes = shape_gate_scenes, gate_scenes
         self.work, self.out = Path(work_dir), Path(out_dir)
@@ -1346,7 +1347,7 @@ class Trainer:
                        stage.symbolic, self.color_words)
 
     @torch.no_grad()
-    def stage_gate(self, name: str, scenes: int = 60) -> dict:
+    def stage_gate(self, name: str, scenes: int = GATE_SCENES) -> dict:
         """The vision tower's per-patch colour/shape accuracy, or the alignment's per-patch word
         accuracy, on frames and on crops of held-out scenes (the benchmark's frame sizes); for the
         vision tower also its shape reading per scale on the shape gate's windows
