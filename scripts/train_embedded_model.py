@@ -37,19 +37,17 @@ def _stage_set(cfg, item: str):
     """``cfg`` with one stage's field set from ``STAGE.FIELD=VALUE`` (the value typed as the field is)."""
     key, _, value = item.partition("=")
     name, _, fld = key.partition(".")
-    stages = {s.name.replace("-", "_"): s for s in cfg.stages}
-    if name not in stages or not value:
-        raise ValueError(f"no stage {name!r} in this recipe, or no value")
-    old = getattr(stages[name], fld, None)
+    if not value:
+        raise ValueError("no value")
+    stage = cfg.stages[cfg.stage_index(name)]
     if fld not in StageConfig.__dataclass_fields__ or fld == "name":
         raise ValueError(f"StageConfig has no settable field {fld!r}")
+    old = getattr(stage, fld)
     if isinstance(old, bool):
         if value.lower() not in ("true", "false"):
             raise ValueError("give true or false")
-        new = value.lower() == "true"
-    else:
-        new = type(old)(value)
-    return replace(cfg, stages=tuple(replace(s, **{fld: new}) if s is stages[name] else s for s in cfg.stages))
+        return cfg.with_stage(name, **{fld: value.lower() == "true"})
+    return cfg.with_stage(name, **{fld: type(old)(value)})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,8 +10,9 @@ import torch
 
 from focus_ros.cli.bench import main as focus_bench
 from focus_ros.cli.bench import build_parser
-from focus_ros.core.bench import (ALL_BUT_COLOR, ORACLE, BenchItem, box_hit, is_correct, normalise_answer, oracle_box,
-                                  run_bench)
+from focus_ros.core.bench import (ALL_BUT_COLOR, FOUND, ORACLE, OUTRANKED, UNPROPOSED, UNVERIFIED, WHERE, BenchItem,
+                                  box_hit, diagnose, format_diagnosis, is_correct, normalise_answer, oracle_box,
+                                  run_bench, target_share, where_found)
 from focus_ros.core.config import build_configs
 from focus_ros.core.geometry import Box
 from focus_ros.core.pipeline import METHODS, FocusPipeline
@@ -71,6 +72,65 @@ def test_bench_writes_results_json_with_every_answer_of_every_method(bench_run):
     assert passes["vanilla"] < passes["attention"] < passes["focus"] < passes["zoom"]
     lines = (out / "answers.jsonl").read_text().splitlines()
     assert len(lines) == len(questions) * len(METHODS)
+
+
+def test_bench_records_each_method_s_candidate_regions_and_where_its_box_stands_against_the_gold_box(bench_run):
+    _, stdout, out = bench_run
+    data = json.loads((out / "results.json").read_text())
+    gold = {q["id"]: q["boxes"] for q in data["questions"]}
+    for method in ("focus", "random"):
+        rows = data["diagnosis"][method]
+        counted = [(q["id"], q["results"][method]) for q in data["questions"] if q["type"] != "color" and q["boxes"]]
+        assert all(r["regions"] for _, r in counted)                       # every searching answer kept its candidates
+        assert sum(v["n"] for v in rows["where"].values()) == len(counted)
+        assert rows["where"][FOUND]["n"] == sum(bool(r["box_hit"]) for _, r in counted)
+        assert sum(v["n"] for v in rows["share"].values()) == rows["where"][FOUND]["n"]
+        for qid, r in counted:
+            if not r["box_hit"] and where_found(r, gold[qid]) == UNPROPOSED:
+                assert not any(box_hit(g["bbox"], gold[qid]) for g in r["regions"])
+    assert "answer box" in stdout and FOUND in stdout
+
+
+def test_where_the_answer_box_stands_is_read_off_the_regions_the_method_proposed_and_verified():
+    gold = [[100, 100, 120, 120]]                                   # centre (110, 110)
+    holds, elsewhere = [0, 0, 200, 200], [500, 500, 700, 700]
+
+    def rec(bbox, regions):
+        return {"bbox": bbox, "box_hit": box_hit(bbox, gold),
+                "regions": [{"bbox": b, "confidence": c, "relevance": 1.0} for b, c in regions]}
+
+    assert where_found(rec(holds, [(holds, 0.9)]), gold) == FOUND
+    assert where_found(rec(elsewhere, [(elsewhere, 0.9), (holds, 0.2)]), gold) == OUTRANKED
+    assert where_found(rec(elsewhere, [(elsewhere, 0.9), (holds, -1.0)]), gold) == UNVERIFIED
+    assert where_found(rec(elsewhere, [(elsewhere, 0.9)]), gold) == UNPROPOSED
+    assert where_found(rec(elsewhere, []), gold) is None               # nothing recorded: not guessed
+    assert where_found(rec(holds, [(holds, 0.9)]), []) is None         # no gold box
+    assert target_share(holds, gold) == pytest.approx(0.1) and target_share(elsewhere, gold) is None
+
+
+def test_the_diagnosis_counts_each_question_once_with_its_accuracy_and_splits_hits_by_the_target_s_share():
+    items = [BenchItem(f"{i}.jpg", "What shape is the red object?", "star", "shape", boxes=[[0, 0, 10, 10]], id=str(i))
+             for i in range(5)]
+    items.append(BenchItem("c.jpg", "What color is the star?", "red", "color", boxes=[[0, 0, 10, 10]], id="c"))
+    box = {"bbox": [0, 0, 80, 80], "confidence": 0.9, "relevance": 1.0}          # target 1/8 of its side
+    tight = {"bbox": [0, 0, 20, 20], "confidence": 0.9, "relevance": 1.0}        # 1/2
+    away = {"bbox": [50, 50, 90, 90], "confidence": 0.8, "relevance": 1.0}
+
+    def rec(i, bbox, regions, correct):
+        return {"method": "focus", "id": str(i), "type": "shape", "correct": correct, "bbox": bbox,
+                "box_hit": box_hit(bbox, items[0].boxes), "regions": regions}
+
+    records = [rec(0, box["bbox"], [box], True), rec(1, tight["bbox"], [tight], True),
+               rec(2, tight["bbox"], [tight], False), rec(3, away["bbox"], [away, box], False),
+               rec(4, away["bbox"], [away], True),
+               {**rec("c", box["bbox"], [box], True), "type": "color"},              # not an all* question
+               {"method": "focus", "id": "4", "type": "shape", "error": "x", "correct": False}]
+    d = diagnose(items, records)["focus"]
+    assert {k: v["n"] for k, v in d["where"].items()} == {FOUND: 3, OUTRANKED: 1, UNVERIFIED: 0, UNPROPOSED: 1}
+    assert d["where"][FOUND]["accuracy"] == pytest.approx(2 / 3) and d["where"][UNVERIFIED]["accuracy"] is None
+    assert d["share"]["1/8-1/6"] == {"n": 1, "accuracy": 1.0} and d["share"][">= 1/2"] == {"n": 2, "accuracy": 0.5}
+    table = format_diagnosis({"focus": d})
+    assert list(WHERE)[1] in table and "target 1/8-1/6 of its side" in table and UNVERIFIED not in table
 
 
 def test_bench_draws_accuracy_against_forward_passes(bench_run):

@@ -297,8 +297,19 @@ def test_with_steps_changes_only_the_named_stages_and_refuses_a_stage_the_recipe
         (s.name, {"vision": 800, "tune-joint": 200}.get(s.name, s.steps)) for s in base.stages]
     assert [replace(s, steps=0, warmup=0) for s in cut.stages] == [replace(s, steps=0, warmup=0) for s in base.stages]
     assert cut.stages[-1].warmup == 20                      # at most a tenth of the shortened stage
-    with pytest.raises(ValueError, match="no such stage"):
+    with pytest.raises(ValueError, match="no stage 'visoin'"):
         base.with_steps(visoin=10)
+
+
+def test_with_stage_replaces_fields_of_the_one_named_stage_and_refuses_unknown_stages_and_fields():
+    base = RECIPES["default"]
+    cfg = base.with_stage("tune-crops", symbolic=0.25, per_map=2)
+    at = base.stage_index("tune_crops")
+    assert cfg.stages[at] == replace(base.stages[at], symbolic=0.25, per_map=2)
+    assert cfg.stages[:at] + cfg.stages[at + 1:] == base.stages[:at] + base.stages[at + 1:]
+    for name, fields in (("nope", {"steps": 1}), ("tune", {"bogus": 1}), ("tune", {"name": "x"})):
+        with pytest.raises(ValueError):
+            base.with_stage(name, **fields)
 
 
 def test_smaller_batches_keep_every_stage_and_step_and_halve_the_scenes_and_sequences_per_step():

@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
               "questions": len(items), "multiple_choice": bool(args.choices), "source": source,
               "search": asdict(pipeline.search), "zoom": asdict(pipeline.zoom),
               "attention": asdict(pipeline.attention), "wall_seconds": round(wall, 3), "command": command}
-    paths = bench.write_results(out, items, records, summary, config)
+    diagnosis = bench.diagnose(items, records)
+    paths = bench.write_results(out, items, records, summary, config, diagnosis)
     title = f"{Path(args.model).name} ({adapter.family}), {len(items)} questions" + (
         ", multiple choice" if args.choices else "")
     png = bench.plot_accuracy_vs_passes(summary, out / "accuracy_vs_passes.png", title)
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {args.model} ({adapter.family}, {adapter.device}, {config['dtype']}, "
           f"{config['attn_implementation']}): {len(items)} questions on {frames} frames, {wall:.1f} s")
     print(bench.format_table(summary))
+    if diagnosis:
+        print(bench.format_diagnosis(diagnosis))
     errors = sum("error" in r for r in records)
     if errors:
         print(f"{errors} question(s) failed; see {paths['results']}")

@@ -230,7 +230,7 @@ def run_bench(pipeline, items: Sequence[BenchItem], methods: Sequence[str], prog
                                choice=r.choice, correct=ok, forward_passes=r.forward_passes,
                                tokens_prefilled=r.tokens_prefilled, generated_tokens=r.generated_tokens,
                                seconds=seconds, timings=r.timings, bbox=bbox, box_hit=box_hit(bbox, item.boxes),
-                               prefix_cached=r.prefix_cached)
+                               prefix_cached=r.prefix_cached, regions=[g.to_dict() for g in r.regions])
                 right += bool(rec["correct"])
                 records.append(rec)
                 bar.set_postfix_str(f"{method} acc {right / (i + 1):.2f}")
@@ -238,6 +238,87 @@ def run_bench(pipeline, items: Sequence[BenchItem], methods: Sequence[str], prog
     finally:
         bar.close()
     return records
+
+
+# Where a method's answer box stands against the gold box, from the candidate regions it recorded
+# (``FocusResult.regions``: every proposal, with the existence confidence of those it verified).
+FOUND = "box holds the target"
+OUTRANKED = "target verified, another chosen"
+UNVERIFIED = "target proposed, not verified"
+UNPROPOSED = "target never proposed"
+WHERE = (FOUND, OUTRANKED, UNVERIFIED, UNPROPOSED)
+# the target's longer side over the answer box's, where the box holds it: the shape gate's scales
+SHARE_BINS = ((0.0, 1 / 8), (1 / 8, 1 / 6), (1 / 6, 1 / 4), (1 / 4, 1 / 3), (1 / 3, 1 / 2), (1 / 2, math.inf))
+
+
+def where_found(record: dict, gold: Sequence[Sequence[float]]) -> str | None:
+    """One of :data:`WHERE` for a method's record (None without gold boxes, an answer box or regions):
+    the answer box holds a gold centre; else a region that holds one was verified (the existence
+    check ranked another candidate higher), was proposed but not verified (past the budget), or no
+    proposal held one (the relevance map missed it)."""
+    if not gold or record.get("box_hit") is None or not record.get("regions"):
+        return None
+    if record["box_hit"]:
+        return FOUND
+    holding = [g for g in record["regions"] if box_hit(g["bbox"], gold)]
+    if any(g["confidence"] >= 0 for g in holding):
+        return OUTRANKED
+    return UNVERIFIED if holding else UNPROPOSED
+
+
+def target_share(bbox: Sequence[float], gold: Sequence[Sequence[float]]) -> float | None:
+    """The longer side of the gold box whose centre the answer box holds, over the box's longer side."""
+    b = Box(*bbox)
+    for g in gold:
+        if b.contains_point((g[0] + g[2]) / 2.0, (g[1] + g[3]) / 2.0):
+            return max(g[2] - g[0], g[3] - g[1]) / max(b.width, b.height, 1e-9)
+    return None
+
+
+def _share_label(lo: float, hi: float) -> str:
+    def frac(x: float) -> str:
+        return "0" if x == 0 else f"1/{round(1 / x)}"
+    return f">= {frac(lo)}" if math.isinf(hi) else f"{frac(lo)}-{frac(hi)}"
+
+
+def diagnose(items: Sequence[BenchItem], records: Sequence[dict]) -> dict[str, dict[str, dict]]:
+    """Per method (``all*`` questions with gold boxes and recorded regions): questions and accuracy
+    per :data:`WHERE` row, and, where the box holds the target, per target share of the box side
+    (:data:`SHARE_BINS`). What bounds a cropping method: finding the target, or reading it there."""
+    gold = {it.id: it.boxes for it in items}
+    out: dict[str, dict[str, dict]] = {}
+    for r in records:
+        if r["type"] == "color" or "error" in r:
+            continue
+        where = where_found(r, gold.get(r["id"], []))
+        if where is None:
+            continue
+        rows = out.setdefault(r["method"], {"where": {w: [] for w in WHERE},
+                                            "share": {_share_label(*b): [] for b in SHARE_BINS}})
+        rows["where"][where].append(bool(r["correct"]))
+        if where == FOUND:
+            share = target_share(r["bbox"], gold[r["id"]])
+            label = next(_share_label(lo, hi) for lo, hi in SHARE_BINS if lo <= share < hi)
+            rows["share"][label].append(bool(r["correct"]))
+    return {m: {part: {k: {"n": len(v), "accuracy": _mean(v) if v else None} for k, v in groups.items()}
+                for part, groups in rows.items()} for m, rows in out.items()}
+
+
+def format_diagnosis(diagnosis: dict[str, dict[str, dict]]) -> str:
+    """The table ``focus-bench`` prints under the main one: where each method's box stands, and its
+    accuracy there."""
+    head = f"{'method':10} {'answer box':40} {'n':>4} {'accuracy':>9}"
+    lines = [head, "-" * len(head)]
+    for m, parts in diagnosis.items():
+        first = True
+        for part, label in (("where", "{}"), ("share", "holds it, target {} of its side")):
+            for k, s in parts[part].items():
+                if not s["n"]:
+                    continue
+                acc = f"{s['accuracy']:9.3f}"
+                lines.append(f"{m if first else '':10} {label.format(k):40} {s['n']:4d} {acc}")
+                first = False
+    return "\n".join(lines)
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -323,9 +404,9 @@ def plot_accuracy_vs_passes(summary: dict[str, dict[str, dict]], path: str | Pat
 
 
 def write_results(out: str | Path, items: Sequence[BenchItem], records: Sequence[dict], summary: dict,
-                  config: dict) -> dict[str, Path]:
-    """``results.json`` (config, summary, every question with every method's answer) and
-    ``answers.jsonl`` (one line per method and question)."""
+                  config: dict, diagnosis: dict | None = None) -> dict[str, Path]:
+    """``results.json`` (config, summary, :func:`diagnose`'s table, every question with every
+    method's answer and candidate regions) and ``answers.jsonl`` (one line per method and question)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     by_id: dict[str, dict] = {}
@@ -344,7 +425,8 @@ def write_results(out: str | Path, items: Sequence[BenchItem], records: Sequence
         return x
 
     results = out / "results.json"
-    results.write_text(json.dumps(clean({"config": config, "summary": summary, "questions": list(by_id.values())}),
+    results.write_text(json.dumps(clean({"config": config, "summary": summary, "diagnosis": diagnosis or {},
+                                                   "questions": list(by_id.values())}),
                                   indent=1) + "\n")
     answers = out / "answers.jsonl"
     with answers.open("w") as f:
@@ -360,4 +442,5 @@ def write_results(out: str | Path, items: Sequence[BenchItem], records: Sequence
 
 __all__ = ["BenchItem", "ORACLE", "oracle_box", "run_oracle", "load_questions", "as_multiple_choice", "normalise_answer", "is_correct", "box_hit",
            "run_bench", "summarise",
-           "format_table", "plot_accuracy_vs_passes", "write_results", "ALL_BUT_COLOR"]
+           "format_table", "plot_accuracy_vs_passes", "write_results", "ALL_BUT_COLOR", "where_found",
+           "target_share", "diagnose", "format_diagnosis", "WHERE", "SHARE_BINS"]

@@ -153,14 +153,27 @@ class TrainConfig:
     def with_steps(self, **steps: int) -> "TrainConfig":
         """The same recipe with the step counts of the stages named in ``steps`` (``tune_crops=``
         for ``tune-crops``) replaced; warm-up is kept at most a tenth of a stage."""
-        unknown = set(steps) - {st.name.replace("-", "_") for st in self.stages}
-        if unknown:
-            raise ValueError(f"no such stage(s): {sorted(unknown)}")
-        out = []
-        for st in self.stages:
-            n = steps.get(st.name.replace("-", "_"))
-            out.append(st if n is None else replace(st, steps=n, warmup=min(st.warmup, max(1, n // 10))))
-        return replace(self, stages=tuple(out))
+        cfg = self
+        for name, n in steps.items():
+            warmup = cfg.stages[cfg.stage_index(name)].warmup
+            cfg = cfg.with_stage(name, steps=n, warmup=min(warmup, max(1, n // 10)))
+        return cfg
+
+    def with_stage(self, stage: str, /, **fields) -> "TrainConfig":
+        """The same recipe with ``fields`` of the stage named ``stage`` (``tune_crops`` or
+        ``tune-crops``) replaced; an unknown stage or field, or the stage's name, is refused."""
+        bad = set(fields) - set(StageConfig.__dataclass_fields__) | ({"name"} & set(fields))
+        if bad:
+            raise ValueError(f"StageConfig has no settable field(s) {sorted(bad)}")
+        at = self.stage_index(stage)
+        return replace(self, stages=tuple(replace(s, **fields) if i == at else s for i, s in enumerate(self.stages)))
+
+    def stage_index(self, name: str) -> int:
+        """Where the stage ``name`` (``tune_crops`` or ``tune-crops``) is in the recipe."""
+        keys = [st.name.replace("-", "_") for st in self.stages]
+        if name.replace("-", "_") not in keys:
+            raise ValueError(f"no stage {name!r} in this recipe (stages: {', '.join(keys)})")
+        return keys.index(name.replace("-", "_"))
 
     def smaller_batches(self, factor: float = 0.5) -> "TrainConfig":
         """The same stages and step counts with ``factor`` times the scenes and LM sequences per
