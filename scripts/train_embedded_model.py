@@ -125,9 +125,12 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--vision-hidden must be a positive multiple of the tower's {heads} heads")
         cfg = replace(cfg, shape=replace(cfg.shape, vision_hidden=args.vision_hidden))
     t0 = time.perf_counter()
-    trainer = Trainer(cfg, args.work, args.out, device=args.device, workers=args.workers,
-                      checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                      init_from=args.init_from, start_stage=args.start_stage, vision_from=args.vision_from)
+    try:
+        trainer = Trainer(cfg, args.work, args.out, device=args.device, workers=args.workers,
+                          checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+                          init_from=args.init_from, start_stage=args.start_stage, vision_from=args.vision_from)
+    except ValueError as e:          # e.g. --vision-from a run whose vision stage had other settings
+        p.error(str(e))
     out = trainer.train()
     logging.info("saved %s after %.1f s (this run); per stage: %s", out, time.perf_counter() - t0,
                  {k: round(v, 1) for k, v in trainer.state.seconds.items()})

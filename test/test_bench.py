@@ -85,6 +85,9 @@ def test_bench_records_each_method_s_candidate_regions_and_where_its_box_stands_
         assert sum(v["n"] for v in rows["where"].values()) == len(counted)
         assert rows["where"][FOUND]["n"] == sum(bool(r["box_hit"]) for _, r in counted)
         assert sum(v["n"] for v in rows["share"].values()) == rows["where"][FOUND]["n"]
+        assert sum(v["n"] for v in rows["frame"].values()) == len(counted)          # every frame's size was kept
+        assert sum(v["n"] * v["found"] for v in rows["frame"].values() if v["n"]) == pytest.approx(
+            rows["where"][FOUND]["n"])
         for qid, r in counted:
             if not r["box_hit"] and where_found(r, gold[qid]) == UNPROPOSED:
                 assert not any(box_hit(g["bbox"], gold[qid]) for g in r["regions"])
@@ -118,7 +121,7 @@ def test_the_diagnosis_counts_each_question_once_with_its_accuracy_and_splits_hi
 
     def rec(i, bbox, regions, correct):
         return {"method": "focus", "id": str(i), "type": "shape", "correct": correct, "bbox": bbox,
-                "box_hit": box_hit(bbox, items[0].boxes), "regions": regions}
+                "box_hit": box_hit(bbox, items[0].boxes), "regions": regions, "image_size": [1600, 900]}
 
     records = [rec(0, box["bbox"], [box], True), rec(1, tight["bbox"], [tight], True),
                rec(2, tight["bbox"], [tight], False), rec(3, away["bbox"], [away, box], False),
@@ -128,8 +131,15 @@ def test_the_diagnosis_counts_each_question_once_with_its_accuracy_and_splits_hi
     d = diagnose(items, records)["focus"]
     assert {k: v["n"] for k, v in d["where"].items()} == {FOUND: 3, OUTRANKED: 1, UNVERIFIED: 0, UNPROPOSED: 1}
     assert d["where"][FOUND]["accuracy"] == pytest.approx(2 / 3) and d["where"][UNVERIFIED]["accuracy"] is None
-    assert d["share"]["1/8-1/6"] == {"n": 1, "accuracy": 1.0} and d["share"][">= 1/2"] == {"n": 2, "accuracy": 0.5}
+    assert d["share"]["1/8-1/6"] == {"n": 1, "accuracy": 1.0, "found": 1.0}
+    assert d["share"][">= 1/2"] == {"n": 2, "accuracy": 0.5, "found": 1.0}
+    # a 10 px target in a 1600 px frame is 1/160 of its side; question 4 comes from a 500 px frame (1/50)
+    records[4]["image_size"] = [500, 300]
+    d = diagnose(items, records)["focus"]
+    assert d["frame"]["0-1/100"] == {"n": 4, "accuracy": 0.5, "found": 0.75}
+    assert d["frame"]["1/50-1/32"] == {"n": 1, "accuracy": 1.0, "found": 0.0}
     table = format_diagnosis({"focus": d})
+    assert "target 0-1/100 of the frame's side" in table
     assert list(WHERE)[1] in table and "target 1/8-1/6 of its side" in table and UNVERIFIED not in table
 
 

@@ -79,8 +79,14 @@ def test_a_run_started_from_another_runs_vision_stage_trains_its_later_stages_ex
     assert record["vision_from"] == str(tmp_path / "whole" / "checkpoint.pt")
     assert set(record["seconds"]) == {"vision", "align"} and "gate_vision" in record["metrics"]
     wider = replace(cfg, shape=replace(cfg.shape, vision_hidden=2 * cfg.shape.vision_hidden))
-    with pytest.raises(RuntimeError):                                        # another tower's shape
+    with pytest.raises(ValueError, match="shape"):                           # another tower's shape
         Trainer(wider, tmp_path / "w", tmp_path / "m3", progress=False, vision_from=tmp_path / "whole" / "checkpoint.pt")
+    capped = replace(cfg, vision_object_cap=cfg.vision_object_cap + 4)        # the same tower, trained otherwise
+    with pytest.raises(ValueError, match="vision_object_cap"):
+        Trainer(capped, tmp_path / "c", tmp_path / "m4", progress=False, vision_from=tmp_path / "whole" / "checkpoint.pt")
+    later_cfg = cfg.with_stage("align", lr=1e-4)                               # later stages may differ: the study
+    assert Trainer(later_cfg, tmp_path / "l2", tmp_path / "m5", progress=False,
+                   vision_from=tmp_path / "whole" / "checkpoint.pt").state.stage_index == 1
 
 
 def test_the_training_script_overrides_one_stage_field_typed_as_the_field_and_refuses_unknown_ones():

@@ -230,7 +230,8 @@ def run_bench(pipeline, items: Sequence[BenchItem], methods: Sequence[str], prog
                                choice=r.choice, correct=ok, forward_passes=r.forward_passes,
                                tokens_prefilled=r.tokens_prefilled, generated_tokens=r.generated_tokens,
                                seconds=seconds, timings=r.timings, bbox=bbox, box_hit=box_hit(bbox, item.boxes),
-                               prefix_cached=r.prefix_cached, regions=[g.to_dict() for g in r.regions])
+                               prefix_cached=r.prefix_cached, regions=[g.to_dict() for g in r.regions],
+                               image_size=list(r.image_size))
                 right += bool(rec["correct"])
                 records.append(rec)
                 bar.set_postfix_str(f"{method} acc {right / (i + 1):.2f}")
@@ -247,6 +248,9 @@ OUTRANKED = "target verified, another chosen"
 UNVERIFIED = "target proposed, not verified"
 UNPROPOSED = "target never proposed"
 WHERE = (FOUND, OUTRANKED, UNVERIFIED, UNPROPOSED)
+# the target's longer side over the frame's longer side: 1/100 of a frame is 0.16 cells of a 16-cell
+# grid, 1/32 half a cell (what a 128 px view's 8 px patches see of it)
+FRAME_BINS = ((0.0, 1 / 100), (1 / 100, 1 / 80), (1 / 80, 1 / 50), (1 / 50, 1 / 32), (1 / 32, math.inf))
 # the target's longer side over the answer box's, where the box holds it: the shape gate's scales
 SHARE_BINS = ((0.0, 1 / 8), (1 / 8, 1 / 6), (1 / 6, 1 / 4), (1 / 4, 1 / 3), (1 / 3, 1 / 2), (1 / 2, math.inf))
 
@@ -283,40 +287,50 @@ def _share_label(lo: float, hi: float) -> str:
 
 def diagnose(items: Sequence[BenchItem], records: Sequence[dict]) -> dict[str, dict[str, dict]]:
     """Per method (``all*`` questions with gold boxes and recorded regions): questions and accuracy
-    per :data:`WHERE` row, and, where the box holds the target, per target share of the box side
-    (:data:`SHARE_BINS`). What bounds a cropping method: finding the target, or reading it there."""
+    per :data:`WHERE` row; where the box holds the target, per target share of the box side
+    (:data:`SHARE_BINS`); and per target side over the frame's longer side (:data:`FRAME_BINS`,
+    with the share of boxes that hold it). What bounds a cropping method: finding the target, or
+    reading it there, and at what size finding fails."""
     gold = {it.id: it.boxes for it in items}
-    out: dict[str, dict[str, dict]] = {}
+    out: dict[str, dict[str, dict[str, list[tuple[bool, bool]]]]] = {}
     for r in records:
         if r["type"] == "color" or "error" in r:
             continue
-        where = where_found(r, gold.get(r["id"], []))
+        boxes = gold.get(r["id"], [])
+        where = where_found(r, boxes)
         if where is None:
             continue
         rows = out.setdefault(r["method"], {"where": {w: [] for w in WHERE},
-                                            "share": {_share_label(*b): [] for b in SHARE_BINS}})
-        rows["where"][where].append(bool(r["correct"]))
+                                            "share": {_share_label(*b): [] for b in SHARE_BINS},
+                                            "frame": {_share_label(*b): [] for b in FRAME_BINS}})
+        seen = (bool(r["correct"]), where == FOUND)
+        rows["where"][where].append(seen)
         if where == FOUND:
-            share = target_share(r["bbox"], gold[r["id"]])
-            label = next(_share_label(lo, hi) for lo, hi in SHARE_BINS if lo <= share < hi)
-            rows["share"][label].append(bool(r["correct"]))
-    return {m: {part: {k: {"n": len(v), "accuracy": _mean(v) if v else None} for k, v in groups.items()}
+            share = target_share(r["bbox"], boxes)
+            rows["share"][next(_share_label(lo, hi) for lo, hi in SHARE_BINS if lo <= share < hi)].append(seen)
+        if r.get("image_size") and max(r["image_size"]) > 0:
+            side = max(max(g[2] - g[0], g[3] - g[1]) for g in boxes) / max(r["image_size"])
+            rows["frame"][next(_share_label(lo, hi) for lo, hi in FRAME_BINS if lo <= side < hi)].append(seen)
+    return {m: {part: {k: {"n": len(v), "accuracy": _mean(c for c, _ in v) if v else None,
+                           "found": _mean(f for _, f in v) if v else None} for k, v in groups.items()}
                 for part, groups in rows.items()} for m, rows in out.items()}
 
 
 def format_diagnosis(diagnosis: dict[str, dict[str, dict]]) -> str:
-    """The table ``focus-bench`` prints under the main one: where each method's box stands, and its
-    accuracy there."""
-    head = f"{'method':10} {'answer box':40} {'n':>4} {'accuracy':>9}"
+    """The table ``focus-bench`` prints under the main one: where each method's box stands, its
+    accuracy there, and how often the box holds the target by the target's size in the frame."""
+    head = f"{'method':10} {'answer box':44} {'n':>4} {'accuracy':>9} {'box holds it':>13}"
     lines = [head, "-" * len(head)]
-    for m, parts in diagnosis.items():
+    parts = (("where", "{}"), ("share", "holds it, target {} of its side"), ("frame", "target {} of the frame's side"))
+    for m, groups in diagnosis.items():
         first = True
-        for part, label in (("where", "{}"), ("share", "holds it, target {} of its side")):
-            for k, s in parts[part].items():
+        for part, label in parts:
+            for k, s in groups.get(part, {}).items():
                 if not s["n"]:
                     continue
-                acc = f"{s['accuracy']:9.3f}"
-                lines.append(f"{m if first else '':10} {label.format(k):40} {s['n']:4d} {acc}")
+                found = f"{s['found']:13.3f}" if part == "frame" else ""
+                lines.append(f"{m if first else '':10} {label.format(k):44} {s['n']:4d} {s['accuracy']:9.3f} {found}"
+                             .rstrip())
                 first = False
     return "\n".join(lines)
 
@@ -443,4 +457,4 @@ def write_results(out: str | Path, items: Sequence[BenchItem], records: Sequence
 __all__ = ["BenchItem", "ORACLE", "oracle_box", "run_oracle", "load_questions", "as_multiple_choice", "normalise_answer", "is_correct", "box_hit",
            "run_bench", "summarise",
            "format_table", "plot_accuracy_vs_passes", "write_results", "ALL_BUT_COLOR", "where_found",
-           "target_share", "diagnose", "format_diagnosis", "WHERE", "SHARE_BINS"]
+           "target_share", "diagnose", "format_diagnosis", "WHERE", "SHARE_BINS", "FRAME_BINS"]

@@ -1182,7 +1182,9 @@ class Trainer:
     """Runs the stages in order with checkpoints in ``work_dir``; ``train()`` resumes where the
     last checkpoint left off and finally saves the model to ``out_dir``. With ``init_from`` (a
     saved model) and no checkpoint yet, training starts at ``start_stage`` from that model; with
-    ``vision_from`` (another run's checkpoint) it starts at stage 2 with that run's vision tower."""
+    ``vision_from`` (another run's checkpoint) it starts at stage 2 with that run's vision tower,
+    refused where that run's vision stage had other settings (seed, shape, scenes, object cap, the
+    stage itself): later stages may differ, that being the study."""
 
     def __init__(self, cfg: TrainConfig, work_dir: str | Path, out_dir: str | Path, device: str = "cpu",
                  workers: int = 0, checkpoint_every: int = 100, progress: bool = True,
@@ -1228,6 +1230,12 @@ class Trainer:
         data = torch.load(ckpt, map_location=self.device, weights_only=False)
         if data["state"]["stage_index"] < 1:
             raise ValueError(f"{ckpt} has not finished its vision stage")
+        if "config" in data:         # checkpoints before it was saved there are taken as they are
+            differ = [k for k, v in self._vision_settings(self.cfg).items()
+                      if v != self._vision_settings(data["config"]).get(k)]
+            if differ:
+                raise ValueError(f"{ckpt} trained its vision stage with other settings ({', '.join(differ)}); "
+                                 "this run would record settings its tower never saw")
         prefix = "model.vision_tower."
         tower = {k[len(prefix):]: v for k, v in data["model"].items() if k.startswith(prefix)}
         parts(self.model)["vision"].load_state_dict(tower)     # strict: a different width fails here
@@ -1237,6 +1245,16 @@ class Trainer:
                                 metrics={k: done["metrics"][k] for k in ("vision", "gate_vision")
                                          if k in done["metrics"]})
         self.vision_from = str(ckpt)
+
+    @staticmethod
+    def _vision_settings(cfg: "TrainConfig | dict") -> dict:
+        """What the vision stage's result depends on (as plain values, from a config or its asdict)."""
+        d = asdict(cfg) if isinstance(cfg, TrainConfig) else cfg
+        keys = ("seed", "shape", "train_short_side", "crop_scale", "legible_px", "visible_px", "mixed_precision",
+                "vision_object_cap")
+        out = {k: d.get(k) for k in keys}
+        out["vision stage"] = d["stages"][0] if d.get("stages") else None
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
     # -- checkpoints
     @property
@@ -1263,7 +1281,7 @@ class Trainer:
         tmp = self.ckpt.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "heads": self.heads.state_dict(),
                     "state": asdict(self.state), "optimizer": self.opt.state_dict() if self.opt else None,
-                    "init_from": self.init_from, "vision_from": self.vision_from}, tmp)
+                    "init_from": self.init_from, "vision_from": self.vision_from, "config": asdict(self.cfg)}, tmp)
         os.replace(tmp, self.ckpt)
 
     # -- data
