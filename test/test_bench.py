@@ -5,17 +5,18 @@ import io
 import json
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
 from focus_ros.cli.bench import main as focus_bench
 from focus_ros.cli.bench import build_parser
 from focus_ros.core.bench import (ALL_BUT_COLOR, FOUND, ORACLE, OUTRANKED, UNPROPOSED, UNVERIFIED, WHERE, BenchItem,
-                                  box_hit, diagnose, format_diagnosis, is_correct, normalise_answer, oracle_box,
-                                  run_bench, target_share, where_found)
+                                  box_hit, diagnose, format_diagnosis, gold_cell_rank, is_correct, normalise_answer,
+                                  oracle_box, run_bench, target_share, where_found)
 from focus_ros.core.config import build_configs
-from focus_ros.core.geometry import Box
-from focus_ros.core.pipeline import METHODS, FocusPipeline
+from focus_ros.core.geometry import Box, GridMapping
+from focus_ros.core.pipeline import METHODS, FocusPipeline, FocusResult
 from focus_ros.core.scenes import SceneSpec, make_scene
 
 # small budgets keep the run short; one thread: the miniature is no faster on two, and a shared
@@ -91,7 +92,21 @@ def test_bench_records_each_method_s_candidate_regions_and_where_its_box_stands_
         for qid, r in counted:
             if not r["box_hit"] and where_found(r, gold[qid]) == UNPROPOSED:
                 assert not any(box_hit(g["bbox"], gold[qid]) for g in r["regions"])
-    assert "answer box" in stdout and FOUND in stdout
+    focus = [q["results"]["focus"] for q in data["questions"] if q["type"] != "color" and q["boxes"]]
+    assert all(isinstance(r["map_rank"], int) and r["map_rank"] >= 0 for r in focus)   # FOCUS always has a map
+    assert all(q["results"]["random"]["map_rank"] is None for q in data["questions"])  # random windows have none
+    assert "answer box" in stdout and FOUND in stdout and "map rank" in stdout
+
+
+def test_the_gold_cell_rank_counts_the_relevance_map_cells_that_score_above_the_target_s_cell():
+    mapping = GridMapping((0, 100, 200, 300, 400), (0, 100, 200, 300, 400), 400, 400)        # 4 x 4 cells of 100 px
+    rel = np.arange(16, dtype=float).reshape(4, 4)                                      # cell (3, 3) is the maximum
+    result = FocusResult("q", "a", "focus", relevance_maps={"red": rel}, relevance_mapping=mapping)
+    assert gold_cell_rank(result, [[310, 310, 330, 330]]) == 0
+    assert gold_cell_rank(result, [[10, 10, 30, 30]]) == 15                             # the map's minimum
+    assert gold_cell_rank(result, [[10, 10, 30, 30], [210, 310, 230, 330]]) == 1       # the better of two: cell (3, 2)
+    assert gold_cell_rank(result, []) is None
+    assert gold_cell_rank(FocusResult("q", "a", "random"), [[10, 10, 30, 30]]) is None
 
 
 def test_where_the_answer_box_stands_is_read_off_the_regions_the_method_proposed_and_verified():
@@ -123,7 +138,7 @@ def test_the_diagnosis_counts_each_question_once_with_its_accuracy_and_splits_hi
         return {"method": "focus", "id": str(i), "type": "shape", "correct": correct, "bbox": bbox,
                 "box_hit": box_hit(bbox, items[0].boxes), "regions": regions, "image_size": [1600, 900]}
 
-    records = [rec(0, box["bbox"], [box], True), rec(1, tight["bbox"], [tight], True),
+    records = [{**rec(0, box["bbox"], [box], True), "map_rank": 0}, {**rec(1, tight["bbox"], [tight], True), "map_rank": 2},
                rec(2, tight["bbox"], [tight], False), rec(3, away["bbox"], [away, box], False),
                rec(4, away["bbox"], [away], True),
                {**rec("c", box["bbox"], [box], True), "type": "color"},              # not an all* question
@@ -131,13 +146,14 @@ def test_the_diagnosis_counts_each_question_once_with_its_accuracy_and_splits_hi
     d = diagnose(items, records)["focus"]
     assert {k: v["n"] for k, v in d["where"].items()} == {FOUND: 3, OUTRANKED: 1, UNVERIFIED: 0, UNPROPOSED: 1}
     assert d["where"][FOUND]["accuracy"] == pytest.approx(2 / 3) and d["where"][UNVERIFIED]["accuracy"] is None
-    assert d["share"]["1/8-1/6"] == {"n": 1, "accuracy": 1.0, "found": 1.0}
-    assert d["share"][">= 1/2"] == {"n": 2, "accuracy": 0.5, "found": 1.0}
+    assert d["where"][FOUND]["map_rank"] == 1.0 and d["where"][UNPROPOSED]["map_rank"] is None   # median of 0, 2
+    assert d["share"]["1/8-1/6"] == {"n": 1, "accuracy": 1.0, "found": 1.0, "map_rank": 0.0}
+    assert d["share"][">= 1/2"] == {"n": 2, "accuracy": 0.5, "found": 1.0, "map_rank": 2.0}
     # a 10 px target in a 1600 px frame is 1/160 of its side; question 4 comes from a 500 px frame (1/50)
     records[4]["image_size"] = [500, 300]
     d = diagnose(items, records)["focus"]
-    assert d["frame"]["0-1/100"] == {"n": 4, "accuracy": 0.5, "found": 0.75}
-    assert d["frame"]["1/50-1/32"] == {"n": 1, "accuracy": 1.0, "found": 0.0}
+    assert d["frame"]["0-1/100"] == {"n": 4, "accuracy": 0.5, "found": 0.75, "map_rank": 1.0}
+    assert d["frame"]["1/50-1/32"] == {"n": 1, "accuracy": 1.0, "found": 0.0, "map_rank": None}
     table = format_diagnosis({"focus": d})
     assert "target 0-1/100 of the frame's side" in table
     assert list(WHERE)[1] in table and "target 1/8-1/6 of its side" in table and UNVERIFIED not in table

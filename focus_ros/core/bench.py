@@ -231,7 +231,7 @@ def run_bench(pipeline, items: Sequence[BenchItem], methods: Sequence[str], prog
                                tokens_prefilled=r.tokens_prefilled, generated_tokens=r.generated_tokens,
                                seconds=seconds, timings=r.timings, bbox=bbox, box_hit=box_hit(bbox, item.boxes),
                                prefix_cached=r.prefix_cached, regions=[g.to_dict() for g in r.regions],
-                               image_size=list(r.image_size))
+                               image_size=list(r.image_size), map_rank=gold_cell_rank(r, item.boxes))
                 right += bool(rec["correct"])
                 records.append(rec)
                 bar.set_postfix_str(f"{method} acc {right / (i + 1):.2f}")
@@ -270,6 +270,21 @@ def where_found(record: dict, gold: Sequence[Sequence[float]]) -> str | None:
     return UNVERIFIED if holding else UNPROPOSED
 
 
+def gold_cell_rank(result, gold: Sequence[Sequence[float]]) -> int | None:
+    """How many cells of the method's relevance map score above the best-scoring cell that holds a
+    gold box's centre (0: the map's maximum is on the target); None without a map or a gold box.
+    Per question what the pointing gate measures over many: whether the map sees the target at all."""
+    maps, mapping = getattr(result, "relevance_maps", None), getattr(result, "relevance_mapping", None)
+    if not gold or not maps or mapping is None:
+        return None
+    ranks = []
+    for m in maps.values():
+        for g in gold:
+            r, c = mapping.point_to_cell((g[0] + g[2]) / 2.0, (g[1] + g[3]) / 2.0)
+            ranks.append(int((m > m[r, c]).sum()))
+    return min(ranks)
+
+
 def target_share(bbox: Sequence[float], gold: Sequence[Sequence[float]]) -> float | None:
     """The longer side of the gold box whose centre the answer box holds, over the box's longer side."""
     b = Box(*bbox)
@@ -287,12 +302,13 @@ def _share_label(lo: float, hi: float) -> str:
 
 def diagnose(items: Sequence[BenchItem], records: Sequence[dict]) -> dict[str, dict[str, dict]]:
     """Per method (``all*`` questions with gold boxes and recorded regions): questions and accuracy
-    per :data:`WHERE` row; where the box holds the target, per target share of the box side
+    per :data:`WHERE` row (with the median :func:`gold_cell_rank` where the method has a relevance
+    map); where the box holds the target, per target share of the box side
     (:data:`SHARE_BINS`); and per target side over the frame's longer side (:data:`FRAME_BINS`,
     with the share of boxes that hold it). What bounds a cropping method: finding the target, or
     reading it there, and at what size finding fails."""
     gold = {it.id: it.boxes for it in items}
-    out: dict[str, dict[str, dict[str, list[tuple[bool, bool]]]]] = {}
+    out: dict[str, dict[str, dict[str, list[tuple[bool, bool, int | None]]]]] = {}
     for r in records:
         if r["type"] == "color" or "error" in r:
             continue
@@ -303,7 +319,7 @@ def diagnose(items: Sequence[BenchItem], records: Sequence[dict]) -> dict[str, d
         rows = out.setdefault(r["method"], {"where": {w: [] for w in WHERE},
                                             "share": {_share_label(*b): [] for b in SHARE_BINS},
                                             "frame": {_share_label(*b): [] for b in FRAME_BINS}})
-        seen = (bool(r["correct"]), where == FOUND)
+        seen = (bool(r["correct"]), where == FOUND, r.get("map_rank"))
         rows["where"][where].append(seen)
         if where == FOUND:
             share = target_share(r["bbox"], boxes)
@@ -311,15 +327,21 @@ def diagnose(items: Sequence[BenchItem], records: Sequence[dict]) -> dict[str, d
         if r.get("image_size") and max(r["image_size"]) > 0:
             side = max(max(g[2] - g[0], g[3] - g[1]) for g in boxes) / max(r["image_size"])
             rows["frame"][next(_share_label(lo, hi) for lo, hi in FRAME_BINS if lo <= side < hi)].append(seen)
-    return {m: {part: {k: {"n": len(v), "accuracy": _mean(c for c, _ in v) if v else None,
-                           "found": _mean(f for _, f in v) if v else None} for k, v in groups.items()}
-                for part, groups in rows.items()} for m, rows in out.items()}
+    def stats(v: list[tuple[bool, bool, int | None]]) -> dict:
+        ranks = [k for *_, k in v if k is not None]
+        return {"n": len(v), "accuracy": _mean(c for c, *_ in v) if v else None,
+                "found": _mean(f for _, f, _ in v) if v else None,
+                "map_rank": float(np.median(ranks)) if ranks else None}
+
+    return {m: {part: {k: stats(v) for k, v in groups.items()} for part, groups in rows.items()}
+            for m, rows in out.items()}
 
 
 def format_diagnosis(diagnosis: dict[str, dict[str, dict]]) -> str:
     """The table ``focus-bench`` prints under the main one: where each method's box stands, its
-    accuracy there, and how often the box holds the target by the target's size in the frame."""
-    head = f"{'method':10} {'answer box':44} {'n':>4} {'accuracy':>9} {'box holds it':>13}"
+    accuracy there and the median rank of the target's cell in its relevance map (``map rank``, 0:
+    the maximum), and how often the box holds the target by the target's size in the frame."""
+    head = f"{'method':10} {'answer box':44} {'n':>4} {'accuracy':>9} {'box holds it':>13} {'map rank':>9}"
     lines = [head, "-" * len(head)]
     parts = (("where", "{}"), ("share", "holds it, target {} of its side"), ("frame", "target {} of the frame's side"))
     for m, groups in diagnosis.items():
@@ -328,9 +350,10 @@ def format_diagnosis(diagnosis: dict[str, dict[str, dict]]) -> str:
             for k, s in groups.get(part, {}).items():
                 if not s["n"]:
                     continue
-                found = f"{s['found']:13.3f}" if part == "frame" else ""
-                lines.append(f"{m if first else '':10} {label.format(k):44} {s['n']:4d} {s['accuracy']:9.3f} {found}"
-                             .rstrip())
+                found = f"{s['found']:13.3f}" if part == "frame" else " " * 13
+                rank = f"{s['map_rank']:9.0f}" if part == "where" and s.get("map_rank") is not None else ""
+                lines.append(f"{m if first else '':10} {label.format(k):44} {s['n']:4d} {s['accuracy']:9.3f} "
+                             f"{found} {rank}".rstrip())
                 first = False
     return "\n".join(lines)
 
@@ -457,4 +480,4 @@ def write_results(out: str | Path, items: Sequence[BenchItem], records: Sequence
 __all__ = ["BenchItem", "ORACLE", "oracle_box", "run_oracle", "load_questions", "as_multiple_choice", "normalise_answer", "is_correct", "box_hit",
            "run_bench", "summarise",
            "format_table", "plot_accuracy_vs_passes", "write_results", "ALL_BUT_COLOR", "where_found",
-           "target_share", "diagnose", "format_diagnosis", "WHERE", "SHARE_BINS", "FRAME_BINS"]
+           "target_share", "gold_cell_rank", "diagnose", "format_diagnosis", "WHERE", "SHARE_BINS", "FRAME_BINS"]
