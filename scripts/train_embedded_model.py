@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                         "heads per LM layer that learn existence and a joint tune: made models/embedded), "
                         "vision-distinct (the default with one item a scene in the vision stage), "
                         "view-192 (default-fp32 on a 192 px view with 12 px patches: the same grid), "
+                        "grid-24 (default-fp32 on a 192 px view with 8 px patches: a 24 x 24 grid), "
                         "default-192 (the default on that 192 px view), "
                         "small-objects (the default with no object weighing more than 4 patches in the vision loss), "
                         "full-bf16 (default-fp32 under bfloat16 autocast), cut-bf16 (full-bf16 with fewer steps), "

@@ -513,3 +513,15 @@ def test_every_tool_defaults_to_the_embedded_model():
     assert Path(bench.default_model()) == MODEL
     settings = json.loads((MODEL / "focus_settings.json").read_text())["search"]
     assert (search.layer_start, search.layer_end) == (settings["layer_start"], settings["layer_end"])
+
+
+def test_the_grid_24_recipe_feeds_a_192_px_view_as_24_x_24_labelled_patches_with_default_fp32_s_stages():
+    cfg = replace(RECIPES["grid-24"], train_short_side=(400, 500))
+    assert cfg.shape.grid == 24 and cfg.stages == RECIPES["default-fp32"].stages
+    item = SceneSamples(cfg, cfg.stages[0], cfg.stage_seed(0), 1, ())[0]
+    assert item["pixels"].shape[-2:] == (192, 192)
+    assert item["color"].shape[-2:] == (24, 24) and item["shape"].shape[-2:] == (24, 24)
+    assert (item["color"] > 0).any()                                         # objects land on the finer grid
+    _, tokenizer = build_processor_and_tokenizer(cfg.shape)
+    model = build_model(tokenizer, cfg.shape, cfg.seed)
+    assert model.config.image_seq_length == 24 * 24

@@ -253,6 +253,11 @@ RECIPES = {"default": TrainConfig().more_crops().grown_existence(per_map=8).reus
            # (about the same compute), each patch seeing 1.5x the pixels; sizes in view pixels scale with it
            "view-192": replace(TrainConfig().more_crops().grown_existence(),
                                shape=ModelShape(image_size=192, patch_size=12), legible_px=18.0, visible_px=3.0),
+           # default-fp32 on a 192 px view through 8 px patches: a 24 x 24 grid (LLaVA-1.5's), 2.25x the image
+           # tokens, so a target 1/80 of the frame is 2.4 px of the view and the relevance map's cells are 2/3 as
+           # wide: the lever README "Embedded model" (13) points to (FOCUS's misses are sub-patch targets)
+           "grid-24": replace(TrainConfig().more_crops().grown_existence(),
+                              shape=ModelShape(image_size=192, patch_size=8), legible_px=18.0, visible_px=3.0),
            # the CPU default (8 questions a symbolic map, two items a scene) on view-192's 192 px view; its
            # vision stage read shapes per scale about as the 128 px default's (README "Embedded model" (9))
            "default-192": replace(TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2),
