@@ -134,8 +134,13 @@ def box_hit(bbox: Sequence[float] | None, gold: Sequence[Sequence[float]]) -> bo
         return None
     if not bbox:
         return False
+    return held_gold(bbox, gold) is not None
+
+
+def held_gold(bbox: Sequence[float], gold: Sequence[Sequence[float]]) -> Box | None:
+    """The first gold box whose centre ``bbox`` contains (:func:`box_hit`'s rule), or None."""
     b = Box(*bbox)
-    return any(b.contains_point((g[0] + g[2]) / 2.0, (g[1] + g[3]) / 2.0) for g in gold)
+    return next((g for g in (Box(*c) for c in gold) if b.contains_point(*g.center)), None)
 
 
 class _ImageCache:
@@ -277,27 +282,24 @@ def gold_cell_rank(result, gold: Sequence[Sequence[float]]) -> int | None:
     maps, mapping = getattr(result, "relevance_maps", None), getattr(result, "relevance_mapping", None)
     if not gold or not maps or mapping is None:
         return None
-    ranks = []
-    for m in maps.values():
-        for g in gold:
-            r, c = mapping.point_to_cell((g[0] + g[2]) / 2.0, (g[1] + g[3]) / 2.0)
-            ranks.append(int((m > m[r, c]).sum()))
-    return min(ranks)
+    cells = [mapping.point_to_cell(*Box(*g).center) for g in gold]
+    return min(int((m > m[r, c]).sum()) for m in maps.values() for r, c in cells)
 
 
 def target_share(bbox: Sequence[float], gold: Sequence[Sequence[float]]) -> float | None:
     """The longer side of the gold box whose centre the answer box holds, over the box's longer side."""
-    b = Box(*bbox)
-    for g in gold:
-        if b.contains_point((g[0] + g[2]) / 2.0, (g[1] + g[3]) / 2.0):
-            return max(g[2] - g[0], g[3] - g[1]) / max(b.width, b.height, 1e-9)
-    return None
+    g, b = held_gold(bbox, gold), Box(*bbox)
+    return None if g is None else max(g.width, g.height) / max(b.width, b.height, 1e-9)
 
 
 def _share_label(lo: float, hi: float) -> str:
     def frac(x: float) -> str:
         return "0" if x == 0 else f"1/{round(1 / x)}"
     return f">= {frac(lo)}" if math.isinf(hi) else f"{frac(lo)}-{frac(hi)}"
+
+
+def _bin_label(x: float, bins: Sequence[tuple[float, float]]) -> str:
+    return next(_share_label(lo, hi) for lo, hi in bins if lo <= x < hi)
 
 
 def diagnose(items: Sequence[BenchItem], records: Sequence[dict]) -> dict[str, dict[str, dict]]:
@@ -316,17 +318,17 @@ def diagnose(items: Sequence[BenchItem], records: Sequence[dict]) -> dict[str, d
         where = where_found(r, boxes)
         if where is None:
             continue
-        rows = out.setdefault(r["method"], {"where": {w: [] for w in WHERE},
-                                            "share": {_share_label(*b): [] for b in SHARE_BINS},
-                                            "frame": {_share_label(*b): [] for b in FRAME_BINS}})
+        if r["method"] not in out:
+            out[r["method"]] = {"where": {w: [] for w in WHERE}, "share": {_share_label(*b): [] for b in SHARE_BINS},
+                                "frame": {_share_label(*b): [] for b in FRAME_BINS}}
+        rows = out[r["method"]]
         seen = (bool(r["correct"]), where == FOUND, r.get("map_rank"))
         rows["where"][where].append(seen)
         if where == FOUND:
-            share = target_share(r["bbox"], boxes)
-            rows["share"][next(_share_label(lo, hi) for lo, hi in SHARE_BINS if lo <= share < hi)].append(seen)
+            rows["share"][_bin_label(target_share(r["bbox"], boxes), SHARE_BINS)].append(seen)
         if r.get("image_size") and max(r["image_size"]) > 0:
-            side = max(max(g[2] - g[0], g[3] - g[1]) for g in boxes) / max(r["image_size"])
-            rows["frame"][next(_share_label(lo, hi) for lo, hi in FRAME_BINS if lo <= side < hi)].append(seen)
+            side = max(max(g.width, g.height) for g in (Box(*c) for c in boxes)) / max(r["image_size"])
+            rows["frame"][_bin_label(side, FRAME_BINS)].append(seen)
     def stats(v: list[tuple[bool, bool, int | None]]) -> dict:
         ranks = [k for *_, k in v if k is not None]
         return {"n": len(v), "accuracy": _mean(c for c, *_ in v) if v else None,
@@ -480,4 +482,4 @@ def write_results(out: str | Path, items: Sequence[BenchItem], records: Sequence
 __all__ = ["BenchItem", "ORACLE", "oracle_box", "run_oracle", "load_questions", "as_multiple_choice", "normalise_answer", "is_correct", "box_hit",
            "run_bench", "summarise",
            "format_table", "plot_accuracy_vs_passes", "write_results", "ALL_BUT_COLOR", "where_found",
-           "target_share", "gold_cell_rank", "diagnose", "format_diagnosis", "WHERE", "SHARE_BINS", "FRAME_BINS"]
+           "held_gold", "target_share", "gold_cell_rank", "diagnose", "format_diagnosis", "WHERE", "SHARE_BINS", "FRAME_BINS"]

@@ -1257,9 +1257,7 @@ class Trainer:
         d = asdict(cfg) if isinstance(cfg, TrainConfig) else cfg
         keys = ("seed", "shape", "train_short_side", "crop_scale", "legible_px", "visible_px", "mixed_precision",
                 "vision_object_cap")
-        out = {k: d.get(k) for k in keys}
-        out["vision stage"] = d["stages"][0] if d.get("stages") else None
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+        return {**{k: d.get(k) for k in keys}, "vision stage": d["stages"][0] if d.get("stages") else None}
 
     # -- checkpoints
     @property
