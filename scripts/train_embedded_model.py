@@ -5,7 +5,7 @@
     python scripts/train_embedded_model.py                 # on the CPU: resumable; the same steps, 2 items a drawn scene: 107 min measured on 2 cores (README)
 
 Checkpoints go to --work (default out/train_embedded); running the same command again resumes
-from the last one. --scale multiplies every stage's step count (a smoke run: --scale 0.002).
+from the last one. --max-seconds S stops at the first step past S seconds with a checkpoint (exit 75). --scale multiplies every stage's step count (a smoke run: --scale 0.002).
 --init-from DIR --start-stage K starts from a saved model with the recipe's first K stages done
 (the default recipe's grown-head stages on a four-stage model: --init-from DIR --start-stage 4);
 --vision-from WORK/checkpoint.pt starts at stage 2 with another run's vision tower (a study of the
@@ -31,6 +31,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from focus_ros.core.embedded import RECIPES, StageConfig, Trainer  # noqa: E402
+
+
+EXIT_RESUME = 75      # EX_TEMPFAIL: stopped at --max-seconds with a checkpoint; rerun to go on
 
 
 def _stage_set(cfg, item: str):
@@ -90,8 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init-from", help="a saved model to start from instead of a random one")
     p.add_argument("--start-stage", type=int, default=0, help="with --init-from: the first stage to train")
     p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="stop at the first step past this many seconds of this run (start-up included), "
+                        "checkpoint and exit "
+                        f"{EXIT_RESUME}; the same command resumes (a lent GPU's lease, a session's end)")
     p.add_argument("--no-progress", action="store_true")
+    started = time.monotonic()            # --max-seconds counts start-up too: it is a lease's budget
     args = p.parse_args(argv)
+    if args.max_seconds is not None and args.max_seconds < 0:
+        p.error("--max-seconds must be >= 0")
     if args.stages < 0:
         p.error("--stages must be >= 0")
     if args.start_stage and not args.init_from:
@@ -132,7 +142,12 @@ def main(argv: list[str] | None = None) -> int:
                           init_from=args.init_from, start_stage=args.start_stage, vision_from=args.vision_from)
     except ValueError as e:          # e.g. --vision-from a run whose vision stage had other settings
         p.error(str(e))
-    out = trainer.train()
+    end = None if args.max_seconds is None else started + args.max_seconds
+    out = trainer.train(stop=None if end is None else lambda: time.monotonic() >= end)
+    if out is None:
+        logging.info("stopped after %.1f s (--max-seconds %g); rerun the same command to resume",
+                     time.monotonic() - started, args.max_seconds)
+        return EXIT_RESUME
     logging.info("saved %s after %.1f s (this run); per stage: %s", out, time.perf_counter() - t0,
                  {k: round(v, 1) for k, v in trainer.state.seconds.items()})
     return 0

@@ -13,8 +13,8 @@ from focus_ros.cli.bench import main as focus_bench
 from focus_ros.cli.bench import build_parser
 from focus_ros.core.bench import (ALL_BUT_COLOR, FOUND, ORACLE, OUTRANKED, UNPROPOSED, UNVERIFIED, WHERE, BenchItem,
                                   box_hit, diagnose, format_diagnosis, gold_cell_rank, is_correct, normalise_answer,
-                                  oracle_box, run_bench, target_share, where_found)
-from focus_ros.core.config import build_configs
+                                  oracle_box, run_bench, sweep_grid, target_share, where_found)
+from focus_ros.core.config import SearchConfig, build_configs, search_with
 from focus_ros.core.geometry import Box, GridMapping
 from focus_ros.core.pipeline import METHODS, FocusPipeline, FocusResult
 from focus_ros.core.scenes import SceneSpec, make_scene
@@ -178,6 +178,46 @@ def test_bench_reads_scenes_written_before_and_answers_them_the_same_way(bench_r
     assert again and all(q["type"] in ("shape", "exists") for q in again)
     for q in again:
         assert q["results"]["vanilla"]["answer"] == first[q["id"]]["results"]["vanilla"]["answer"]
+
+
+def test_a_sweep_answers_the_questions_once_per_combination_of_search_settings_and_names_the_best(
+        bench_run, miniature_root, tmp_path, capsys):
+    _, _, out = bench_run
+    with one_thread():
+        rc = focus_bench(["--model", str(miniature_root / "llava"), "--scenes", str(out / "scenes"),
+                          "--methods", "focus", "vanilla", "--types", "shape", "--limit", "2", "--out", str(tmp_path),
+                          *FAST, "--set", "search.s_min=1", "--set", "search.s_max=2",
+                          "--sweep", "search.max_steps=1,2", "--sweep", "search.s_min=1,3"])
+    captured = capsys.readouterr()
+    stdout = captured.out
+    assert rc == 0, captured.err
+    data = json.loads((tmp_path / "sweep.json").read_text())
+    assert [r["settings"] for r in data["runs"]] == [
+        {"search.max_steps": "1", "search.s_min": "1"}, {"search.max_steps": "1", "search.s_min": "3"},
+        {"search.max_steps": "2", "search.s_min": "1"}, {"search.max_steps": "2", "search.s_min": "3"}]
+    ran = [r for r in data["runs"] if "summary" in r]
+    skipped = [r for r in data["runs"] if "skipped" in r]
+    assert len(ran) == 2 and len(skipped) == 2 and all("s_max" in r["skipped"] for r in skipped)  # 3 > s_max 2
+    assert [(r["search"]["max_steps"], r["search"]["s_min"], r["search"]["s_max"]) for r in ran] == [(1, 1, 2), (2, 1, 2)]
+    for r in ran:                                  # each combination answered every question with each method
+        assert {m: r["summary"][m]["shape"]["n"] for m in ("focus", "vanilla")} == {"focus": 2, "vanilla": 2}
+    assert data["best_by"] == "focus" and data["best"] in (0, 2)
+    rows = [line for line in stdout.splitlines() if line.strip().startswith(("1 ", "2 "))]
+    assert len(rows) == 4 and sum("skipped" in line for line in rows) == 2
+    assert sum(line.endswith("*") for line in rows) == 1 and "best (focus, '*'): --set search.max_steps=" in stdout
+    assert not (tmp_path / "results.json").exists()     # a sweep writes its own file
+
+
+def test_sweep_settings_combine_in_order_and_refuse_what_a_loaded_model_cannot_change():
+    assert sweep_grid(["search.s_min=1,2", "search.s_max=3"]) == [
+        {"search.s_min": "1", "search.s_max": "3"}, {"search.s_min": "2", "search.s_max": "3"}]
+    for bad, why in ((["model.dtype=float16,float32"], "only search"), (["search.s_min"], "expected"),
+                     (["search.s_min=1", "search.s_min=2"], "twice"), (["search.s_min="], "expected")):
+        with pytest.raises(ValueError, match=why):
+            sweep_grid(bad)
+    with pytest.raises(ValueError, match="unknown"):
+        search_with(SearchConfig(), {"search.nope": "1"})
+    assert search_with(SearchConfig(), {"search.s_min": "2", "search.overrun": "false"}).s_min == 2
 
 
 def test_bench_reports_a_missing_scene_folder_in_one_line(tmp_path, capsys, miniature_root):

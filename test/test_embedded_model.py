@@ -60,6 +60,43 @@ def test_a_few_training_steps_of_every_stage_save_a_model_that_loads_and_a_rerun
     assert again.model.config.text_config.num_attention_heads == cfg.shape.text_heads + 4
 
 
+@pytest.mark.parametrize("steps_done", [2, 3])     # mid-stage; after the last step, before the stage's gate
+def test_a_run_stopped_by_its_time_budget_checkpoints_and_resumes_to_the_same_weights(tmp_path, steps_done):
+    """A lent GPU's lease or a session's end stops training between steps; the next run goes on from
+    the checkpoint and ends where one uninterrupted run ends (vision and align draw no random questions)."""
+    tiny = tuple(replace(s, steps=3, scenes_per_step=1, crops_per_scene=2, warmup=1)
+                 for s in RECIPES["default"].stages[:2])                     # vision, align
+    cfg = replace(RECIPES["default"], stages=tiny, train_short_side=(400, 500))
+    gates = dict(shape_gate_scenes=2, gate_scenes=2, progress=False, checkpoint_every=100)
+    whole = Trainer(cfg, tmp_path / "whole", tmp_path / "m1", **gates)
+    assert whole.train() == tmp_path / "m1"
+    asked = []
+
+    def after_some_steps() -> bool:         # asked before the stage, then after each step
+        asked.append(1)
+        return len(asked) > steps_done
+
+    first = Trainer(cfg, tmp_path / "cut", tmp_path / "m2", **gates)
+    assert first.train(stop=after_some_steps) is None
+    assert not (tmp_path / "m2").exists()
+    saved = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["state"]
+    assert (saved["stage_index"], saved["step"]) == (0, steps_done)  # saved though checkpoint_every is 100
+    assert "gate_vision" not in saved["metrics"]
+    rest = Trainer(cfg, tmp_path / "cut", tmp_path / "m2", **gates)
+    assert (rest.state.stage_index, rest.state.step) == (0, steps_done)
+    assert rest.train(stop=lambda: False) == tmp_path / "m2"
+    record = json.loads((tmp_path / "m2" / "training.json").read_text())
+    assert record["metrics"]["gate_vision"] == json.loads((tmp_path / "m1" / "training.json").read_text())[
+        "metrics"]["gate_vision"]
+    a, b = whole.model.state_dict(), rest.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ha, hb = whole.heads.state_dict(), rest.heads.state_dict()
+    assert all(torch.equal(ha[k], hb[k]) for k in ha)
+    stopped_at_stage_start = Trainer(cfg, tmp_path / "none", tmp_path / "m3", **gates)
+    assert stopped_at_stage_start.train(stop=lambda: True) is None
+    assert not (tmp_path / "none" / "checkpoint.pt").exists()  # nothing trained, nothing written
+
+
 def test_a_run_started_from_another_runs_vision_stage_trains_its_later_stages_exactly_as_that_run(tmp_path):
     """``vision_from`` skips retraining the tower in a study of the LM stages: the vision stage trains
     only the tower and its heads, so starting stage 2 with them is that run's own state."""
@@ -86,6 +123,9 @@ def test_a_run_started_from_another_runs_vision_stage_trains_its_later_stages_ex
         Trainer(capped, tmp_path / "c", tmp_path / "m4", progress=False, vision_from=tmp_path / "whole" / "checkpoint.pt")
     later_cfg = cfg.with_stage("align", lr=1e-4)                               # later stages may differ: the study
     assert Trainer(later_cfg, tmp_path / "l2", tmp_path / "m5", progress=False,
+                   vision_from=tmp_path / "whole" / "checkpoint.pt").state.stage_index == 1
+    wider_lm = replace(cfg, shape=replace(cfg.shape, text_hidden=2 * cfg.shape.text_hidden))  # so may the LM
+    assert Trainer(wider_lm, tmp_path / "l3", tmp_path / "m6", progress=False,
                    vision_from=tmp_path / "whole" / "checkpoint.pt").state.stage_index == 1
 
 

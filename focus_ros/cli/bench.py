@@ -2,17 +2,20 @@
 
     focus-bench [--model DIR_OR_ID] [--scenes DIR | --n N --seed S | --vstar DIR]
                 [--methods vanilla focus zoom attention random] [--out DIR]
+                [--sweep search.NAME=V1,V2 ...]
 
 prints, per method and question type, accuracy, mean forward passes, mean prefilled tokens and
 mean seconds per question; writes OUT/results.json (settings, summary, every question with every
 method's answer), OUT/answers.jsonl and OUT/accuracy_vs_passes.png. ``--n N --seed S`` first
 writes N scenes to OUT/scenes (as ``focus-scenes`` would); ``--scenes`` reads such a folder;
-``--vstar`` reads V* Bench (category folders of images with JSON annotations).
+``--vstar`` reads V* Bench (category folders of images with JSON annotations). ``--sweep`` answers
+once per combination of search settings with the model loaded once and writes OUT/sweep.json instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import asdict
@@ -49,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N questions")
     p.add_argument("--choices", action="store_true",
                    help="ask scene questions as multiple choice over their answer words (likeliest option wins)")
+    p.add_argument("--sweep", action="append", default=[], metavar="search.NAME=V1,V2",
+                   help="answer the questions once per combination of these search settings (repeatable; "
+                        "the model loads once) and print each one's accuracy and passes; writes OUT/sweep.json "
+                        "(e.g. --methods focus --sweep search.s_min=1,2 --sweep search.s_max=2,3)")
     p.add_argument("--out", default="out/bench", help="output folder (default out/bench)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -87,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.model = args.model or default_model()
         try:
+            sweep = bench.sweep_grid(args.sweep)
+        except ValueError as exc:
+            raise CliError(f"--sweep: {exc}") from exc
+        try:
             args.set, zoom, attention = split_method_settings(args.set)
         except ValueError as exc:
             raise CliError(str(exc)) from exc
@@ -109,12 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"focus-bench: error: {exc}", file=sys.stderr)
         return 2
+    command = "focus-bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.sweep:
+        return _sweep(args, pipeline, items, sweep, source, out, command)
     adapter = pipeline.adapter
     t0 = time.perf_counter()
     records = bench.run_bench(pipeline, items, args.methods, progress=not args.no_progress)
     wall = time.perf_counter() - t0
     summary = bench.summarise(records)
-    command = "focus-bench " + " ".join(sys.argv[1:] if argv is None else argv)
     config = {"model": args.model, "family": adapter.family, "device": str(adapter.device),
               "dtype": str(adapter.dtype).replace("torch.", ""),
               "attn_implementation": adapter.config.attn_implementation, "methods": args.methods,
@@ -136,6 +149,45 @@ def main(argv: list[str] | None = None) -> int:
     if errors:
         print(f"{errors} question(s) failed; see {paths['results']}")
     print(f"wrote {paths['results']}, {paths['answers']}, {png}")
+    return 1 if errors else 0
+
+
+def _sweep(args: argparse.Namespace, pipeline, items, sweep: list[dict], source: dict, out: Path,
+           command: str) -> int:
+    """``--sweep``: the methods on the same questions once per combination of search settings."""
+    from ..core import bench
+    from ..core.config import search_with
+
+    base, runs = pipeline.search, []
+    t0 = time.perf_counter()
+    try:
+        for settings in sweep:
+            try:
+                pipeline.search = search_with(base, settings)
+            except ValueError as exc:          # e.g. s_max below s_min: that combination is not a setting
+                runs.append({"settings": settings, "skipped": str(exc)})
+                continue
+            records = bench.run_bench(pipeline, items, args.methods, progress=not args.no_progress)
+            runs.append({"settings": settings, "search": asdict(pipeline.search),
+                         "summary": bench.summarise(records), "errors": sum("error" in r for r in records)})
+    finally:
+        pipeline.search = base
+    wall = time.perf_counter() - t0
+    method = "focus" if "focus" in args.methods else args.methods[0]
+    best = bench.best_run(runs, method)
+    data = {"model": args.model, "methods": args.methods, "questions": len(items), "source": source,
+            "best_by": method, "best": best, "runs": runs, "wall_seconds": round(wall, 3), "command": command}
+    path = out / "sweep.json"
+    path.write_text(json.dumps(data, indent=1, default=float) + "\n")
+    print(f"model {args.model}: {len(items)} questions, {sum('summary' in r for r in runs)} of {len(runs)} "
+          f"combinations, {wall:.1f} s")
+    print(bench.format_sweep(runs, best))
+    if best is not None:
+        print(f"best ({method}, '*'): " + " ".join(f"--set {k}={v}" for k, v in runs[best]["settings"].items()))
+    print(f"wrote {path}")
+    errors = sum(r.get("errors", 0) for r in runs)
+    if errors:
+        print(f"{errors} answer(s) failed; see the runs' error counts in {path}")
     return 1 if errors else 0
 
 

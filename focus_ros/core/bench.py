@@ -23,6 +23,7 @@ answered from the whole frame.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -401,6 +402,58 @@ def format_table(summary: dict[str, dict[str, dict]]) -> str:
                          f"{s['tokens_prefilled']:10.0f} {s['generated_tokens']:10.1f} {s['seconds']:8.3f}")
     lines.append(f"{ALL_BUT_COLOR}: every question type but 'color' (what colour is the <shape>: the identity "
                  "itself is the fine detail), which is reported on its own row")
+    return "\n".join(lines)
+
+
+def sweep_grid(specs: Sequence[str]) -> list[dict[str, str]]:
+    """Every combination of ``search.NAME=V1,V2,...`` specs (the first varies slowest), as
+    ``{"search.NAME": "V"}`` dicts; ValueError on a malformed spec, a name given twice or one outside
+    ``search.*`` (a sweep keeps the model loaded, so only search settings can change)."""
+    axes: dict[str, list[str]] = {}
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        key = key.strip()
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not vals:
+            raise ValueError(f"expected search.NAME=V1,V2,..., got {spec!r}")
+        if not key.startswith("search."):
+            raise ValueError(f"only search.* settings can be swept with the model loaded, got {key!r}")
+        if key in axes:
+            raise ValueError(f"{key} is swept twice")
+        axes[key] = vals
+    return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+
+
+def headline(types: dict[str, dict]) -> dict:
+    """A method's one-line metrics: the ``all*`` row, or its only question type's."""
+    return types.get(ALL_BUT_COLOR) or next(iter(types.values()))
+
+
+def best_run(runs: Sequence[dict], method: str) -> int | None:
+    """Index of the sweep run where ``method`` answered best (fewer passes break a tie); None when
+    no run has it."""
+    scored = [(headline(r["summary"][method])["accuracy"], -headline(r["summary"][method])["forward_passes"], -i)
+              for i, r in enumerate(runs) if method in r.get("summary", {})]
+    return -max(scored)[2] if scored else None
+
+
+def format_sweep(runs: Sequence[dict], best: int | None) -> str:
+    """The table ``focus-bench --sweep`` prints: one row per combination, accuracy and mean forward
+    passes of each method (``all*`` or the only type), ``*`` on the best, skipped combinations with why."""
+    keys = list(dict.fromkeys(k for r in runs for k in r["settings"]))
+    methods = list(dict.fromkeys(m for r in runs for m in r.get("summary", {})))
+    widths = [max(len(k), 6) for k in keys]
+    head = "  ".join(f"{k:>{w}}" for k, w in zip(keys, widths)) + "".join(
+        f"  {m + ' acc':>12} {'passes':>7}" for m in methods)
+    lines = [head, "-" * len(head)]
+    for i, r in enumerate(runs):
+        cells = "  ".join(f"{r['settings'].get(k, ''):>{w}}" for k, w in zip(keys, widths))
+        if "summary" not in r:
+            lines.append(f"{cells}  skipped: {r['skipped']}")
+            continue
+        cells += "".join(f"  {headline(r['summary'][m])['accuracy']:12.3f} {headline(r['summary'][m])['forward_passes']:7.1f}"
+                         if m in r["summary"] else f"  {'-':>12} {'-':>7}" for m in methods)
+        lines.append(cells + ("  *" if i == best else ""))
     return "\n".join(lines)
 
 

@@ -235,6 +235,18 @@ def parameter_table() -> dict[str, tuple[Any, type]]:
     return table
 
 
+def search_with(search: SearchConfig, values: Mapping[str, Any]) -> SearchConfig:
+    """``search`` with ``{"search.NAME": value}`` settings applied, each coerced to its field's type,
+    then validated: ValueError on an unknown name, a bad value or an invalid combination."""
+    defaults = {f"search.{f.name}": f.default for f in fields(SearchConfig)}
+    unknown = sorted(k for k in values if k not in defaults)
+    if unknown:
+        raise ValueError(f"unknown search settings: {', '.join(unknown)}")
+    out = replace(search, **{k.split(".", 1)[1]: _coerce(v, defaults[k], k) for k, v in values.items()})
+    out.validate()
+    return out
+
+
 def build_configs(values: Mapping[str, Any]) -> tuple[ModelConfig, SearchConfig]:
     """Build and validate both configs from ``{"model.path": ..., "search.max_steps": ...}``.
 
@@ -261,5 +273,5 @@ def build_configs(values: Mapping[str, Any]) -> tuple[ModelConfig, SearchConfig]
 
 __all__ = [
     "EMBEDDED_MODEL", "default_model_path", "FAMILIES", "ModelConfig", "SearchConfig", "FAMILY_SEARCH_DEFAULTS", "search_defaults",
-    "resolve_family", "build_configs", "parameter_table", "MODEL_SETTINGS_FILE", "model_search_settings",
+    "resolve_family", "build_configs", "search_with", "parameter_table", "MODEL_SETTINGS_FILE", "model_search_settings",
 ]

@@ -35,7 +35,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -80,6 +80,11 @@ class ModelShape:
     @property
     def grid(self) -> int:
         return self.image_size // self.patch_size
+
+
+# the ModelShape fields the vision stage depends on: --vision-from compares these, so a study may
+# change the LM's sizes on another run's tower
+VISION_SHAPE_FIELDS = ("image_size", "patch_size", "vision_hidden", "vision_layers", "vision_heads")
 
 
 @dataclass(frozen=True)
@@ -1175,6 +1180,25 @@ def _lr(step: int, stage: StageConfig) -> float:
     return stage.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
+class _EndableBatches:
+    """A batch sampler that can end early. A loader worker shut down while it still draws prefetched
+    batches aborts at exit (seen: 'terminate called without an active exception', then a RuntimeError
+    from torch's SIGCHLD handler in the training process); ending the sampler and taking the batches
+    already asked for lets the workers finish as at a stage's end."""
+
+    def __init__(self, batches):
+        self.batches, self.ended = batches, False
+
+    def __iter__(self):
+        for b in self.batches:
+            if self.ended:
+                return
+            yield b
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 @dataclass
 class TrainState:
     stage_index: int = 0
@@ -1208,7 +1232,11 @@ class Trainer:
             init_matching_attention(self.model, cfg.match_init_gain, len(self.seq.prefix) + 64, cfg.seed,
                                     cfg.match_init_heads)
         self.model.to(self.device)
-        self.heads = Heads(cfg.shape.vision_hidden).to(self.device)
+        with torch.random.fork_rng(devices=[]):
+            # seeded: this torch's global generator starts from a random seed in every process
+            # (torch.initial_seed() differs run to run), so unseeded heads made the vision stage differ
+            torch.manual_seed(cfg.seed)
+            self.heads = Heads(cfg.shape.vision_hidden).to(self.device)
         torch.manual_seed(cfg.seed)
         self.state = TrainState()
         self.color_words, self.shape_words = word_ids(self.tokenizer)
@@ -1216,6 +1244,7 @@ class Trainer:
         self.init_from = str(init_from) if init_from is not None else None
         self.vision_from: str | None = None
         self._opt_state = None
+        self._batches: _EndableBatches | None = None
         if init_from is not None and not self.ckpt.is_file():
             # the stages before start_stage are done: their result is the saved model
             import transformers
@@ -1255,9 +1284,12 @@ class Trainer:
     def _vision_settings(cfg: "TrainConfig | dict") -> dict:
         """What the vision stage's result depends on (as plain values, from a config or its asdict)."""
         d = asdict(cfg) if isinstance(cfg, TrainConfig) else cfg
-        keys = ("seed", "shape", "train_short_side", "crop_scale", "legible_px", "visible_px", "mixed_precision",
+        keys = ("seed", "train_short_side", "crop_scale", "legible_px", "visible_px", "mixed_precision",
                 "vision_object_cap")
-        return {**{k: d.get(k) for k in keys}, "vision stage": d["stages"][0] if d.get("stages") else None}
+        # the tower's sizes only: the LM's do not touch stage 1 (the tower is initialised before the LM)
+        shape = {k: (d.get("shape") or {}).get(k) for k in VISION_SHAPE_FIELDS}
+        return {**{k: d.get(k) for k in keys}, "shape": shape,
+                "vision stage": d["stages"][0] if d.get("stages") else None}
 
     # -- checkpoints
     @property
@@ -1290,13 +1322,14 @@ class Trainer:
     # -- data
     def loader(self, stage_index: int, start: int) -> Iterator[dict]:
         stage = self.cfg.stages[stage_index]
+        self._batches = None
         if stage.name == "exist-symbolic":
             return iter(range(start, stage.steps))      # no scenes drawn: symbolic_loss makes its own views
         n = stage.steps * stage.scenes_per_step
         ds = SceneSamples(self.cfg, stage, self.cfg.stage_seed(stage_index), n, STAGE_TASKS[stage.name])
         sampler = range(start * stage.scenes_per_step, n)
-        batches = torch.utils.data.BatchSampler(sampler, stage.scenes_per_step, drop_last=False)
-        return iter(torch.utils.data.DataLoader(ds, batch_sampler=batches, num_workers=self.workers,
+        self._batches = _EndableBatches(torch.utils.data.BatchSampler(sampler, stage.scenes_per_step, drop_last=False))
+        return iter(torch.utils.data.DataLoader(ds, batch_sampler=self._batches, num_workers=self.workers,
                                                 collate_fn=collate, persistent_workers=False,
                                                 worker_init_fn=_one_thread,
                                                 # fork after CUDA/OpenMP/OpenCV thread pools exist can deadlock
@@ -1304,10 +1337,19 @@ class Trainer:
                                                 prefetch_factor=4 if self.workers else None))
 
     # -- the loop
-    def train(self) -> Path:
+    def train(self, stop: Callable[[], bool] | None = None) -> Path | None:
+        """Train the remaining stages and save the model; returns its folder. ``stop`` is asked before
+        each stage and after each step; once it says True, training checkpoints and returns None, and
+        a new Trainer on the same work folder resumes there (a time budget: a lent GPU's lease, a
+        session's end)."""
         from tqdm import tqdm
 
+        def out_of_time() -> bool:
+            return stop is not None and stop()
+
         while self.state.stage_index < len(self.cfg.stages):
+            if out_of_time():
+                return self._stopped()
             si = self.state.stage_index
             stage = self.cfg.stages[si]
             if stage.release_heads and self.state.step == 0:
@@ -1330,7 +1372,8 @@ class Trainer:
                        f"{stage.name}", disable=not self.progress, dynamic_ncols=True)
             t0 = time.perf_counter()
             ema: dict[str, float] = {}
-            for batch in self.loader(si, self.state.step):
+            batches = self.loader(si, self.state.step)
+            for batch in batches:
                 for g in self.opt.param_groups:
                     g["lr"] = _lr(self.state.step, stage)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.mixed_precision):
@@ -1348,12 +1391,20 @@ class Trainer:
                         ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in ema.items()})
-                if self.state.step % self.checkpoint_every == 0 or self.state.step == stage.steps:
+                halt = out_of_time()        # also after a stage's last step: its gate runs on resume
+                if self.state.step % self.checkpoint_every == 0 or self.state.step == stage.steps or halt:
                     self.state.seconds[stage.name] = self.state.seconds.get(stage.name, 0.0) + \
                         time.perf_counter() - t0
                     t0 = time.perf_counter()
                     self.state.metrics[stage.name] = dict(ema)
                     self._save()
+                if halt:
+                    bar.close()
+                    if self._batches is not None:
+                        self._batches.ended = True
+                        for _ in batches:       # the few already prefetched: drawn, not trained on
+                            pass
+                    return self._stopped()
                 if self.state.step >= stage.steps:
                     break
             bar.close()
@@ -1368,6 +1419,12 @@ class Trainer:
             # a study that changes only later stages starts from here (copy it to WORK/checkpoint.pt)
             shutil.copyfile(self.ckpt, self.work / f"after-{stage.name}.pt")
         return self.save_model()
+
+    def _stopped(self) -> None:
+        stage = self.cfg.stages[self.state.stage_index]
+        LOG.info("time budget reached at stage %d/%d %s, step %d of %d; checkpoint %s (the same command resumes)",
+                 self.state.stage_index + 1, len(self.cfg.stages), stage.name, self.state.step, stage.steps, self.ckpt)
+        return None
 
     def _loss(self, stage: StageConfig, batch, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
         if stage.name == "vision":

@@ -131,7 +131,9 @@ def _texture(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     mid = rng.normal(0, 10, (max(2, h // 24), max(2, w // 24), 1)).astype(np.float32)
     base += cv2.resize(mid, (w, h), interpolation=cv2.INTER_CUBIC)[..., None]
     fine = rng.integers(-6, 7, (h, w, 1), dtype=np.int16)
-    return base.astype(np.int16) + fine
+    out = base.astype(np.int16)
+    out += fine
+    return out
 
 
 def _blobs(img: np.ndarray, rng: np.random.Generator, short: int) -> None:
@@ -153,7 +155,13 @@ def _blobs(img: np.ndarray, rng: np.random.Generator, short: int) -> None:
     alpha = cv2.GaussianBlur(alpha, (k, k), 0)
     layer = cv2.resize(layer, (w, h), interpolation=cv2.INTER_LINEAR)
     alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
-    img[:] = (img * (1 - alpha) + layer * alpha).astype(np.int16)
+    # img * (1 - alpha) + layer * alpha, truncated to int16, in place: the same float32 operations in
+    # the same order (the frame's values do not change), without four full-frame temporaries
+    out = img.astype(np.float32)
+    out *= 1 - alpha
+    layer *= alpha
+    out += layer
+    np.copyto(img, out, casting="unsafe")
 
 
 def _strokes(img: np.ndarray, rng: np.random.Generator, short: int) -> None:
