@@ -16,8 +16,8 @@
 #
 # Needs python3 with torch and the pinned transformers (carry its wheel, README "GPU"). Results in
 # $OUT (or out/gpu_train), at most 8 files so a device call returns them all: run.log, train.log,
-# gates.txt, sweep.txt (with SWEEP), bench.txt, bench.json, checkpoint.pt (the training state: resume or --vision-heads from it)
-# and model.tar (the saved model). The work folder (WORK, default out/<basename of OUT>_work) keeps
+# gates.txt, sweep.txt (with SWEEP), bench.txt, bench.json, checkpoint.pt (the training state: resume
+# or --vision-heads from it) and model.tar (the saved model). The work folder (WORK, default out/<basename of OUT>_work) keeps
 # checkpoints, the model and the bench run; a rerun with the same WORK resumes from it.
 set -uo pipefail
 out=${OUT:-out/gpu_train}
@@ -29,9 +29,13 @@ cores=$(nproc)
 t0=$SECONDS
 stamp() { echo "[$((SECONDS - t0)) s] $*"; }
 {
-if [ -n "${RESUME:-}" ] && [ ! -f "$work/checkpoint.pt" ]; then
-    cp "$RESUME" "$work/checkpoint.pt" || exit 1
-    stamp "resuming from $RESUME"
+if [ -n "${RESUME:-}" ]; then
+    if [ -f "$work/checkpoint.pt" ]; then
+        stamp "$work already holds a checkpoint: RESUME=$RESUME is not copied over it"
+    else
+        cp "$RESUME" "$work/checkpoint.pt" || exit 1
+        stamp "resuming from $RESUME"
+    fi
 fi
 stamp "train $*${BUDGET_S:+ (at most $BUDGET_S s)}"
 # the held-out scenes are drawn on the CPU while the GPU trains (one core left to them)

@@ -1371,7 +1371,8 @@ class Trainer:
             bar = tqdm(total=stage.steps, initial=self.state.step, desc=f"stage {si + 1}/{len(self.cfg.stages)} "
                        f"{stage.name}", disable=not self.progress, dynamic_ncols=True)
             t0 = time.perf_counter()
-            ema: dict[str, float] = {}
+            # a resumed stage goes on from the moving averages its checkpoint saved
+            ema: dict[str, float] = dict(self.state.metrics.get(stage.name, {})) if self.state.step else {}
             batches = self.loader(si, self.state.step)
             for batch in batches:
                 for g in self.opt.param_groups:

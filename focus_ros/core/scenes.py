@@ -156,7 +156,7 @@ def _blobs(img: np.ndarray, rng: np.random.Generator, short: int) -> None:
     layer = cv2.resize(layer, (w, h), interpolation=cv2.INTER_LINEAR)
     alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
     # img * (1 - alpha) + layer * alpha, truncated to int16, in place: the same float32 operations in
-    # the same order (the frame's values do not change), without four full-frame temporaries
+    # the same order (the frame's values do not change), without three full-frame temporaries
     out = img.astype(np.float32)
     out *= 1 - alpha
     layer *= alpha
