@@ -244,7 +244,8 @@ class TrainConfig:
 
 # "default-fp32" made models/embedded (one run from scratch on a lent H200, 543 s): the four stages with 15
 # crops per scene in vision and alignment, then the grown-head stages; "full-bf16" is the same in bfloat16
-# (130 min on this 2-core CPU, measured on a day bfloat16 ran faster than float32). "default" is
+# (130 min on this 2-core CPU, measured on a day bfloat16 ran faster than float32; 109 min with the seeded
+# heads on 2026-12-04's AMD EPYC host, gates as the committed model's, FOCUS 0.540: README "Embedded model" (15)). "default" is
 # default-fp32 for the 2-hour CPU budget without cutting a step: 8 existence questions per symbolic map
 # (exist-symbolic 1.74 -> 0.61 s a step) and two items per drawn scene (scene_reuse; the loader bounded
 # every stage), float32 because bfloat16 autocast was slower on this machine's host on 2026-11-27 (vision
