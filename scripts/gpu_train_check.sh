@@ -17,8 +17,9 @@
 # Needs python3 with torch and the pinned transformers (carry its wheel, README "GPU"). Results in
 # $OUT (or out/gpu_train), at most 8 files so a device call returns them all: run.log, train.log,
 # gates.txt, sweep.txt (with SWEEP), bench.txt, bench.json, checkpoint.pt (the training state: resume
-# or --vision-heads from it) and model.tar (the saved model). The work folder (WORK, default out/<basename of OUT>_work) keeps
-# checkpoints, the model and the bench run; a rerun with the same WORK resumes from it.
+# or --vision-heads from it) and model.tar (the saved model). The work folder (WORK, default
+# out/<basename of OUT>_work) keeps checkpoints, the model and the bench run; a rerun with the same WORK
+# resumes from it.
 set -uo pipefail
 out=${OUT:-out/gpu_train}
 device=${DEVICE:-cuda}

@@ -245,14 +245,14 @@ class TrainConfig:
 # "default-fp32" made models/embedded (one run from scratch on a lent H200, 543 s): the four stages with 15
 # crops per scene in vision and alignment, then the grown-head stages; "full-bf16" is the same in bfloat16
 # (130 min on this 2-core CPU, measured on a day bfloat16 ran faster than float32; 109 min with the seeded
-# heads on 2026-12-04's AMD EPYC host, gates as the committed model's, FOCUS 0.540: README "Embedded model" (15)). "default" is
-# default-fp32 for the 2-hour CPU budget without cutting a step: 8 existence questions per symbolic map
-# (exist-symbolic 1.74 -> 0.61 s a step) and two items per drawn scene (scene_reuse; the loader bounded
-# every stage), float32 because bfloat16 autocast was slower on this machine's host on 2026-11-27 (vision
-# 2.75 vs 1.67 s a step, tune 1.68 vs 1.08). Measured from scratch on 2 cores: 107 min, but per-patch shape
-# on held-out crops 0.72 against 0.79 (fewer distinct scenes), so it did not replace the committed model.
-# "cut-bf16" was the default before: full-bf16 with 8 questions per map and fewer steps, 138 min measured
-# and weaker shape reading (README "Embedded model").
+# heads on 2026-12-04's AMD EPYC host, about the committed model's gates but FOCUS 0.540 against 0.603:
+# README "Embedded model" (15)). "default" is default-fp32 for the 2-hour CPU budget without cutting a step:
+# 8 existence questions per symbolic map (exist-symbolic 1.74 -> 0.61 s a step) and two items per drawn
+# scene (scene_reuse; the loader bounded every stage), float32 because bfloat16 autocast was slower on this
+# machine's host on 2026-11-27 (vision 2.75 vs 1.67 s a step, tune 1.68 vs 1.08). Measured from scratch on 2
+# cores: 107 min, but per-patch shape on held-out crops 0.72 against 0.79 (fewer distinct scenes), so it did
+# not replace the committed model. "cut-bf16" was the default before: full-bf16 with 8 questions per map and
+# fewer steps, 138 min measured and weaker shape reading (README "Embedded model").
 # "grown-heads" is an older default (5 crops; models/embedded at fff4a47), "four-stage" the one before it.
 RECIPES = {"default": TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2),
            # default-fp32 reading a 192 px view through 12 px patches: the same 16 x 16 grid and token count
