@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Train the embedded default model (see focus_ros/core/embedded.py for the recipe).
 
-    python scripts/train_embedded_model.py --recipe default-fp32 --device cuda --workers 15   # models/embedded: 9 min on an H200
-    python scripts/train_embedded_model.py                 # on the CPU: resumable; the same steps, 2 items a drawn scene: 107 min measured on 2 cores (README)
+    python scripts/train_embedded_model.py                 # models/embedded: 109 min on 2 cores with AVX512-BF16 (README)
+    python scripts/train_embedded_model.py --recipe default-fp32 --device cuda --workers 15   # the same in float32: 9 min on an H200
+    python scripts/train_embedded_model.py --recipe reuse-fp32   # a CPU whose bfloat16 is slow: 107 min, weaker (README)
 
 Checkpoints go to --work (default out/train_embedded); running the same command again resumes
 from the last one; --max-seconds S stops at the first step past S seconds with a checkpoint (exit
@@ -66,22 +67,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stages", type=int, default=0,
                    help="train only the recipe's first N stages (0: all; a study of one stage's gate)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="default",
-                   help="default (default-fp32's stages and steps with two items drawn from each scene and 8 "
-                        "existence questions per symbolic map: the CPU recipe), "
-                        "default-fp32 (four-stage with 15 crops per scene in vision and alignment, then 4 grown "
-                        "heads per LM layer that learn existence and a joint tune: made models/embedded), "
-                        "vision-distinct (the default with one item a scene in the vision stage), "
+                   help="default (made models/embedded: four-stage with 15 crops per scene in vision and "
+                        "alignment, then 4 grown heads per LM layer that learn existence and a joint tune, under "
+                        "bfloat16 autocast; 109 min on 2 cores with AVX512-BF16), full-bf16 (the same), "
+                        "default-fp32 (the same in float32: the model committed before, on an H200), "
+                        "reuse-fp32 (default-fp32's stages and steps with two items drawn from each scene and 8 "
+                        "existence questions per symbolic map: for a CPU whose bfloat16 is slow), "
+                        "vision-distinct (reuse-fp32 with one item a scene in the vision stage), "
                         "view-192 (default-fp32 on a 192 px view with 12 px patches: the same grid), "
                         "grid-24 (default-fp32 on a 192 px view with 8 px patches: a 24 x 24 grid), "
-                        "default-192 (the default on that 192 px view), "
-                        "small-objects (the default with no object weighing more than 4 patches in the vision loss), "
-                        "full-bf16 (default-fp32 under bfloat16 autocast), cut-bf16 (full-bf16 with fewer steps), "
-                        "grown-heads (the previous default: the same with 5 crops), four-stage (the one before), "
+                        "default-192 (reuse-fp32 on that 192 px view), "
+                        "small-objects (reuse-fp32 with no object weighing more than 4 patches in the vision loss), "
+                        "cut-bf16 (full-bf16 with fewer steps), "
+                        "grown-heads (an older default: default-fp32 with 5 crops), four-stage (the one before), "
                         "existence-first "
                         "(matching init + symbolic existence stage), existence-release (the same, two heads "
-                        "freed for tuning), two-hour (the default's stages cut to ~107 CPU minutes; "
-                        "existence does not learn) or half-batch (the default's steps with half the scenes "
+                        "freed for tuning), two-hour (default-fp32's stages cut to ~107 CPU minutes; "
+                        "existence does not learn) or half-batch (default-fp32's steps with half the scenes "
                         "and sequences per step)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="the recipe's seed (TrainConfig.seed: scenes, initialisation, order; default 20251125): "
+                        "another draw of the same recipe")
     p.add_argument("--vision-object-cap", type=int, default=None,
                    help="override the recipe's TrainConfig.vision_object_cap (0: per-patch weights)")
     p.add_argument("--vision-hidden", type=int, default=None,
@@ -128,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--stage-set {item}: {e}")
     if args.stages:
         cfg = replace(cfg, stages=cfg.stages[:args.stages])
+    if args.seed is not None:
+        cfg = replace(cfg, seed=args.seed)
+        # the gates read the held-out seed's scenes: no stage may train on them
+        if cfg.heldout_seed in {cfg.stage_seed(i) for i in range(len(cfg.stages))}:
+            p.error(f"--seed {args.seed}: a stage would draw the held-out scenes (seed {cfg.heldout_seed})")
     if args.vision_object_cap is not None:
         if args.vision_object_cap < 0:
             p.error("--vision-object-cap must be >= 0")

@@ -242,19 +242,20 @@ class TrainConfig:
                         max_sequences=64, symbolic=0.2)))
 
 
-# "default-fp32" made models/embedded (one run from scratch on a lent H200, 543 s): the four stages with 15
-# crops per scene in vision and alignment, then the grown-head stages; "full-bf16" is the same in bfloat16
-# (130 min on this 2-core CPU, measured on a day bfloat16 ran faster than float32; 109 min with the seeded
-# heads on 2026-12-04's AMD EPYC host, about the committed model's gates but FOCUS 0.540 against 0.603:
-# README "Embedded model" (15)). "default" is default-fp32 for the 2-hour CPU budget without cutting a step:
-# 8 existence questions per symbolic map (exist-symbolic 1.74 -> 0.61 s a step) and two items per drawn
-# scene (scene_reuse; the loader bounded every stage), float32 because bfloat16 autocast was slower on this
-# machine's host on 2026-11-27 (vision 2.75 vs 1.67 s a step, tune 1.68 vs 1.08). Measured from scratch on 2
-# cores: 107 min, but per-patch shape on held-out crops 0.72 against 0.79 (fewer distinct scenes), so it did
-# not replace the committed model. "cut-bf16" was the default before: full-bf16 with 8 questions per map and
-# fewer steps, 138 min measured and weaker shape reading (README "Embedded model").
+# "default" made models/embedded: one run from scratch on a 2-core AMD EPYC with AVX512-BF16 (109 min,
+# README "Embedded model" (15)-(16)): the four stages with 15 crops per scene in vision and alignment, then
+# the grown-head stages, under bfloat16 autocast; "full-bf16" is the same recipe under the name it was
+# measured with. "default-fp32" is it in float32: it made the model committed before (a lent H200, 543 s,
+# heads not yet seeded, so no command reproduces those weights; FOCUS 0.603 against 0.587 on the held-out
+# 300, each at its own validated region sizes). On a host whose bfloat16 is slow (2026-11-27's: vision 2.75 vs
+# 1.67 s a step in float32) it overruns the 2-hour budget; "reuse-fp32" is the float32 recipe sized for such
+# a host: 8 existence questions per symbolic map (exist-symbolic 1.74 -> 0.61 s a step) and two items per
+# drawn scene (scene_reuse; the loader bounded every stage). Measured from scratch on 2 cores: 107 min, but
+# per-patch shape on held-out crops 0.72 against 0.79 (fewer distinct scenes). "cut-bf16" was a default
+# before: full-bf16 with 8 questions per map and fewer steps, 138 min measured and weaker shape reading
+# (README "Embedded model").
 # "grown-heads" is an older default (5 crops; models/embedded at fff4a47), "four-stage" the one before it.
-RECIPES = {"default": TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2),
+RECIPES = {"reuse-fp32": TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2),
            # default-fp32 reading a 192 px view through 12 px patches: the same 16 x 16 grid and token count
            # (about the same compute), each patch seeing 1.5x the pixels; sizes in view pixels scale with it
            "view-192": replace(TrainConfig().more_crops().grown_existence(),
@@ -264,22 +265,21 @@ RECIPES = {"default": TrainConfig().more_crops().grown_existence(per_map=8).reus
            # wide: the lever README "Embedded model" (13) points to (FOCUS's misses are sub-patch targets)
            "grid-24": replace(TrainConfig().more_crops().grown_existence(),
                               shape=ModelShape(image_size=192, patch_size=8), legible_px=18.0, visible_px=3.0),
-           # the CPU default (8 questions a symbolic map, two items a scene) on view-192's 192 px view; its
-           # vision stage read shapes per scale about as the 128 px default's (README "Embedded model" (9))
+           # reuse-fp32 (8 questions a symbolic map, two items a scene) on view-192's 192 px view; its
+           # vision stage read shapes per scale about as reuse-fp32's at 128 px (README "Embedded model" (9))
            "default-192": replace(TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2),
                                   shape=ModelShape(image_size=192, patch_size=12), legible_px=18.0, visible_px=3.0),
-           # the CPU default with each object's patches capped at 4 patches' weight in the vision loss: its
+           # reuse-fp32 with each object's patches capped at 4 patches' weight in the vision loss: its
            # vision stage read 1/8-1/6 targets far better and 1/3-1/2 ones worse (README "Embedded model" (9))
            "small-objects": replace(TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2),
                                     vision_object_cap=4),
-           # the default with one item a scene in the vision stage (shape reading needs distinct scenes);
+           # reuse-fp32 with one item a scene in the vision stage (shape reading needs distinct scenes);
            # measured on 2 cores: 129 min (over budget on that day's host), shape on crops 0.835 at all
            # scales but existence 0.905 and pointing 0.21 vs 0.084 (README "Embedded model" (8))
            "vision-distinct": TrainConfig().more_crops().grown_existence(per_map=8).reuse_scenes(2, skip=("vision",)),
            "cut-bf16": replace(TrainConfig().more_crops().grown_existence(per_map=8).with_steps(
                vision=1300, tune_crops=450, tune=1100, exist_crops=600, tune_joint=450), mixed_precision=True),
            "full-bf16": replace(TrainConfig().more_crops().grown_existence(), mixed_precision=True),
-           # the default's stages in float32: the recipe that trained the model committed before mixed precision
            "default-fp32": TrainConfig().more_crops().grown_existence(),
            "grown-heads": TrainConfig().grown_existence(), "four-stage": TrainConfig(),
            "existence-first": TrainConfig().existence_first(),
@@ -293,6 +293,7 @@ RECIPES = {"default": TrainConfig().more_crops().grown_existence(per_map=8).reus
            # the default's updates with half the scenes and sequences each (TrainConfig.smaller_batches());
            # measured on 2 cores: vision 25 min instead of ~65, but per-patch shape on held-out crops 0.54 vs 0.79
            "half-batch": TrainConfig().more_crops().grown_existence().smaller_batches()}
+RECIPES["default"] = RECIPES["full-bf16"]
 
 
 # ----------------------------------------------------------------------------- model building
