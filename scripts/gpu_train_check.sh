@@ -55,7 +55,7 @@ if [ "$rc" = 75 ]; then          # the training script's "stopped at --max-secon
     exit 0
 fi
 [ "$rc" = 0 ] || { tail -20 "$out/train.log"; exit 1; }
-# the committed model's search settings (region sizes 1..2 cells, chosen on a validation seed for this
+# the committed model's search settings (region sizes 1..1 cell, chosen on a validation seed for this
 # view size); --write-settings below replaces the layer range by this model's best pointing
 cp models/embedded/focus_settings.json "$work/model/"
 stamp "gates"
