@@ -135,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.stages:
         cfg = replace(cfg, stages=cfg.stages[:args.stages])
     if args.seed is not None:
-        cfg = replace(cfg, seed=args.seed)
-        # the gates read the held-out seed's scenes: no stage may train on them
-        if cfg.heldout_seed in {cfg.stage_seed(i) for i in range(len(cfg.stages))}:
-            p.error(f"--seed {args.seed}: a stage would draw the held-out scenes (seed {cfg.heldout_seed})")
+        try:
+            cfg = replace(cfg, seed=args.seed)
+        except ValueError as e:         # TrainConfig refuses a seed whose stages would draw the held-out scenes
+            p.error(f"--seed: {e}")
     if args.vision_object_cap is not None:
         if args.vision_object_cap < 0:
             p.error("--vision-object-cap must be >= 0")

@@ -130,12 +130,18 @@ def test_a_run_started_from_another_runs_vision_stage_trains_its_later_stages_ex
                    vision_from=tmp_path / "whole" / "checkpoint.pt").state.stage_index == 1
 
 
-def test_the_training_script_overrides_one_stage_field_typed_as_the_field_and_refuses_unknown_ones():
+def _training_script():
+    """scripts/train_embedded_model.py as a module (it is a script, not part of the package)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("train_script", REPO / "scripts" / "train_embedded_model.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_the_training_script_overrides_one_stage_field_typed_as_the_field_and_refuses_unknown_ones():
+    script = _training_script()
     cfg = script._stage_set(RECIPES["reuse-fp32"], "exist_symbolic.per_map=1")
     assert [s.per_map for s in cfg.stages] == [1] * len(cfg.stages)          # reuse-fp32 asked 8 in that stage
     cfg = script._stage_set(cfg, "exist_crops.new_heads_only=true")
@@ -147,16 +153,14 @@ def test_the_training_script_overrides_one_stage_field_typed_as_the_field_and_re
 
 
 def test_the_training_script_refuses_a_seed_whose_stages_would_draw_the_held_out_scenes(tmp_path, capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_script", REPO / "scripts" / "train_embedded_model.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _training_script()
     heldout = RECIPES["default"].heldout_seed                       # 987654: stage 4 of seed 98765
     with pytest.raises(SystemExit) as stop:
         script.main(["--seed", str(heldout // 10), "--work", str(tmp_path / "w"), "--out", str(tmp_path / "m")])
     assert stop.value.code == 2 and "held-out" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()                             # refused before anything was trained
+    with pytest.raises(ValueError, match="held-out"):                # so does the config, outside the script
+        replace(RECIPES["default"], seed=heldout // 10)
 
 
 def test_items_that_share_a_scene_share_its_frame_view_and_differ_in_their_crops_and_one_per_scene_draws_each():

@@ -194,6 +194,11 @@ class TrainConfig:
         Stages named in ``skip`` keep one item a scene."""
         return replace(self, stages=tuple(s if s.name in skip else replace(s, scene_reuse=k) for s in self.stages))
 
+    def __post_init__(self):
+        # the gates read the held-out seed's scenes: no stage may train on them
+        if self.heldout_seed in {self.stage_seed(i) for i in range(len(self.stages))}:
+            raise ValueError(f"seed {self.seed}: a stage would draw the held-out scenes (seed {self.heldout_seed})")
+
     def stage_seed(self, stage_index: int) -> int:
         return self.seed * 10 + stage_index
 
