@@ -6,7 +6,8 @@
     python scripts/train_embedded_model.py --recipe reuse-fp32   # a CPU whose bfloat16 is slow: 107 min, weaker (README)
 
 Checkpoints go to --work (default out/train_embedded); running the same command again resumes
-from the last one; --max-seconds S stops at the first step past S seconds with a checkpoint (exit
+from the last one (another recipe or --seed on that checkpoint is refused where it contradicts
+what was trained: use another --work); --max-seconds S stops at the first step past S seconds with a checkpoint (exit
 75), for a lent GPU's lease or a session's end. --scale multiplies every stage's step count (a smoke
 run: --scale 0.002).
 --init-from DIR --start-stage K starts from a saved model with the recipe's first K stages done

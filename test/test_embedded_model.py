@@ -4,6 +4,7 @@ model's abilities on held-out scenes (seed never used in training), and that it 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -82,6 +83,10 @@ def test_a_run_stopped_by_its_time_budget_checkpoints_and_resumes_to_the_same_we
     saved = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["state"]
     assert (saved["stage_index"], saved["step"]) == (0, steps_done)  # saved though checkpoint_every is 100
     assert "gate_vision" not in saved["metrics"]
+    with pytest.raises(ValueError, match="seed: "):           # another --seed must not go on with these weights
+        Trainer(replace(cfg, seed=cfg.seed + 1), tmp_path / "cut", tmp_path / "m2", **gates)
+    with pytest.raises(ValueError, match="stage 1 vision: lr"):  # nor another setting of the stage begun
+        Trainer(cfg.with_stage("vision", lr=1e-4), tmp_path / "cut", tmp_path / "m2", **gates)
     rest = Trainer(cfg, tmp_path / "cut", tmp_path / "m2", **gates)
     assert (rest.state.stage_index, rest.state.step) == (0, steps_done)
     assert rest.train(stop=lambda: False) == tmp_path / "m2"
@@ -125,6 +130,12 @@ def test_a_run_started_from_another_runs_vision_stage_trains_its_later_stages_ex
     later_cfg = cfg.with_stage("align", lr=1e-4)                               # later stages may differ: the study
     assert Trainer(later_cfg, tmp_path / "l2", tmp_path / "m5", progress=False,
                    vision_from=tmp_path / "whole" / "checkpoint.pt").state.stage_index == 1
+    branch = tmp_path / "branch"                              # or a copy of the run's state after a stage
+    branch.mkdir()
+    shutil.copyfile(tmp_path / "whole" / "after-vision.pt", branch / "checkpoint.pt")
+    assert Trainer(later_cfg, branch, tmp_path / "m7", progress=False).state.stage_index == 1
+    with pytest.raises(ValueError, match="stage 1 vision: steps"):   # the stages it has done stay its own
+        Trainer(cfg.with_steps(vision=3), branch, tmp_path / "m7", progress=False)
     wider_lm = replace(cfg, shape=replace(cfg.shape, text_hidden=2 * cfg.shape.text_hidden))  # so may the LM
     assert Trainer(wider_lm, tmp_path / "l3", tmp_path / "m6", progress=False,
                    vision_from=tmp_path / "whole" / "checkpoint.pt").state.stage_index == 1

@@ -33,7 +33,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -1206,6 +1206,37 @@ class _EndableBatches:
         return len(self.batches)
 
 
+def _with_defaults(cls, saved: dict) -> dict:
+    """``saved`` (an ``asdict`` of dataclass ``cls`` from an older checkpoint) with the fields added
+    since at their defaults."""
+    defaults = {f.name: f.default for f in cls.__dataclass_fields__.values() if f.default is not MISSING}
+    return {**{k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in defaults.items()}, **saved}
+
+
+def resume_conflicts(saved: dict, cfg: TrainConfig, stage_index: int, step: int) -> list[str]:
+    """What a checkpoint's recipe (``saved``, its ``asdict``) says that ``cfg`` contradicts for the
+    part already trained: any setting outside the stages, and every stage begun (``stage_index`` done,
+    one more if ``step`` > 0). Stages not begun may differ (a study branching from ``after-STAGE.pt``);
+    without this check a resume under another recipe or ``--seed`` trained on silently and
+    ``training.json`` recorded settings the weights never saw."""
+    now = asdict(cfg)
+    out = []
+    old = _with_defaults(TrainConfig, {k: v for k, v in saved.items() if k != "stages"})
+    for k in sorted(set(now) - {"stages"}):
+        a = _with_defaults(ModelShape, old[k]) if k == "shape" else old.get(k)
+        if a != now[k]:
+            out.append(f"{k}: {a!r} there, {now[k]!r} here")
+    begun = stage_index + (1 if step > 0 else 0)
+    stages = [_with_defaults(StageConfig, s) for s in saved.get("stages", ())]
+    if len(now["stages"]) < begun:
+        out.append(f"it has begun {begun} stages, this recipe has {len(now['stages'])}")
+    for i in range(min(begun, len(stages), len(now["stages"]))):
+        if stages[i] != now["stages"][i]:
+            diff = sorted(k for k in now["stages"][i] if stages[i].get(k) != now["stages"][i][k])
+            out.append(f"stage {i + 1} {stages[i]['name']}: {', '.join(diff)}")
+    return out
+
+
 @dataclass
 class TrainState:
     stage_index: int = 0
@@ -1220,7 +1251,8 @@ class Trainer:
     saved model) and no checkpoint yet, training starts at ``start_stage`` from that model; with
     ``vision_from`` (another run's checkpoint) it starts at stage 2 with that run's vision tower,
     refused where that run's vision stage had other settings (seed, shape, scenes, object cap, the
-    stage itself): later stages may differ, that being the study."""
+    stage itself): later stages may differ, that being the study. Resuming a checkpoint is refused
+    likewise where the recipe contradicts what it has trained (``resume_conflicts``)."""
 
     def __init__(self, cfg: TrainConfig, work_dir: str | Path, out_dir: str | Path, device: str = "cpu",
                  workers: int = 0, checkpoint_every: int = 100, progress: bool = True,
@@ -1307,6 +1339,12 @@ class Trainer:
         if not self.ckpt.is_file():
             return
         data = torch.load(self.ckpt, map_location=self.device, weights_only=False)
+        if "config" in data:         # checkpoints before it was saved there are taken as they are
+            conflicts = resume_conflicts(data["config"], self.cfg, data["state"]["stage_index"], data["state"]["step"])
+            if conflicts:
+                raise ValueError(
+                    f"{self.ckpt} was trained with other settings ({'; '.join(conflicts)}); resume it with its own "
+                    "command, or copy a WORK/after-STAGE.pt into a new work folder and change only later stages")
         text = self.model.config.text_config
         saved = data["model"]["model.language_model.layers.0.self_attn.q_proj.weight"].shape[0] // _head_dim(text)
         if saved > text.num_attention_heads:     # grown in a stage already run: shapes only, weights load below
