@@ -7,9 +7,9 @@
 
 Checkpoints go to --work (default out/train_embedded); running the same command again resumes
 from the last one (another recipe or --seed on that checkpoint is refused where it contradicts
-what was trained: use another --work); --max-seconds S stops at the first step past S seconds with a checkpoint (exit
-75), for a lent GPU's lease or a session's end. --scale multiplies every stage's step count (a smoke
-run: --scale 0.002).
+what was trained: use another --work); --max-seconds S stops at the first step past S seconds
+with a checkpoint (exit 75), for a lent GPU's lease or a session's end. --scale multiplies every
+stage's step count (a smoke run: --scale 0.002).
 --init-from DIR --start-stage K starts from a saved model with the recipe's first K stages done
 (the default recipe's grown-head stages on a four-stage model: --init-from DIR --start-stage 4);
 --vision-from WORK/checkpoint.pt starts at stage 2 with another run's vision tower (a study of the
