@@ -14,7 +14,7 @@ from focus_ros.core.targets import (TYPE_ALL, TYPE_SINGLE, Target, extraction_pr
 
 def reference_relevance(layers, target_pos, image_pos):
     """Loop-by-loop reading of the method: cosine per head, summed, shifted, row-normalised,
-    summed over layers, product over target tokens, max scaled to 1."""
+    summed over layers, product over target tokens, then the median mapped to 0 and the peak to 1."""
     per_token = []
     for t in target_pos:
         acc = [0.0] * len(image_pos)
@@ -33,8 +33,8 @@ def reference_relevance(layers, target_pos, image_pos):
         s = sum(acc)
         per_token.append([x / s for x in acc])
     prod = [math.prod(tok[k] for tok in per_token) for k in range(len(image_pos))]
-    peak = max(prod)
-    return np.array([p / peak for p in prod])
+    peak, floor = max(prod), float(np.median(prod))
+    return np.array([min(max((p - floor) / (peak - floor), 0.0), 1.0) for p in prod])
 
 
 def test_relevance_matches_the_reference_on_small_tensors():

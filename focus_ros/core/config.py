@@ -58,7 +58,7 @@ class ModelConfig:
 
     path: str = ""                       # local directory or hub id; required
     family: str = "auto"                 # llava | llava_onevision | qwen2_5_vl | auto (config.json model_type)
-    dtype: str = "auto"                  # auto: float16 on CUDA (how the checkpoints ship), float32 on CPU
+    dtype: str = "auto"                  # auto: on CUDA as the family ships (Qwen bfloat16, LLaVA float16), CPU float32
     device: str = "auto"                 # auto: cuda when available, else cpu
     attn_implementation: str = "sdpa"    # FOCUS reads values, not attention weights, so sdpa/flash work
     local_files_only: bool = False       # set by users who must never touch a hub
@@ -84,12 +84,14 @@ class SearchConfig:
     layer_end: float = 1.0               # exclusive end; values <= 1 are fractions of depth, larger ones indices
     smooth_sigma: float = 0.0            # LLaVA's 24x24 grid is coarse already; OneVision smooths its fine grid
     max_grid_side: int = 0               # 0: keep the model's grid; OneVision pools to about LLaVA's 24 cells
+    contrast_quantile: float = 0.5       # map this quantile of the image tokens to 0: the median is background
+    #                                      (a small target covers few tokens); < 0: raw map / peak, no contrast
     # step 3: region proposals
     top_k_anchors: int = 20              # paper: k around 15-30
     min_anchor_distance: int = 2         # paper: anchors at least 2-3 cells apart
     s_min: int = 3                       # paper: start squares of 3 cells
     s_max: int = 7                       # paper: grow up to 5-9 cells
-    grow_threshold: float = 0.5          # paper: keep growing while mean >= 0.5 of the max
+    grow_threshold: float = 0.5          # paper's "0.5 of the max": a growth step must add cells at least this relevant
     nms_iou: float = 0.3                 # paper: drop overlaps with IoU > 0.3
     crop_margin: float = 0.0             # extra context around a region, fraction of its size
     min_crop_side: int = 0               # never verify crops smaller than this (px); 0: no minimum
@@ -120,6 +122,8 @@ class SearchConfig:
                 raise ValueError(f"search.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.layer_start < 0 or self.layer_end <= 0:
             raise ValueError("search.layer_start must be >= 0 and search.layer_end > 0")
+        if self.contrast_quantile >= 1.0:
+            raise ValueError(f"search.contrast_quantile must be < 1 (negative: off), got {self.contrast_quantile}")
         if self.smooth_sigma < 0 or self.crop_margin < 0 or self.far_apart_area_ratio < 1:
             raise ValueError("search.smooth_sigma and crop_margin must be >= 0, far_apart_area_ratio >= 1")
 

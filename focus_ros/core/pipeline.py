@@ -30,8 +30,8 @@ from .methods import AttentionCropConfig, ZoomConfig, baseline
 from .methods.answer import Choices, parse_options, respond
 from .models import Extension, ImagePrefix, Meter, VLMAdapter, load_adapter
 from .relevance import layer_indices, relevance_from_values
-from .targets import (ANSWER_LEAD, TYPE_ALL, TYPE_SINGLE, Target, extraction_prompt, parse_targets,
-                      question_type, targets_from_question)
+from .targets import (ANSWER_LEAD, TYPE_ALL, TYPE_SINGLE, Target, extraction_prompt, for_question_type,
+                      parse_targets, question_type, targets_from_question)
 
 LOG = logging.getLogger(__name__)
 
@@ -295,6 +295,7 @@ class FocusPipeline:
         progress("targets", 0, 0, None)
         targets, result.target_source = self.extract_targets(question, meter)
         result.question_type = question_type(question, targets)
+        targets = for_question_type(targets, result.question_type)
         result.targets = [t.phrase for t in targets]
         clock.lap("targets")
         check()
@@ -325,7 +326,7 @@ class FocusPipeline:
         progress("relevance", 0, len(targets), None)
         candidates: dict[str, list[Region]] = {}
         for target in targets:
-            rel_map, grid_map, mapping = self.relevance(prefix, target.phrase, meter)
+            rel_map, grid_map, mapping = self.relevance(prefix, target.existence_phrase, meter)
             result.relevance_maps[target.phrase] = rel_map
             candidates[target.phrase] = self._regions(grid_map, mapping, target.phrase)
             check()
@@ -364,7 +365,9 @@ class FocusPipeline:
         target_pos = self.adapter.token_span(ext, target)
         layers = layer_indices(self.adapter.num_layers, self.search.layer_start, self.search.layer_end)
         image_pos = torch.as_tensor(prefix.grid_positions.reshape(-1), dtype=torch.long)
-        rel = relevance_from_values(self.adapter.values(ext.cache, layers), target_pos, image_pos)
+        q = self.search.contrast_quantile
+        rel = relevance_from_values(self.adapter.values(ext.cache, layers), target_pos, image_pos,
+                                    contrast_quantile=q if q >= 0 else None)
         rel_map = rel.reshape(prefix.grid_positions.shape)
         grid_map, mapping = rel_map, prefix.mapping
         if self.search.smooth_sigma > 0:
@@ -400,7 +403,9 @@ class FocusPipeline:
     def verify_regions(self, image: np.ndarray, target: Target, regions: list[Region], meter: Meter,
                 crop_prefixes: dict[Box, ImagePrefix], check: Callable[[], None],
                 on_step: Callable[[Region], None]) -> list[Region]:
-        """Step 4a: existence confidence on the crops, best first; "overrun" until a Yes."""
+        """Step 4a: existence confidence on the crops, best first; "overrun" until a Yes (type 1).
+        A type-2 target (every instance: "all X", or any target of a counting question) keeps
+        every verified crop above ``search.type2_threshold``."""
         s, adapter = self.search, self.adapter
         limit = s.max_steps + (s.max_overrun_steps if s.overrun and target.kind == TYPE_SINGLE else 0)
         best: Region | None = None
@@ -409,7 +414,7 @@ class FocusPipeline:
                 break     # overrun only continues while no candidate said Yes
             check()
             crop_prefix = adapter.prefill_image(crop(image, region.box), meter)
-            ext = adapter.extend(crop_prefix, adapter.existence_text(target.phrase), meter)
+            ext = adapter.extend(crop_prefix, adapter.existence_text(target.existence_phrase), meter)
             region.confidence = adapter.yes_probability(ext.logits)
             on_step(region)
             if best is None or region.confidence > best.confidence:

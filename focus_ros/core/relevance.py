@@ -8,7 +8,15 @@ For a layer l with value vectors V (heads x seq x dim):
   4. row-normalise over the whole cached sequence: M = S' / sum_j S'[t, j].
 The relevance of image token j for target token t is sum over layers of M^l[t, j]. A target of
 several tokens takes the element-wise product of its tokens' maps (in log space, to avoid
-underflow). The map is finally scaled so its maximum is 1.
+underflow).
+
+Contrast: after steps 3-4 every entry is (1 + C_j) / sum, so the raw map is ~(1 + C_j)/(1 + C_max)
+and no cell falls below about half of the peak: the paper's "0.5 of the max" rules would then
+never stop. The final map is therefore rescaled over the image tokens so the *background* sits at
+0 and the peak at 1: ``rel = clip((r - q) / (max - q), 0, 1)`` with ``q`` the ``contrast_quantile``
+of the image tokens (default the median: a small target covers far fewer than half of the tokens,
+so the median is background). ``contrast_quantile = 0`` is plain min-max scaling; ``None`` keeps
+the raw map scaled to a maximum of 1. Every setting keeps the order of the cells above ``q``.
 
 Values carry no rotary position encoding (keys do), and they are in the KV cache anyway, so this
 never needs attention weights and works with sdpa and flash attention.
@@ -50,9 +58,25 @@ def token_relevance(values: torch.Tensor, target_pos: Sequence[int],
     return m[:, image_pos.to(m.device)]
 
 
+def with_contrast(rel: np.ndarray, quantile: float | None) -> np.ndarray:
+    """``rel`` rescaled so its ``quantile`` (the background level) maps to 0 and its peak to 1,
+    clipped to [0, 1]; ``None``: only divided by the peak. A flat map becomes all zeros."""
+    rel = np.asarray(rel, dtype=np.float64)
+    peak = float(rel.max())
+    if quantile is None:
+        return rel / peak if peak > 0 else np.zeros_like(rel)
+    if not 0.0 <= quantile < 1.0:
+        raise ValueError(f"contrast quantile must be in [0, 1), got {quantile}")
+    floor = float(np.quantile(rel, quantile))
+    if peak - floor <= 1e-12 * max(abs(peak), 1.0):
+        return np.zeros_like(rel)
+    return np.clip((rel - floor) / (peak - floor), 0.0, 1.0)
+
+
 def relevance_from_values(layer_values: Sequence[torch.Tensor], target_pos: Sequence[int],
-                          image_pos: torch.Tensor) -> np.ndarray:
-    """Relevance of each image token (order of ``image_pos``) for the target; max scaled to 1.
+                          image_pos: torch.Tensor, contrast_quantile: float | None = 0.5) -> np.ndarray:
+    """Relevance of each image token (order of ``image_pos``) for the target, in [0, 1] with the
+    contrast of :func:`with_contrast` (peak 1, background 0).
 
     ``layer_values``: one [heads, seq, dim] tensor per layer to sum over.
     """
@@ -65,4 +89,4 @@ def relevance_from_values(layer_values: Sequence[torch.Tensor], target_pos: Sequ
     per_token = total / total.sum(dim=-1, keepdim=True)       # each token's map sums to 1
     log_map = torch.log(per_token.clamp_min(1e-30)).sum(dim=0)
     rel = torch.exp(log_map - log_map.max())
-    return rel.double().cpu().numpy()
+    return with_contrast(rel.double().cpu().numpy(), contrast_quantile)

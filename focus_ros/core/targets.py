@@ -38,6 +38,35 @@ class Target:
     phrase: str
     kind: int = TYPE_SINGLE
 
+    @property
+    def existence_phrase(self) -> str:
+        """The phrase for "Is there a {phrase} in the image?": singular for an "all X" target, so
+        the existence prompt and the relevance read from it stay grammatical ("a red object")."""
+        return singular(self.phrase) if self.kind == TYPE_ALL else self.phrase
+
+
+# Plurals that the suffix rules below would get wrong.
+_IRREGULAR = {"people": "person", "men": "man", "women": "woman", "children": "child", "mice": "mouse",
+              "geese": "goose", "feet": "foot", "teeth": "tooth", "knives": "knife", "leaves": "leaf",
+              "shelves": "shelf", "wolves": "wolf", "sheep": "sheep", "fish": "fish"}
+
+
+def singular(phrase: str) -> str:
+    """The phrase with its last word made singular by English suffix rules ("red objects" ->
+    "red object", "boxes" -> "box", "berries" -> "berry"); words that are not plural stay."""
+    words = phrase.split(" ")
+    last = words[-1]
+    low = last.lower()
+    if low in _IRREGULAR:
+        words[-1] = _IRREGULAR[low]
+    elif len(low) > 3 and low.endswith("ies"):
+        words[-1] = last[:-3] + "y"
+    elif low.endswith(("sses", "xes", "zes", "ches", "shes")):
+        words[-1] = last[:-2]
+    elif len(low) > 2 and low.endswith("s") and not low.endswith(("ss", "us", "is")):
+        words[-1] = last[:-1]
+    return " ".join(words)
+
 
 def extraction_prompt(question: str) -> str:
     """Few-shot text prompt whose continuation lists the question's targets."""
@@ -111,6 +140,14 @@ def targets_from_question(question: str) -> list[Target]:
             if out:
                 return out
     return []
+
+
+def for_question_type(targets: list[Target], qtype: int) -> list[Target]:
+    """Targets as the question's type asks for them: when the question counts ("how many ...")
+    but the model's list marked no target "all X", every target needs every instance."""
+    if qtype == TYPE_ALL and not any(t.kind == TYPE_ALL for t in targets):
+        return [Target(t.phrase, TYPE_ALL) for t in targets]
+    return targets
 
 
 def question_type(question: str, targets: list[Target]) -> int:

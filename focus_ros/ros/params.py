@@ -102,7 +102,8 @@ _MODEL_DOCS: dict[str, tuple[str, tuple[str, ...]]] = {
     "model.path": ("model directory or hub id (empty: the embedded default model)", ()),
     "model.family": ("adapter: auto reads model_type from the checkpoint's config.json",
                      FAMILIES + ("auto",)),
-    "model.dtype": ("weights dtype: auto = float16 on CUDA, float32 on CPU", DTYPES),
+    "model.dtype": ("weights dtype: auto = on CUDA as the family ships (Qwen2.5-VL bfloat16, "
+                    "LLaVA float16), float32 on CPU", DTYPES),
     "model.device": ("auto = cuda when available, else cpu", DEVICES),
     "model.attn_implementation": ("attention kernel; FOCUS reads cached values, never attention weights",
                                   ATTN_IMPLEMENTATIONS),
@@ -120,11 +121,14 @@ _SEARCH_DOCS: dict[str, tuple[str, Any, Any, tuple[str, ...]]] = {
     "layer_end": ("step 2: end layer (exclusive); <= 1 a fraction of depth, else an index", 0.0, 1000.0, ()),
     "smooth_sigma": ("step 2: Gaussian smoothing of the relevance grid, cells (0: none)", 0.0, 100.0, ()),
     "max_grid_side": ("step 2: pool relevance grids longer than this many cells (0: never)", 0, 4096, ()),
+    "contrast_quantile": ("step 2: this quantile of the image tokens maps to 0 and the peak to 1 "
+                          "(0.5: the median; 0: min-max; negative: no contrast)", -1.0, 0.99, ()),
     "top_k_anchors": ("step 3: anchors taken from the relevance map", 1, 1000, ()),
     "min_anchor_distance": ("step 3: cells between anchors", 0, 1000, ()),
     "s_min": ("step 3: starting side of a region, cells", 1, 1000, ()),
     "s_max": ("step 3: largest side of a region, cells (>= s_min)", 1, 1000, ()),
-    "grow_threshold": ("step 3: grow a region while its mean relevance >= this x the maximum", 0.0, 1.0, ()),
+    "grow_threshold": ("step 3: grow a region while the cells each step adds have mean relevance >= this x "
+                       "the maximum", 0.0, 1.0, ()),
     "nms_iou": ("step 3: drop regions overlapping a better one by more than this IoU", 0.0, 1.0, ()),
     "crop_margin": ("step 3: extra context around each region, fraction of its size", 0.0, 10.0, ()),
     "min_crop_side": ("step 3: never verify crops smaller than this, px (0: no minimum)", 0, 100000, ()),

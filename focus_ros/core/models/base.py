@@ -89,14 +89,20 @@ def fork_cache(cache: Any) -> Any:
     return new
 
 
-def _resolve_device_dtype(cfg: ModelConfig) -> tuple[str, torch.dtype]:
+def _resolve_device_dtype(cfg: ModelConfig, cuda_dtype: str = "float16") -> tuple[str, torch.dtype]:
+    """The device and dtype ``model.device`` / ``model.dtype`` ask for. ``auto`` dtype: float32 on the
+    CPU; on CUDA the family's ``cuda_dtype`` (how its checkpoints ship), bfloat16 falling back to
+    float16 on a GPU without bfloat16."""
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("model.device is 'cuda' but torch sees no CUDA device")
     if cfg.dtype == "auto":
-        dtype = torch.float16 if device == "cuda" else torch.float32
+        dtype = getattr(torch, cuda_dtype) if device == "cuda" else torch.float32
+        if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            LOG.warning("this GPU has no bfloat16: loading in float16 (may overflow for this model)")
+            dtype = torch.float16
     else:
         dtype = getattr(torch, cfg.dtype)
     return device, dtype
@@ -107,6 +113,7 @@ class VLMAdapter(ABC):
 
     family: ClassVar[str]
     model_class: ClassVar[str]          # transformers class name, imported lazily
+    cuda_dtype: ClassVar[str] = "float16"   # model.dtype auto on CUDA: how the family's checkpoints ship
 
     def __init__(self, model: Any, processor: Any, config: ModelConfig):
         self.model = model
@@ -127,7 +134,7 @@ class VLMAdapter(ABC):
         """Load model and processor with ``from_pretrained`` (local directory or hub id)."""
         import transformers
 
-        device, dtype = _resolve_device_dtype(cfg)
+        device, dtype = _resolve_device_dtype(cfg, cls.cuda_dtype)
         model_cls = getattr(transformers, cls.model_class)
         try:
             processor = transformers.AutoProcessor.from_pretrained(

@@ -24,6 +24,7 @@ class Qwen25VLAdapter(VLMAdapter):
 
     family = "qwen2_5_vl"
     model_class = "Qwen2_5_VLForConditionalGeneration"
+    cuda_dtype = "bfloat16"     # Qwen2.5-VL ships in bfloat16; its activations overflow float16
 
     def image_placeholder(self) -> str:
         return f"<|vision_start|>{self.processor.image_token}<|vision_end|>"
