@@ -12,7 +12,8 @@ import torch
 from focus_ros.cli.bench import main as focus_bench
 from focus_ros.cli.bench import build_parser
 from focus_ros.core.bench import (ALL_BUT_COLOR, FOUND, ORACLE, OUTRANKED, UNPROPOSED, UNVERIFIED, WHERE, BenchItem,
-                                  box_hit, diagnose, format_diagnosis, gold_cell_rank, is_correct, normalise_answer,
+                                  box_hit, diagnose, format_diagnosis, gold_cell_rank, growth_stops, is_correct,
+                                  normalise_answer,
                                   oracle_box, run_bench, sweep_grid, target_share, where_found)
 from focus_ros.core.config import SearchConfig, build_configs, search_with
 from focus_ros.core.geometry import Box, GridMapping
@@ -300,3 +301,13 @@ def test_the_oracle_is_a_benchmark_method_not_a_pipeline_method():
     assert ORACLE not in METHODS
     assert build_parser().parse_args(["--methods", "focus", "oracle"]).methods == ["focus", "oracle"]
     assert build_parser().parse_args([]).methods == list(METHODS)
+
+
+def test_growth_stops_counts_proposals_that_stopped_before_s_max():
+    records = [{"method": "focus", "regions": [{"cells": [0, 0, 1, 1]}, {"cells": [2, 2, 7, 7]},
+                                               {"cells": [3, 3, 5, 6]}]},
+               {"method": "focus", "regions": []},
+               {"method": "vanilla"},
+               {"method": "random", "regions": [{"cells": [0, 0, 0, 0]}]}]
+    got = growth_stops(records, s_max=5)
+    assert got == {"focus": {"proposals": 3, "below_s_max": 2, "sides": {1: 1, 3: 1, 5: 1}}}

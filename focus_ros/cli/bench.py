@@ -1,6 +1,7 @@
 """``focus-bench``: accuracy and cost of every method on the same questions, same model, same frames.
 
-    focus-bench [--model DIR_OR_ID] [--scenes DIR | --n N --seed S | --vstar DIR]
+    focus-bench [--model DIR_OR_ID] [--scenes DIR | --n N --seed S | --vstar DIR | --hrbench PATH
+                 | --mme-realworld PATH]
                 [--methods vanilla focus zoom attention random] [--out DIR]
                 [--sweep search.NAME=V1,V2 ...]
 
@@ -8,8 +9,11 @@ prints, per method and question type, accuracy, mean forward passes, mean prefil
 mean seconds per question; writes OUT/results.json (settings, summary, every question with every
 method's answer), OUT/answers.jsonl and OUT/accuracy_vs_passes.png. ``--n N --seed S`` first
 writes N scenes to OUT/scenes (as ``focus-scenes`` would); ``--scenes`` reads such a folder;
-``--vstar`` reads V* Bench (category folders of images with JSON annotations). ``--sweep`` answers
-once per combination of search settings with the model loaded once and writes OUT/sweep.json instead.
+``--vstar`` reads V* Bench (category folders of images with JSON annotations); ``--hrbench`` HR-Bench
+4K/8K (hr_bench_4k.tsv / .parquet, or a folder of them) and ``--mme-realworld`` MME-RealWorld(-Lite)
+(the annotation JSON with its images, or a base64 table), their base64 images decoded once into
+OUT/images (docs/benchmark_readers.md). ``--sweep`` answers once per combination of search settings
+with the model loaded once and writes OUT/sweep.json instead.
 """
 
 from __future__ import annotations
@@ -41,7 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--scenes", metavar="DIR", help="a folder written by focus-scenes (or its questions.jsonl)")
     src.add_argument("--vstar", metavar="DIR", help="V* Bench: direct_attributes/ and relative_position/ folders")
-    p.add_argument("--n", type=int, default=None, help="generate N scenes (default 8 when no --scenes/--vstar)")
+    src.add_argument("--hrbench", metavar="PATH",
+                     help="HR-Bench: hr_bench_4k.tsv or hr_bench_8k.tsv (or .parquet, with pyarrow), or a folder "
+                          "holding them; images are decoded into OUT/images")
+    src.add_argument("--mme-realworld", metavar="PATH",
+                     help="MME-RealWorld(-Lite): MME_RealWorld.json / data/MME-RealWorld-Lite.json beside its "
+                          "images, or a base64 table (mme_realworld_lite.tsv); a folder holding one")
+    p.add_argument("--n", type=int, default=None, help="generate N scenes (default 8 when no other source)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated scenes")
     p.add_argument("--short-side", type=int, nargs=2, metavar=("MIN", "MAX"), default=None,
                    help="short side range of generated frames (default 1080 3000)")
@@ -63,11 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _items(args: argparse.Namespace, out: Path):
     from ..core.bench import load_questions
+    from ..core.benchmarks import load_hrbench, load_mme_realworld
     from ..core.scenes import SceneSpec, write_scenes
     from ..core.vstar import load_vstar
 
     if args.vstar:
         return load_vstar(args.vstar), {"vstar": str(Path(args.vstar).resolve())}
+    # --limit without --types takes the first questions, so the reader can stop there instead of
+    # decoding every image of a multi-GB table (--types filters first: it has to read them all)
+    first = args.limit if not args.types else None
+    if args.hrbench:
+        return (load_hrbench(args.hrbench, out / "images", limit=first),
+                {"hrbench": str(Path(args.hrbench).resolve())})
+    if args.mme_realworld:
+        return (load_mme_realworld(args.mme_realworld, out / "images", limit=first),
+                {"mme_realworld": str(Path(args.mme_realworld).resolve())})
     if args.scenes:
         if args.n is not None:
             raise CliError("--n generates scenes; it cannot be combined with --scenes")
@@ -105,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         try:
             items, source = _items(args, out)
-        except (FileNotFoundError, ValueError) as exc:
+        except (FileNotFoundError, ValueError, ImportError) as exc:   # ImportError: parquet without pyarrow
             raise CliError(str(exc)) from exc
         if args.types:
             items = [it for it in items if it.type in args.types]
@@ -145,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     print(bench.format_table(summary))
     if diagnosis:
         print(bench.format_diagnosis(diagnosis))
+    growth = bench.growth_stops([r for r in records if r["method"] == "focus"], pipeline.search.s_max)
+    if growth:
+        g = growth["focus"]
+        sides = ", ".join(f"{k}: {v}" for k, v in g["sides"].items())
+        print(f"focus proposals that stopped growing before s_max={pipeline.search.s_max}: {g['below_s_max']} of "
+              f"{g['proposals']} ({g['below_s_max'] / g['proposals']:.1%}); by side in cells {sides}")
     errors = sum("error" in r for r in records)
     if errors:
         print(f"{errors} question(s) failed; see {paths['results']}")

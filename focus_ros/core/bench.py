@@ -340,6 +340,25 @@ def diagnose(items: Sequence[BenchItem], records: Sequence[dict]) -> dict[str, d
             for m, rows in out.items()}
 
 
+def growth_stops(records: Sequence[dict], s_max: int) -> dict[str, dict[str, int]]:
+    """Per method, how many of its proposals (regions with grid cells) stopped growing before
+    ``s_max`` cells: with a relevance map that has no contrast every region grows to ``s_max``."""
+    out: dict[str, dict[str, int]] = {}
+    for r in records:
+        for g in r.get("regions") or []:
+            r0, c0, r1, c1 = g.get("cells") or (0, 0, 0, 0)
+            if r1 <= r0 or c1 <= c0:
+                continue
+            row = out.setdefault(r["method"], {"proposals": 0, "below_s_max": 0, "sides": {}})
+            side = max(r1 - r0, c1 - c0)
+            row["proposals"] += 1
+            row["below_s_max"] += side < s_max
+            row["sides"][side] = row["sides"].get(side, 0) + 1
+    for row in out.values():
+        row["sides"] = dict(sorted(row["sides"].items()))
+    return out
+
+
 def format_diagnosis(diagnosis: dict[str, dict[str, dict]]) -> str:
     """The table ``focus-bench`` prints under the main one: where each method's box stands, its
     accuracy there and the median rank of the target's cell in its relevance map (``map rank``, 0:

@@ -76,7 +76,7 @@ class Region:
 
     def to_dict(self) -> dict:
         return {"bbox": self.box.as_list(), "target": self.target, "relevance": round(self.relevance, 6),
-                "confidence": round(self.confidence, 6)}
+                "confidence": round(self.confidence, 6), "cells": list(self.cells)}
 
 
 @dataclass
