@@ -12,9 +12,11 @@ from focus_ros.core.config import ModelConfig, build_configs
 from focus_ros.core.geometry import Box, pad_to_square_mapping
 from focus_ros.core.methods import AttentionCropConfig, ZoomConfig, split_method_settings
 from focus_ros.core.methods.answer import option_scores, parse_options
-from focus_ros.core.methods.attention_crop import vicrop_box
-from focus_ros.core.methods.zoom import quadrants
+from focus_ros.core.methods.attention_crop import stitch_block_maps, vicrop_blocks, vicrop_box
+from focus_ros.core.methods.zoom import (BOX_RGB, LOCAL_PROMPTS, boxed_views, confidence, existence_weight,
+                                         patch_box, relaxed_thresholds, sub_boxes, tree_depth)
 from focus_ros.core.models import load_adapter
+from focus_ros.core.models.base import image_token_id
 from focus_ros.core.pipeline import METHODS, Cancelled, FocusPipeline
 
 _ADAPTERS = {}
@@ -29,6 +31,13 @@ def adapter_for(root, family):
     if family not in _ADAPTERS:
         _ADAPTERS[family] = load_adapter(ModelConfig(path=str(root / family)))
     return _ADAPTERS[family]
+
+
+def quadrants(box):
+    """The four quadrants of a box, row-major."""
+    x0, y0, x1, y1 = box.to_int()
+    xm, ym = (x0 + x1) // 2, (y0 + y1) // 2
+    return [Box(x0, y0, xm, ym), Box(xm, y0, x1, ym), Box(x0, ym, xm, y1), Box(xm, ym, x1, y1)]
 
 
 def pipeline(root, family="llava", zoom=None, **search):
@@ -47,63 +56,227 @@ def attn_impl(pipe):
     return pipe.adapter.model.config.get_text_config()._attn_implementation
 
 
-# ----------------------------------------------------------------------------- zoom tree
-def test_zoom_tree_that_never_stops_expands_exactly_two_levels(miniature_root):
-    pipe = pipeline(miniature_root, zoom=ZoomConfig(max_depth=2, max_steps=2, answer_threshold=1.0, native_side=336))
-    r = pipe.run(frame(), Q, method="zoom")
-    # frame prefix + root's answering prompt
-    # + 4 quadrants (prefill + existence + "would zooming help", they may be zoomed again)
-    # + the best quadrant's answering prompt + its 4 quadrants (prefill + existence: depth limit, leaves)
-    # + the answer on the chosen view's cached prefix
-    assert r.forward_passes == 1 + 1 + 4 * 3 + 1 + 4 * 2 + 1
-    assert len(r.regions) == 8
-    level1, level2 = [g.box for g in r.regions[:4]], [g.box for g in r.regions[4:]]
-    assert level1 == quadrants(Box(0, 0, W, H))
-    parent = next(b for b in level1 if all(b.union(c) == b for c in level2))
-    assert level2 == quadrants(parent)
-    best = max(r.regions[:4], key=lambda g: g.relevance)          # relevance = the node's priority
-    assert best.box == parent
+# ----------------------------------------------------------------------------- zoom tree (ZoomEye)
+def search_pops(pipe, image, question):
+    """The run and the number of nodes its searches popped (one "search" progress event each)."""
+    events = []
+    r = pipe.run(image, question, method="zoom", progress=lambda stage, *rest: events.append(stage))
+    return r, events.count("search")
 
 
-def test_zoom_tree_stops_at_the_root_when_the_frame_answers_confidently(miniature_root):
-    pipe = pipeline(miniature_root, zoom=ZoomConfig(answer_threshold=0.0))
-    r = pipe.run(frame(), Q, method="zoom")
-    assert r.forward_passes == 1 + 1 + 1          # prefix, answering confidence, answer on the same prefix
+def root_answering_confidence(pipe, image, question):
+    adapter = pipe.adapter
+    prompt = adapter.question_text(LOCAL_PROMPTS["answering"].format(question))
+    ext = adapter.extend(adapter.prefill_image(image), prompt)
+    return adapter.yes_probability(ext.logits)
+
+
+def test_zoom_stops_on_twice_p_yes_minus_one_not_on_p_yes(miniature_root):
+    image = frame()
+    p_yes = root_answering_confidence(pipeline(miniature_root), image, Q)
+    c = confidence(p_yes)
+    assert c == pytest.approx(2 * p_yes - 1)
+    just_above = c + 0.01                      # P(Yes) >= this too: a P(Yes) rule would stop at the root
+    assert p_yes >= just_above
+    go_on = pipeline(miniature_root, zoom=ZoomConfig(native_side=336, answer_threshold=just_above, max_steps=2))
+    r = go_on.run(image, Q, method="zoom")
+    assert r.regions and r.forward_passes > 3
+    stop = pipeline(miniature_root, zoom=ZoomConfig(native_side=336, answer_threshold=c - 0.01))
+    r = stop.run(image, Q, method="zoom")
+    assert r.forward_passes == 1 + 1 + 1          # prefix, the root's answering confidence, the answer on it
     assert r.regions == [] and r.bbox == Box(0, 0, W, H)
 
 
-def test_zoom_tree_respects_the_depth_limit(miniature_root):
-    pipe = pipeline(miniature_root, zoom=ZoomConfig(max_depth=1, max_steps=5, answer_threshold=1.0))
-    r = pipe.run(frame(), Q, method="zoom")
-    # root expanded into 4 leaves (prefill + existence), each then popped (answering prompt), answer
-    assert r.forward_passes == 1 + 1 + 4 * 2 + 4 + 1
-    assert len(r.regions) == 4
+@pytest.mark.parametrize("max_depth", [2, 3])
+def test_zoom_pops_three_nodes_per_level_then_two_more_per_relaxation(miniature_root, max_depth):
+    # 1600 x 900 with 336 px inputs: a tree 3 levels deep, so the search depth is min(3, max_depth).
+    # Never answerable (threshold 1), relaxed by 0.004 per step below 0.99: two relaxations keep
+    # going (0.996, 0.992), the third (0.988) gives up.
+    zoom = ZoomConfig(native_side=336, max_depth=max_depth, answer_threshold=1.0, threshold_decrease=(0.004,),
+                      threshold_lower=0.99)
+    _, pops = search_pops(pipeline(miniature_root, zoom=zoom), frame(), Q)
+    assert pops == 3 * max_depth + 2 + 2
 
 
-def test_zoom_tree_never_zooms_below_the_encoder_input_size(miniature_root):
-    pipe = pipeline(miniature_root, zoom=ZoomConfig(max_depth=5, max_steps=50, answer_threshold=1.0,
-                                                    native_side=500))
-    r = pipe.run(frame(), Q, method="zoom")
-    # 1600 -> 800 -> 400 px: quadrants of 400 x 225 px are never split
-    assert {(g.box.width, g.box.height) for g in r.regions} == {(800, 450), (400, 225)}
-    assert len(r.regions) == 4 + 16
+def test_zoom_relaxes_the_answering_threshold_on_zoomeyes_schedule():
+    assert relaxed_thresholds(0.6, (0.1, 0.1, 0.2), 0.0) == pytest.approx([0.5, 0.4, 0.2, 0.0, -0.2])
+    assert relaxed_thresholds(0.6, (0.5,), 0.0) == pytest.approx([0.1, -0.4])
 
 
-# ----------------------------------------------------------------------------- attention crop
+def test_zoom_priority_weighs_existence_from_the_bias_at_the_root_to_one_at_the_bottom():
+    assert existence_weight(0, 3, 0.2) == pytest.approx(0.2)
+    assert existence_weight(1, 3, 0.2) == pytest.approx(0.2 + 0.8 / 9)
+    assert existence_weight(2, 3, 0.6) == pytest.approx(0.6 + 0.4 * 4 / 9)
+    assert existence_weight(3, 3, 0.2) == 1.0
+
+
+def test_zoom_bottom_nodes_rank_by_existence_alone(miniature_root):
+    # depth limit 1: the four children are the bottom, their weight is 1 and "zoom further" is not asked
+    zoom = ZoomConfig(native_side=336, max_depth=1, answer_threshold=1.0, threshold_decrease=(3.0,))
+    r, pops = search_pops(pipeline(miniature_root, zoom=zoom), frame(), Q)
+    assert [g.box for g in r.regions] == sub_boxes(Box(0, 0, W, H))
+    for g in r.regions:
+        assert g.relevance == pytest.approx(2 * g.confidence - 1)
+    # 3 pops (the limit for one level), then the relaxation to -2 accepts the best popped view, whose
+    # cached view answers: frame prefix + root's c_a + 4 x (crop prefill + c_e) + 2 x c_a + answer
+    assert pops == 3
+    assert r.forward_passes == 1 + 1 + 4 * 2 + 2 + 1
+
+
+def test_zoom_tree_splits_like_zoomeye_down_to_the_encoder_input_side():
+    assert sub_boxes(Box(0, 0, W, H)) == quadrants(Box(0, 0, W, H))
+    assert [b.width for b in sub_boxes(Box(0, 0, 1000, 400))] == [250] * 4        # wide: four strips
+    assert [b.height for b in sub_boxes(Box(0, 0, 400, 1000))] == [250] * 4       # tall: four strips
+    assert tree_depth(W, H, 500, 5) == 2             # 800 x 450 is split, 400 x 225 is not
+    assert tree_depth(W, H, 336, 5) == 3 and tree_depth(W, H, 336, 2) == 2
+    assert patch_box(Box(0, 0, 200, 100), W, H, 336, 1.0) == Box(0, 0, 336, 336)   # grown to one input
+    assert patch_box(Box(600, 300, 1000, 600), W, H, 336, 1.2) == Box(560, 249, 1040, 652)
+
+
+def test_zoom_with_several_targets_never_answers_from_the_root_on_llava(miniature_root):
+    always = ZoomConfig(native_side=336, answer_threshold=-1.0)        # every asked node is answerable
+    pipe = pipeline(miniature_root, zoom=always)
+    one = pipe.run(frame(), Q, method="zoom")
+    assert one.bbox == Box(0, 0, W, H)                                  # one target: the root answers
+    two = pipe.run(frame(), "Is the red object left or right of the blue object?", method="zoom")
+    assert two.targets == ["red object", "blue object"]
+    assert two.bbox != Box(0, 0, W, H)
+    # each search goes on to a bottom node (depth 3: 200 x 113 px, shown as 336 px patches)
+    assert {(round(g.box.width), round(g.box.height)) for g in two.regions} >= {(200, 113)}
+
+
+def test_zoom_with_several_targets_on_a_multi_image_model_first_asks_the_small_frame(miniature_root):
+    pipe = pipeline(miniature_root, "llava_onevision", zoom=ZoomConfig(native_side=336, answer_threshold=-1.0))
+    r = pipe.run(frame(), "Is the red object left or right of the blue object?", method="zoom")
+    # frame prefix + down-sized frame + "answerable?" for the first target (yes) + the answer on the frame
+    assert r.forward_passes == 4 and r.regions == [] and r.bbox == Box(0, 0, W, H)
+
+
+@pytest.mark.parametrize("depth,nodes", [(1, 4), (2, 20)])
+def test_counting_targets_score_every_node_down_to_depth_two(miniature_root, depth, nodes):
+    zoom = ZoomConfig(native_side=336, type2_depth=depth, type2_threshold=1.0)      # none kept
+    r = pipeline(miniature_root, zoom=zoom).run(frame(), "How many red objects are there?", method="zoom")
+    level1 = sub_boxes(Box(0, 0, W, H))
+    expected = set(level1) | ({b for q in level1 for b in sub_boxes(q)} if depth == 2 else set())
+    assert len(r.regions) == nodes and {g.box for g in r.regions} == expected
+    # frame prefix + root's c_e + every node (prefill + c_e) + the answer on the frame
+    assert r.forward_passes == 1 + 1 + 2 * nodes + 1 and r.bbox == Box(0, 0, W, H)
+
+
+def test_zoom_shows_multi_image_models_the_boxed_frame_and_the_zoom():
+    image = frame(8, 800, 600)
+    main, zoom, shown = boxed_views(image, [Box(100, 100, 300, 250)], (0, 0, 0), 384, keep_aspect=False)
+    assert main.shape == (384, 384, 3)
+    t = 800 // 120                                            # ZoomEye's outline: 1/120 of the square
+    red = np.array(BOX_RGB, dtype=np.uint8)
+    assert (zoom[:t] == red).all() and (zoom[:, :t] == red).all()
+    assert np.array_equal(zoom[t:t + 100, t:t + 150], image[100:200, 100:250])   # inside: the frame's pixels
+    assert shown == Box(100 - t, 100 - t, 300 + t, 250 + t)
+    main, _, _ = boxed_views(image, [Box(100, 100, 300, 250)], (0, 0, 0), 448, keep_aspect=True)
+    assert main.shape == (336, 448, 3)                        # Qwen: the frame itself, long side 448
+
+
+def test_zoom_nodes_cost_one_more_pass_on_multi_image_models_than_on_llava(miniature_root):
+    # 1280 x 720, 336 px: two levels. Two pops: the root, then one child.
+    image = frame(5, 1280, 720)
+    passes = {}
+    for view in ("global", "local"):
+        zoom = ZoomConfig(native_side=336, answer_threshold=1.0, max_steps=2, view=view)
+        pipe = pipeline(miniature_root, "llava_onevision", zoom=zoom)
+        passes[view] = pipe.run(image, Q, method="zoom").forward_passes
+    # global: frame prefix + root c_a + 4 x (boxed frame + zoom + c_e + c_l) + c_a + 4 x (boxed frame + zoom
+    # + c_e) + the answer on the accepted node's view; local: one crop prefill per node instead of two passes
+    assert passes["global"] == 1 + 1 + 4 * 4 + 1 + 4 * 3 + 1
+    assert passes["local"] == 1 + 1 + 4 * 3 + 1 + 4 * 2 + 1
+
+
+# ----------------------------------------------------------------------------- attention crop (ViCrop)
+VICROP_INSTRUCTION = "Answer the question using a single word or phrase."
+
+
+def record_calls(pipe):
+    """Every multi-token model call: (image tokens in it, cached tokens before it, its text)."""
+    calls = []
+    image_id = image_token_id(pipe.adapter.model.config)
+    tok = pipe.adapter.tokenizer
+
+    def hook(module, args, kwargs):
+        ids = kwargs["input_ids"][0]
+        cache = kwargs.get("cache")
+        if ids.shape[0] > 1:
+            calls.append((int((ids == image_id).sum()), cache.get_seq_length() if cache is not None else 0,
+                          tok.decode(ids[ids != image_id])))
+    return calls, pipe.adapter.model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def test_attention_crop_answers_from_the_frame_then_the_crop_with_vicrops_instruction(miniature_root):
+    pipe = pipeline(miniature_root)
+    calls, handle = record_calls(pipe)
+    try:
+        r = pipe.run(frame(1), Q, method="attention")
+    finally:
+        handle.remove()
+    # frame prefix, question, generic prompt, then [frame, crop] + question in one extension
+    assert r.forward_passes == 4 and len(calls) == 4
+    prefix, question, generic, answer = calls
+    grid = 24 * 24
+    assert prefix[0] == grid and prefix[1] == 0
+    assert question[2].strip().endswith(f"{Q} {VICROP_INSTRUCTION} ASSISTANT:")
+    assert generic[2].strip().endswith(f"Write a general description of the image. {VICROP_INSTRUCTION} ASSISTANT:")
+    assert answer[0] == grid and answer[1] == pipe.adapter.prefill_image(frame(1)).length   # the crop after the frame
+    assert answer[2].strip().endswith(f"{Q} {VICROP_INSTRUCTION} ASSISTANT:")
+
+
 def test_attention_crop_costs_two_prompts_then_reuses_the_generic_map_and_restores_sdpa(miniature_root):
     pipe = pipeline(miniature_root)
     image = frame(1)
     first = pipe.run(image, Q, method="attention", frame_key="f")
-    # frame prefix + question prompt + generic prompt + crop prefill + answer prompt
-    assert first.forward_passes == 5
+    assert first.forward_passes == 4          # frame prefix + question + generic prompt + [frame, crop] answer
     second = pipe.run(image, "What shape is the blue object?", method="attention", frame_key="f")
-    assert second.prefix_cached and second.forward_passes == 3
+    assert second.prefix_cached and second.forward_passes == 2
     assert attn_impl(pipe) == "sdpa"
     box = first.bbox
     assert 0 <= box.x0 < box.x1 <= W and 0 <= box.y0 < box.y1 <= H
     side = max(box.width, box.height)
-    assert any(abs(side - 336 * r) < 1 for r in AttentionCropConfig().ratios)
+    assert any(abs(side - 336 * r) < 1 for r in AttentionCropConfig().ratios)   # 336: LLaVA-1.5's input side
     assert first.relevance_maps["attention"].shape == (24, 24)
+
+
+def test_vicrop_blocks_follow_the_authors_split():
+    blocks, rows, cols = vicrop_blocks(4000, 3000, 1024)
+    assert (rows, cols) == (3, 4) and {(b.width, b.height) for b in blocks} == {(1000, 1000)}
+    assert vicrop_blocks(W, H, 1024)[1:] == (1, 1)
+    blocks, rows, cols = vicrop_blocks(2400, 1200, 1024)
+    assert (rows, cols) == (2, 4) and blocks[5] == Box(600, 600, 1200, 1200)
+
+
+def test_stitched_block_maps_put_a_hot_cell_where_it_lies_in_the_frame():
+    blocks, rows, cols = vicrop_blocks(1200, 600, 600)                  # two 600 px blocks side by side
+    maps = [np.full((24, 24), 0.01), np.full((24, 24), 0.01)]
+    maps[1][12, 6] = 1.0                                                 # block 2, 6.5 cells = 162.5 px in
+    rel, mapping = stitch_block_maps(maps, [pad_to_square_mapping(600, 600, 24)] * 2, blocks, rows, cols, 1200, 600)
+    assert rel.shape == (24, 48) and np.unravel_index(np.argmax(rel), rel.shape) == (12, 30)
+    assert mapping.x_edges[0] == 0 and mapping.x_edges[-1] == 1200 and mapping.y_edges[-1] == 600
+    box, _ = vicrop_box(rel, mapping, 100, (1.0,))
+    assert box.contains_point(600 + 162.5, 12.5 * 25)
+
+
+def test_attention_crop_high_resolution_crops_in_source_pixels_from_block_attention(miniature_root):
+    pipe = pipeline(miniature_root)
+    pipe.attention = AttentionCropConfig(high_resolution=True)
+    image = frame(9, 2400, 1200)                       # 2 x 4 blocks of 600 x 600 px
+    first = pipe.run(image, Q, method="attention", frame_key="big")
+    # frame prefix + 8 x (block prefill + question + generic prompt) + [frame, crop] answer
+    assert first.forward_passes == 1 + 8 * 3 + 1
+    assert first.relevance_maps["attention"].shape == (48, 96)
+    mapping = first.relevance_mapping
+    assert (mapping.x_edges[0], mapping.x_edges[-1], mapping.y_edges[-1]) == (0, 2400, 1200)
+    box = first.bbox
+    assert 0 <= box.x0 < box.x1 <= 2400 and 0 <= box.y0 < box.y1 <= 1200
+    assert any(abs(box.width - 336 * r) < 1 for r in AttentionCropConfig().ratios) and box.width == box.height
+    second = pipe.run(image, "What shape is the blue object?", method="attention", frame_key="big")
+    assert second.forward_passes == 8 * 2 + 1          # generic maps of the blocks kept per frame
+    assert attn_impl(pipe) == "sdpa"
 
 
 def test_vicrop_box_centres_the_sharpest_window_on_the_attention_peak():
@@ -187,6 +360,12 @@ def test_baseline_settings_parse_from_set_flags():
         split_method_settings(["zoom.depth=2"])
     with pytest.raises(ValueError, match="answer_threshold"):
         split_method_settings(["zoom.answer_threshold=2"])
+    _, zoom, attention = split_method_settings(["zoom.threshold_decrease=0.1,0.2", "zoom.view=local",
+                                                "attention.high_resolution=true", "attention.block_side=512"])
+    assert zoom.threshold_decrease == (0.1, 0.2) and zoom.view == "local"
+    assert attention.high_resolution and attention.block_side == 512
+    with pytest.raises(ValueError, match="zoom.view"):
+        split_method_settings(["zoom.view=crop"])
 
 
 # ----------------------------------------------------------------------------- multiple choice

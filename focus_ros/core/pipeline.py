@@ -6,9 +6,10 @@ its KV cache. Verification crops are prefilled once each, and the chosen crop's 
 for the answer.
 
 ``run(method=...)`` also runs the baselines of :mod:`focus_ros.core.methods` (zoom tree,
-attention crop, random windows) on the same adapter, with the same cost accounting and the same
-answer step (:meth:`FocusPipeline.answer_from_boxes`, :meth:`FocusPipeline.respond`), which also
-answers multiple-choice questions by option likelihood, for every method.
+attention crop, random windows) on the same adapter, with the same cost accounting. FOCUS and
+random windows answer through :meth:`FocusPipeline.answer_from_boxes`; the zoom tree and the
+attention crop build the views their authors show the model; every method ends in
+:meth:`FocusPipeline.respond` (greedy text, or the likeliest option of a multiple-choice question).
 """
 
 from __future__ import annotations
@@ -250,7 +251,7 @@ class FocusPipeline:
     def answer_from_boxes(self, image: np.ndarray, prefix: ImagePrefix | None, boxes: list[Box],
                           choices: Choices, meter: Meter, result: FocusResult,
                           crop_prefixes: dict[Box, ImagePrefix] | None = None) -> None:
-        """Answer from the chosen boxes, the same way for every cropping method: one crop of their
+        """Answer from the chosen boxes (FOCUS and random windows): one crop of their
         union (or, when they are far apart, their crops pasted on one canvas), shown alone
         (``search.answer_view: crop``) or after the cached frame prefix (``global+crop``). A crop
         whose prefix is in ``crop_prefixes`` is not encoded again. Sets answer and bbox."""

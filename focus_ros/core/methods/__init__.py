@@ -1,9 +1,10 @@
 """Answering methods besides FOCUS, all on the same adapters and counted the same way.
 
 - ``vanilla`` and ``focus`` live in :mod:`focus_ros.core.pipeline`;
-- ``zoom``: ZoomEye-like recursive 4-way zoom tree (:mod:`.zoom`);
-- ``attention``: ViCrop-like relative-attention crop (:mod:`.attention_crop`, the one module of
-  the project that asks the model for attention weights);
+- ``zoom``: ZoomEye's zoom tree as its authors' code runs it (:mod:`.zoom`; deviations listed
+  there and in docs/benchmark.md);
+- ``attention``: ViCrop's relative-attention crop, with its high-resolution blocks variant
+  (:mod:`.attention_crop`, the one module of the project that asks the model for attention weights);
 - ``random``: random windows of FOCUS's region sizes, verified like FOCUS (:mod:`.random_windows`).
 
 :mod:`.answer` is the one answer step every method ends with (free text, or the likeliest

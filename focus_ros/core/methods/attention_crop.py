@@ -1,44 +1,56 @@
-"""``attention``: a ViCrop-like relative-attention crop (Zhang et al., "MLLMs Know Where to Look:
-Training-free Perception of Small Visual Details with Multimodal LLMs", ICLR 2025).
+"""``attention``: ViCrop's relative-attention crop (Zhang et al., "MLLMs Know Where to Look:
+Training-free Perception of Small Visual Details with Multimodal LLMs", ICLR 2025), methods
+``rel_att`` and ``rel_att_high`` of the authors' public code (``run.py``, ``llava_methods.py``,
+``utils.py``); the defaults are theirs (``AttentionCropConfig``).
 
 This is the one module of the project that asks a model for attention weights, which is exactly
 what FOCUS avoids: it needs eager attention (no sdpa / flash kernels) and ``output_attentions``.
 Both are switched on only inside :func:`run_attention_crop` and restored afterwards.
 
-1. The question (without options) extends the frame's cached prefix; the attention of its last
-   token (where the answer starts) to the visual-grid tokens, averaged over heads and over the
-   layers ``attention.layer_start..layer_end`` (ViCrop: layer 14 of LLaVA-1.5-7B's 32), is A_q.
-2. The same for a generic prompt ("Write a general description of the image."): A_g. It does
-   not depend on the question, so it is kept per frame (same keys as the prefix cache).
+1. Every prompt ends with ViCrop's instruction "Answer the question using a single word or
+   phrase." The question (without options) after the image: the attention of its last token to
+   the visual-grid tokens, averaged over heads, at layer ``attention.layer_start`` (ViCrop:
+   ``attentions[14]`` of LLaVA-1.5-7B's 32 layers), is A_q.
+2. The same for ViCrop's generic prompt ("Write a general description of the image."): A_g. It
+   does not depend on the question, so it is kept per frame (same keys as the prefix cache).
 3. Relative attention A_q / A_g: where the question looks more than a caption would.
-4. ViCrop's adaptive box: for crop sides ``native_side x ratio`` (ratios 1.0..2.0, in source
-   pixels), slide a window of that many grid cells over the map, take the window with the largest
-   sum, and keep the ratio whose best window stands out most from its four neighbouring windows
-   (difference per cell). The crop is that window's centre with that side, shifted into the frame.
-5. The shared answer step (crop, or global view + crop), as for every cropping method.
+4. ``attention.high_resolution`` (ViCrop's ``rel_att_high``): the frame is cut into blocks about
+   ``attention.block_side`` (1024) px tall, steps 1-3 run on each block as its own image, and the
+   block maps are stitched into one map over the frame (in source pixels).
+5. ViCrop's adaptive box: for crop sides ``native_side x ratio`` (ratios 1.0..2.0, in source
+   pixels; ``native_side``: the encoder's input side, 336 for LLaVA-1.5), slide a window of that
+   many cells over the map, take the window with the largest sum, and keep the ratio whose best
+   window stands out most from its four neighbouring windows (difference per cell). The crop is
+   that window's centre with that side, shifted into the frame.
+6. The answer, as ViCrop: the frame and then the crop, two images in one prompt ([original,
+   crop]), the question and the instruction.
 
 Costs: the frame prefix (cached per frame), one extension for the question, one for the generic
-prompt (first question on a frame only), then the answer view.
+prompt (first question on a frame only); per block instead, in the high-resolution variant, one
+prefill plus those extensions; then one extension with the crop and the question.
+docs/benchmark.md lists where this differs from the authors' code.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from ..geometry import Box, GridMapping
+from ..geometry import Box, GridMapping, crop
 from ..models import ImagePrefix, Meter, VLMAdapter
 from ..relevance import layer_indices
 from .answer import Choices
+from .zoom import model_input_side
 
 if TYPE_CHECKING:   # pragma: no cover
     from ..pipeline import FocusPipeline, FocusResult
 
-_EPS = 1e-8
+_EPS = 1e-8    # deviation: ViCrop divides by the generic map unguarded
 
 
 @contextlib.contextmanager
@@ -69,8 +81,10 @@ def attention_crop_map(adapter: VLMAdapter, prefix: ImagePrefix, text: str, laye
 
 def vicrop_box(rel: np.ndarray, mapping: GridMapping, native_side: float,
                ratios: Sequence[float]) -> tuple[Box, float]:
-    """ViCrop's adaptive crop on a grid map: see the module docstring, step 4. Returns the box in
-    source pixels and the chosen crop side."""
+    """ViCrop's adaptive crop on a grid map: see the module docstring, step 5. Returns the box in
+    source pixels and the chosen crop side. Deviations: cells sit where ``mapping`` puts them (ViCrop
+    spreads its map evenly over the image although its processor centre-crops); ties between windows
+    go to the first row-major."""
     gh, gw = rel.shape
     w, h = mapping.source_width, mapping.source_height
     xe, ye = np.asarray(mapping.x_edges), np.asarray(mapping.y_edges)
@@ -93,47 +107,127 @@ def vicrop_box(rel: np.ndarray, mapping: GridMapping, native_side: float,
             best = (float(diff), int(r), int(c), bw, bh, side)
     assert best is not None
     _, r, c, bw, bh, side = best
-    cx, cy = (xe[c] + xe[c + bw]) / 2.0, (ye[r] + ye[r + bh]) / 2.0
+    cx, cy = float(xe[c] + xe[c + bw]) / 2.0, float(ye[r] + ye[r + bh]) / 2.0
     sw, sh = min(side, w), min(side, h)
     x0 = min(max(cx - sw / 2, 0.0), w - sw)
     y0 = min(max(cy - sh / 2, 0.0), h - sh)
     return Box(x0, y0, x0 + sw, y0 + sh), side
 
 
+def with_instruction(text: str, instruction: str) -> str:
+    """ViCrop's prompt: the text, then its answer instruction."""
+    return f"{text.strip()} {instruction.strip()}".strip()
+
+
+def vicrop_blocks(width: int, height: int, block_side: int) -> tuple[list[Box], int, int]:
+    """ViCrop's high-resolution split: ``ceil(h / block_side)`` rows, as many columns as keep the
+    blocks about square, equal blocks. Deviation: the last row / column is cut at the frame (ViCrop
+    pads it with black). Row-major blocks, rows, columns."""
+    rows = max(1, math.ceil(height / block_side))
+    cols = max(1, int(rows * width / height))
+    while cols > 1 and (cols - 1) * math.ceil(width / cols) >= width:
+        cols -= 1                                  # a last column with no pixels (tiny frames only)
+    while rows > 1 and (rows - 1) * math.ceil(height / rows) >= height:
+        rows -= 1
+    bw, bh = math.ceil(width / cols), math.ceil(height / rows)
+    blocks = [Box(c * bw, r * bh, min((c + 1) * bw, width), min((r + 1) * bh, height))
+              for r in range(rows) for c in range(cols)]
+    return blocks, rows, cols
+
+
+def stitch_block_maps(maps: Sequence[np.ndarray], mappings: Sequence[GridMapping], blocks: Sequence[Box],
+                      rows: int, cols: int, width: int, height: int) -> tuple[np.ndarray, GridMapping]:
+    """One map over the frame from per-block maps: each block gets the first block's grid shape in
+    even cells over its own pixels, each cell the value of the block-map cell under its centre (so
+    a block's padding never lands on its neighbour), placed as the blocks lie."""
+    gh, gw = maps[0].shape
+    out = np.zeros((rows * gh, cols * gw), dtype=np.float64)
+    for i, (rel, mapping, b) in enumerate(zip(maps, mappings, blocks)):
+        r, c = divmod(i, cols)
+        xs = np.linspace(0.0, b.width, gw + 1)
+        ys = np.linspace(0.0, b.height, gh + 1)
+        bh, bw = rel.shape
+        ci = np.clip(np.searchsorted(np.asarray(mapping.x_edges), (xs[:-1] + xs[1:]) / 2, side="right") - 1, 0, bw - 1)
+        ri = np.clip(np.searchsorted(np.asarray(mapping.y_edges), (ys[:-1] + ys[1:]) / 2, side="right") - 1, 0, bh - 1)
+        out[r * gh:(r + 1) * gh, c * gw:(c + 1) * gw] = rel[np.ix_(ri, ci)]
+    x_edges = [0.0]
+    for b in blocks[:cols]:
+        x_edges.extend(np.linspace(b.x0, b.x1, gw + 1)[1:].tolist())
+    y_edges = [0.0]
+    for b in blocks[::cols]:
+        y_edges.extend(np.linspace(b.y0, b.y1, gh + 1)[1:].tolist())
+    return out, GridMapping(tuple(x_edges), tuple(y_edges), width, height)
+
+
+def relative_attention(adapter: VLMAdapter, prefix: ImagePrefix, question: str, generic: str,
+                       layers: Sequence[int], meter: Meter, generic_map: np.ndarray | None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """ViCrop's ``rel_attention_llava`` on one image prefix: (A_q / A_g, A_g). ``generic_map``: A_g
+    already known for this image (not asked again). Call inside ``attention_crop_eager``."""
+    a_q = attention_crop_map(adapter, prefix, adapter.question_text(question), layers, meter)
+    if generic_map is None:
+        generic_map = attention_crop_map(adapter, prefix, adapter.question_text(generic), layers, meter)
+    return a_q / (generic_map + _EPS), generic_map
+
+
+def _remember(cache: OrderedDict, key: Hashable | None, value: Any, size: int) -> None:
+    if key is None:
+        return
+    cache[key] = value
+    while len(cache) > max(1, size):
+        cache.popitem(last=False)
+
+
 def run_attention_crop(pipe: "FocusPipeline", image: np.ndarray, choices: Choices, key: Hashable | None,
                        meter: Meter, clock, result: "FocusResult", check: Callable[[], None],
                        progress: Callable) -> None:
-    """The ``attention`` method (ViCrop-like): relative attention -> one adaptive crop -> answer."""
+    """The ``attention`` method (ViCrop): relative attention -> one adaptive crop -> [frame, crop] answer."""
     from ..pipeline import Region
 
-    cfg, adapter, question = pipe.attention, pipe.adapter, choices.stem
+    cfg, adapter = pipe.attention, pipe.adapter
+    question = with_instruction(choices.stem, cfg.instruction)
+    generic = with_instruction(cfg.generic_prompt, cfg.instruction)
     prefix, result.prefix_cached = pipe.prefix(image, key, meter)
     clock.lap("prefill")
     check()
-    progress("attention", 0, 2, None)
+    h, w = image.shape[:2]
     layers = layer_indices(adapter.num_layers, cfg.layer_start, cfg.layer_end)
-    generic_cache: OrderedDict = pipe.method_cache.setdefault("attention_generic", OrderedDict())
-    generic_key = (key, cfg.generic_prompt, tuple(layers)) if key is not None else None
+    cache: OrderedDict = pipe.method_cache.setdefault("attention_generic", OrderedDict())
+    blocks, rows, cols = vicrop_blocks(w, h, cfg.block_side) if cfg.high_resolution else ([Box(0, 0, w, h)], 1, 1)
+    cache_key = (key, generic, tuple(layers), cfg.high_resolution and cfg.block_side) if key is not None else None
+    generic_maps: list | None = cache.get(cache_key) if cache_key is not None else None
+    progress("attention", 0, len(blocks), None)
+    maps, mappings, generics = [], [], []
     with attention_crop_eager(adapter.model):
-        a_q = attention_crop_map(adapter, prefix, adapter.question_text(question), layers, meter)
-        progress("attention", 1, 2, None)
-        a_g = generic_cache.get(generic_key) if generic_key is not None else None
-        if a_g is None:
-            a_g = attention_crop_map(adapter, prefix, adapter.question_text(cfg.generic_prompt), layers, meter)
-            if generic_key is not None:
-                generic_cache[generic_key] = a_g
-                while len(generic_cache) > max(1, pipe.prefix_cache_size):
-                    generic_cache.popitem(last=False)
-    rel = a_q / (a_g + _EPS)
+        for i, block in enumerate(blocks):
+            check()
+            view = prefix if not cfg.high_resolution else adapter.prefill_image(crop(image, block), meter)
+            rel, a_g = relative_attention(adapter, view, question, generic, layers, meter,
+                                          generic_maps[i] if generic_maps is not None else None)
+            maps.append(rel)
+            mappings.append(view.mapping)
+            generics.append(a_g)
+            progress("attention", i + 1, len(blocks), None)
+    if generic_maps is None:
+        _remember(cache, cache_key, generics, pipe.prefix_cache_size)
+    if cfg.high_resolution:
+        rel, mapping = stitch_block_maps(maps, mappings, blocks, rows, cols, w, h)
+    else:
+        rel, mapping = maps[0], prefix.mapping
     rel = rel / rel.max() if rel.max() > 0 else rel
-    box, side = vicrop_box(rel, prefix.mapping, cfg.native_side, cfg.ratios)
+    # ViCrop's crop side is LLaVA-1.5's input side; other models get theirs (it defines none for them)
+    box, _ = vicrop_box(rel, mapping, cfg.native_side or model_input_side(adapter), cfg.ratios)
     result.relevance_maps["attention"] = rel
-    result.relevance_mapping = prefix.mapping
+    result.relevance_mapping = mapping
     result.targets = []
     result.regions = [Region(box, "attention", float(rel.max()))]
-    progress("attention", 2, 2, result.regions[0])
+    progress("attention", len(blocks), len(blocks), result.regions[0])
     clock.lap("attention")
     check()
     progress("answer", 0, 0, None)
-    pipe.answer_from_boxes(image, prefix, [box], choices, meter, result)
+    # ViCrop's answer: [original, crop] in one prompt, the instruction after the question. Deviation:
+    # the images follow the adapter's "USER:" (ViCrop puts them before it), as in every method's prompts.
+    ext = adapter.extend_with_image(prefix, crop(image, box), adapter.crop_question_text(question), meter)
+    pipe.respond(ext, choices, meter, result)
+    result.bbox = box
     clock.lap("answer")
