@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare the development environment; idempotent and quick when already done.
 #   1. .venv with Python >= 3.10 (PYTHON=/path/to/python3 to choose the interpreter)
-#   2. pip install -e ".[ros,test]"   (skipped while pyproject.toml is unchanged)
+#   2. pip install -e ".[ros,test,data]"   (skipped while pyproject.toml is unchanged)
 #   3. fix include dirs hard-coded by the ROS wheels in $VIRTUAL_ENV/share/**/*.cmake
 #   4. colcon build of the ROS package (interfaces + hand-written focus_ros)
 #   5. random-weight miniature models in models/miniatures (skipped when complete)
@@ -36,8 +36,8 @@ touch "$VENV/COLCON_IGNORE"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 have="$(cat "$STAMP" 2>/dev/null || true)"
 if [[ "$want" != "$have" ]]; then
-  log "pip install -e .[ros,test]"
-  python -m pip install --disable-pip-version-check -e ".[ros,test]"
+  log "pip install -e .[ros,test,data]"
+  python -m pip install --disable-pip-version-check -e ".[ros,test,data]"
   echo "$want" > "$STAMP"
 else
   log "Python dependencies up to date (pyproject.toml unchanged)"

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import cv2
@@ -150,8 +151,9 @@ def _has_pyarrow() -> bool:
     return True
 
 
-@pytest.mark.skipif(_has_pyarrow(), reason="pyarrow is installed: parquet is read")
-def test_parquet_without_pyarrow_is_refused_naming_pyarrow_and_the_tsv(tmp_path):
+def test_parquet_without_pyarrow_is_refused_naming_pyarrow_and_the_tsv(tmp_path, monkeypatch):
+    for name in ("pyarrow", "pyarrow.parquet"):                # as if not installed: importing it fails
+        monkeypatch.setitem(sys.modules, name, None)
     (tmp_path / "hr_bench_4k.parquet").write_bytes(b"PAR1")
     with pytest.raises(ImportError, match=r"pyarrow.*\.tsv"):
         load_hrbench(tmp_path / "hr_bench_4k.parquet", tmp_path / "images")

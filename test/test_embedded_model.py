@@ -598,3 +598,22 @@ def test_the_grid_24_recipe_feeds_a_192_px_view_as_24_x_24_labelled_patches_with
     _, tokenizer = build_processor_and_tokenizer(cfg.shape)
     model = build_model(tokenizer, cfg.shape, cfg.seed)
     assert model.config.image_seq_length == 24 * 24
+
+
+def test_the_transfer_recipe_trains_on_varied_scenes_with_every_methods_prompts_and_keeps_their_words_whole():
+    cfg = replace(RECIPES["transfer"], train_short_side=(400, 500))
+    assert cfg.stages == RECIPES["default"].stages and cfg.scene_style == "varied" and cfg.method_prompts
+    tune = cfg.stages[cfg.stage_index("tune")]
+    samples = SceneSamples(cfg, tune, cfg.stage_seed(3), 6, STAGE_TASKS["tune"])
+    plain = SceneSamples(RECIPES["default"], tune, cfg.stage_seed(3), 6, STAGE_TASKS["tune"])
+    assert not np.array_equal(samples.scene(0).image, make_scene(cfg.stage_seed(3), 0,
+                                                                 SceneSpec(short_side=(400, 500))).image)
+    questions = [q for i in range(6) for q in samples[i]["questions"]]
+    kinds = {kind for _, kind, _, _ in questions}
+    assert {"zoom_exists", "zoom_latent", "zoom_answer"} <= kinds
+    assert any("single word or phrase" in q or "appearance" in q for _, kind, q, _ in questions if kind == "shape")
+    assert all(a in ("Yes", "No") for _, kind, _, a in questions if kind.startswith("zoom_"))
+    assert not any(kind.startswith("zoom_") for i in range(6) for _, kind, _, _ in plain[i]["questions"])
+    _, tokenizer = build_processor_and_tokenizer(cfg.shape, cfg.method_prompts)
+    for word in (" zoomed", " appearance", " Yes", " No", " red", " star"):
+        assert len(tokenizer.encode(word, add_special_tokens=False)) == 1, word

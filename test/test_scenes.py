@@ -13,6 +13,18 @@ from focus_ros.core.scenes import (ANSWER_WORDS, COLORS, SHAPES, TEMPLATES, Scen
 
 SMALL = SceneSpec(short_side=(1080, 1300))        # the benchmark's smallest frames: quick to draw
 
+# sha256 of today's plain scenes, taken before styles and the evaluation renderer existed: (seed, index)
+# -> digest of the frame's pixels, its size, its objects and its questions (see _scene_digest)
+PLAIN_DIGESTS = {
+    (7, 0): "cedd4a5fcea98a4c67830168dc7250bf2ea5fc39fbea0cd1ec6b7e28b1271476",
+    (3, 1): "3b0737bb65639c0221a0883d1600c6e096da3f9e5db8db24e8f18a29c4905b68",
+}
+# and of focus-scenes' text files for 2 scenes of seed 5, short side 1080..1200, png
+PLAIN_FILE_DIGESTS = {
+    "questions.jsonl": "4ccd2c25e5103c3958bf594d71c5b4f12bd824466eb476e3fe57add34a6fb489",
+    "scenes.json": "443b60683f0872985bf60a31f30c01e3159cd15654b28f865e6865bda7ca0e77",
+}
+
 
 @pytest.fixture(scope="module")
 def scenes():
@@ -22,6 +34,30 @@ def scenes():
 def _near(image, rgb, tol=40.0):
     d = image.astype(np.int32) - np.asarray(rgb, np.int32)
     return np.sqrt((d * d).sum(axis=-1)) < tol
+
+
+def _scene_digest(s) -> str:
+    h = hashlib.sha256()
+    h.update(s.image.tobytes())
+    h.update(repr((s.width, s.height)).encode())
+    h.update(json.dumps([[o.shape, o.color, list(o.box)] for o in s.objects]).encode())
+    h.update(json.dumps([[q.question, q.answer, q.type, q.boxes] for q in s.questions]).encode())
+    return h.hexdigest()
+
+
+def test_plain_scenes_are_the_same_pixels_objects_and_questions_as_before_styles_existed():
+    # a failure here means the benchmark's scenes changed (or numpy / OpenCV did): every number
+    # measured on them would change with it
+    for (seed, index), digest in PLAIN_DIGESTS.items():
+        assert _scene_digest(make_scene(seed, index, SMALL)) == digest, (seed, index)
+        assert _scene_digest(make_scene(seed, index, SceneSpec(short_side=(1080, 1300), style="plain"))) == digest
+
+
+def test_plain_focus_scenes_writes_the_same_questions_and_scene_list_as_before_styles_existed(tmp_path):
+    assert focus_scenes([str(tmp_path), "--n", "2", "--seed", "5", "--short-side", "1080", "1200",
+                         "--format", "png"]) == 0
+    for name, digest in PLAIN_FILE_DIGESTS.items():
+        assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == digest, name
 
 
 def test_same_seed_gives_identical_frames_and_questions_and_another_seed_does_not():
@@ -126,3 +162,12 @@ def test_focus_scenes_writes_the_same_frames_and_questions_in_one_process_or_sev
         digests.append({p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files})
     assert digests[0] == digests[1]
     assert "wrote 3 frames" in capsys.readouterr().out
+
+
+def test_focus_scenes_refuses_a_style_for_the_eval_renderer_and_an_unknown_style(tmp_path, capsys):
+    assert focus_scenes([str(tmp_path / "a"), "--n", "1", "--renderer", "eval", "--style", "varied"]) == 2
+    assert "--style applies to the default renderer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        focus_scenes([str(tmp_path / "b"), "--n", "1", "--style", "fancy"])
+    with pytest.raises(ValueError, match="style must be"):
+        SceneSpec(style="fancy").validate()

@@ -44,6 +44,8 @@ import torch.nn.functional as F
 
 from .embedded_eval import heldout_scenes, shape_windows
 from .geometry import crop
+from .methods.settings import AttentionCropConfig, ZoomConfig
+from .methods.zoom import GLOBAL_PROMPTS, LOCAL_PROMPTS, ZOOM_PROMPTS
 from .miniatures import FAMILY_FILE, _LLAVA_CHAT_TEMPLATE, _train_tokenizer
 from .models.llava import expand_to_square
 from .scenes import COLORS, SHAPES, TEMPLATES, Scene, SceneObject, SceneSpec, make_scene
@@ -140,6 +142,13 @@ class TrainConfig:
     # > 0: in the vision stage no object weighs more than this many patches (vision_loss): per-patch
     # weights let large objects dominate, and shape reading at 1/8 of a crop (2 x 2 patches) lagged
     vision_object_cap: int = 0
+    # "plain": the benchmark's generator (muted backgrounds); "varied": scene_styles' randomised
+    # backgrounds (natural images, saturated gradients), distractors and object styles, so that
+    # colour-word relevance cannot learn "the saturated blob" of one generator
+    scene_style: str = "plain"
+    # also train the baselines' prompts (ZoomEye's existence / latent / answering questions, ViCrop's
+    # answer instruction): a baseline asking questions the model never saw would be measured unfairly
+    method_prompts: bool = False
     stages: tuple[StageConfig, ...] = (
         StageConfig("vision", steps=1500, lr=2e-3, scenes_per_step=6, crops_per_scene=5),
         StageConfig("align", steps=600, lr=2e-3, scenes_per_step=6, crops_per_scene=5),
@@ -299,13 +308,33 @@ RECIPES = {"reuse-fp32": TrainConfig().more_crops().grown_existence(per_map=8).r
            # measured on 2 cores: vision 25 min instead of ~65, but per-patch shape on held-out crops 0.54 vs 0.79
            "half-batch": TrainConfig().more_crops().grown_existence().smaller_batches()}
 RECIPES["default"] = RECIPES["full-bf16"]
+# the default recipe on varied scenes (scene_styles: natural and saturated backgrounds, distractors,
+# object styles) and with every method's prompts in its questions: the candidate whose finding should
+# transfer to scenes of another renderer (check with focus-scenes --renderer eval)
+RECIPES["transfer"] = replace(RECIPES["default"], scene_style="varied", method_prompts=True)
 
 
 # ----------------------------------------------------------------------------- model building
-def _task_corpus() -> list[str]:
-    """Texts of every prompt and answer the model is trained on (so BPE gives the vocabulary
-    words single tokens)."""
+def _method_prompt_lines() -> list[str]:
+    """The baselines' prompts with the vocabulary filled in (ZoomEye's three Yes/No questions in
+    its three phrasings, its per-target question, ViCrop's instruction)."""
     lines = []
+    for c in COLORS:
+        target = f"{c} object"
+        question = TEMPLATES["shape"].format(color=c)
+        for prompts in (LOCAL_PROMPTS, GLOBAL_PROMPTS, ZOOM_PROMPTS):
+            lines += [prompts["existence"].format(target) + " ASSISTANT: Yes",
+                      prompts["latent"].format(target) + " ASSISTANT: No",
+                      prompts["answering"].format(question) + " ASSISTANT: Yes"]
+        lines += [ZoomConfig().decomposed_question.format(target) + " ASSISTANT: star",
+                  f"{question} {AttentionCropConfig().instruction} ASSISTANT: circle"]
+    return lines
+
+
+def _task_corpus(method_prompts: bool = False) -> list[str]:
+    """Texts of every prompt and answer the model is trained on (so BPE gives the vocabulary
+    words single tokens); with ``method_prompts`` the baselines' prompts too."""
+    lines = _method_prompt_lines() if method_prompts else []
     for c in COLORS:
         for s in SHAPES:
             lines += [TEMPLATES["shape"].format(color=c) + f" ASSISTANT: {s}",
@@ -326,11 +355,12 @@ def build_image_processor(shape: ModelShape = ModelShape()):
         do_resize=True, do_center_crop=True, do_rescale=True, do_normalize=True, do_convert_rgb=True, resample=3)
 
 
-def build_processor_and_tokenizer(shape: ModelShape = ModelShape()):
-    """The embedded model's ``LlavaProcessor`` (CLIP image processor at ``shape.image_size``)."""
+def build_processor_and_tokenizer(shape: ModelShape = ModelShape(), method_prompts: bool = False):
+    """The embedded model's ``LlavaProcessor`` (CLIP image processor at ``shape.image_size``); its
+    tokenizer learns the baselines' prompts too with ``method_prompts`` (TrainConfig)."""
     import transformers
 
-    tokenizer = _train_tokenizer("llava", extra_corpus=_task_corpus())
+    tokenizer = _train_tokenizer("llava", extra_corpus=_task_corpus(method_prompts))
     words = [" " + w for w in (*COLORS, *SHAPES, "none", "left", "right", "object", "Yes", "No")]
     split = [w for w in words if len(tokenizer.encode(w, add_special_tokens=False)) != 1]
     if split:
@@ -700,6 +730,8 @@ def view_questions(rng: np.random.Generator, scene: Scene, view: View, cfg: Trai
             a, b = pick(pairs)
             side = "left" if a.box[0] < b.box[0] else "right"
             out.append(("relation", TEMPLATES["relation"].format(color=a.obj.color, other=b.obj.color), side))
+    if cfg.method_prompts:
+        out += method_questions(rng, view, present, absent, unique, legible, tasks)
     if "count" in tasks:
         for c in present:
             inst = [v for v in view.objects if v.obj.color == c]
@@ -707,6 +739,51 @@ def view_questions(rng: np.random.Generator, scene: Scene, view: View, cfg: Trai
                 if all(v.visible >= 0.999 and v.size >= cfg.visible_px for v in inst) and len(inst) == counts[c]:
                     out.append(("count", TEMPLATES["count"].format(color=c), str(len(inst))))
                     break
+    return out
+
+
+def method_questions(rng: np.random.Generator, view: View, present: Sequence[str], absent: Sequence[str],
+                     unique: Sequence["ViewObject"], legible: Sequence["ViewObject"],
+                     tasks: Sequence[str]) -> list[tuple[str, str, str]]:
+    """The baselines' prompts about a view, answered from what it shows: ZoomEye's existence
+    ("Is there a {c} object ...?", in its image / zoomed-in-view phrasings), latent ("is it
+    possible to find it by zooming further": Yes while any {c} object is in the view, however
+    small), answering ("Could you answer {shape question}?": Yes when the object is legible here,
+    No when it is absent or too small to read) and per-target ("What is the appearance of the
+    {c} object?" -> its shape); and the shape question with ViCrop's answer instruction."""
+    out: list[tuple[str, str, str]] = []
+
+    def pick(seq):
+        return seq[int(rng.integers(len(seq)))]
+
+    phrasing = pick((LOCAL_PROMPTS, GLOBAL_PROMPTS, ZOOM_PROMPTS))
+    in_view = sorted({v.obj.color for v in view.objects})
+    if "exists" in tasks:
+        if present:
+            out.append(("zoom_exists", phrasing["existence"].format(f"{pick(present)} object"), "Yes"))
+        if absent:
+            out.append(("zoom_exists", phrasing["existence"].format(f"{pick(absent)} object"), "No"))
+        if in_view and rng.random() < 0.5:
+            out.append(("zoom_latent", phrasing["latent"].format(f"{pick(in_view)} object"), "Yes"))
+        elif absent:
+            out.append(("zoom_latent", phrasing["latent"].format(f"{pick(absent)} object"), "No"))
+    if "shape" in tasks:
+        readable = sorted({v.obj.color for v in unique})
+        # absent here, or here but too small to read (a colour with a legible instance is neither)
+        unreadable = sorted(set(absent) | (set(in_view) - {v.obj.color for v in legible}))
+        if readable and rng.random() < 0.5:
+            c = pick(readable)
+            out.append(("zoom_answer", phrasing["answering"].format(TEMPLATES["shape"].format(color=c)), "Yes"))
+        elif unreadable:
+            c = pick(unreadable)
+            out.append(("zoom_answer", phrasing["answering"].format(TEMPLATES["shape"].format(color=c)), "No"))
+        if unique:
+            v = pick(unique)
+            if rng.random() < 0.5:
+                out.append(("shape", ZoomConfig().decomposed_question.format(f"{v.obj.color} object"), v.obj.shape))
+            else:
+                q = f"{TEMPLATES['shape'].format(color=v.obj.color)} {AttentionCropConfig().instruction}"
+                out.append(("shape", q, v.obj.shape))
     return out
 
 
@@ -746,7 +823,8 @@ class SceneSamples(torch.utils.data.Dataset):
         the batch sampler asks for consecutive items."""
         k = i // max(1, self.stage.scene_reuse)
         if self._last is None or self._last.index != k:
-            self._last = make_scene(self.seed, k, SceneSpec(short_side=self.cfg.train_short_side))
+            self._last = make_scene(self.seed, k, SceneSpec(short_side=self.cfg.train_short_side,
+                                                            style=self.cfg.scene_style))
             self._frame_square = None
         return self._last
 
@@ -1118,7 +1196,7 @@ def matching_attention_share(model, cfg: TrainConfig, scenes: int = 12) -> dict[
     the slots holding the patch labels' word embeddings ("symbolic", what perfect alignment gives)
     and the projected vision features ("real"). A diagnostic of why existence does or does not
     carry over from symbolic to real views (README "Embedded model"); it trains nothing."""
-    _, tok = build_processor_and_tokenizer(cfg.shape)
+    _, tok = build_processor_and_tokenizer(cfg.shape, cfg.method_prompts)
     seq = Sequencer(tok, cfg.shape.grid ** 2)
     colour_words, _ = word_ids(tok)
     words = torch.tensor(colour_words)
@@ -1264,7 +1342,7 @@ class Trainer:
         self.work, self.out = Path(work_dir), Path(out_dir)
         self.checkpoint_every, self.progress = checkpoint_every, progress
         self.work.mkdir(parents=True, exist_ok=True)
-        self.processor, self.tokenizer = build_processor_and_tokenizer(cfg.shape)
+        self.processor, self.tokenizer = build_processor_and_tokenizer(cfg.shape, cfg.method_prompts)
         self.model = build_model(self.tokenizer, cfg.shape, cfg.seed)
         self.seq = Sequencer(self.tokenizer, cfg.shape.grid ** 2)
         if cfg.match_init_gain:

@@ -12,6 +12,11 @@ black included, and its clutter is thin strokes and large soft blobs, never smal
 Everything is pure numpy/OpenCV and deterministic: scene ``i`` of seed ``s`` is the same image
 and the same questions on every machine. Boxes are ``[x0, y0, x1, y1]`` in source pixels, x1/y1
 exclusive, and tight around the object's drawn pixels.
+
+``SceneSpec(style="varied")`` draws training scenes with randomised backgrounds, distractors,
+object looks, lighting and JPEG noise (:mod:`focus_ros.core.scene_styles`); the default
+``style="plain"`` draws the scenes described above, unchanged. :mod:`focus_ros.core.scenes_eval`
+is a second renderer with its own drawing code, for evaluation only.
 """
 
 from __future__ import annotations
@@ -24,10 +29,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from .scene_styles import Distractor, StyleSpec
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
 COLORS: dict[str, tuple[int, int, int]] = {      # RGB, saturated and far apart
@@ -75,6 +83,8 @@ class SceneSpec:
     large_share: float = 0.25
     unique_objects: tuple[int, int] = (2, 4)           # objects with a colour of their own
     count_repeats: tuple[int, int] = (1, 4)            # instances of the counted colour
+    # "plain": the scenes above; "varied" (or a scene_styles.StyleSpec): randomised training scenes
+    style: str | StyleSpec = "plain"
 
     def validate(self) -> None:
         lo, hi = self.short_side
@@ -84,6 +94,9 @@ class SceneSpec:
             raise ValueError("unique_objects must be in [2, len(COLORS) - 2]")
         if not 1 <= self.count_repeats[0] <= self.count_repeats[1] <= 9:
             raise ValueError("count_repeats must be within [1, 9]")
+        if self.style != "plain":
+            from .scene_styles import resolve          # here: scene_styles imports this module
+            resolve(self.style).validate()
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,10 @@ class Scene:
     objects: list[SceneObject]
     questions: list[SceneQuestion]
     image: np.ndarray = field(repr=False, default=None)   # H x W x 3 uint8 RGB
+    # varied scenes only: the background's kind, each object's look (in objects' order), the distractors
+    background: str = "plain"
+    object_styles: list[str] = field(default_factory=list)
+    distractors: list[Distractor] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -330,27 +347,54 @@ def _questions(rng: np.random.Generator, objects: list[SceneObject]) -> list[Sce
     return out
 
 
+def _layout_retrying(rng: np.random.Generator, spec: SceneSpec, w: int, h: int, seed: int,
+                     index: int) -> list[tuple[str, str, float, float, float]]:
+    for _ in range(20):
+        try:
+            return _layout(rng, spec, w, h)
+        except RuntimeError:
+            continue
+    raise RuntimeError(f"could not lay out scene {index} of seed {seed}")
+
+
 def make_scene(seed: int, index: int = 0, spec: SceneSpec = SceneSpec()) -> Scene:
     """Scene ``index`` of ``seed``: the frame, its objects and its questions (deterministic)."""
     spec.validate()
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
     w, h = _frame_size(rng, spec)
+    if spec.style != "plain":
+        return _make_varied(rng, seed, index, spec, w, h)
     short = min(w, h)
     img = _texture(rng, w, h)
     _blobs(img, rng, short)
     _strokes(img, rng, short)
     img = np.clip(img, 0, 255).astype(np.uint8)
-    for _ in range(20):
-        try:
-            layout = _layout(rng, spec, w, h)
-            break
-        except RuntimeError:
-            continue
-    else:
-        raise RuntimeError(f"could not lay out scene {index} of seed {seed}")
+    layout = _layout_retrying(rng, spec, w, h, seed, index)
     objects = [SceneObject(shape, color, draw_object(img, shape, color, cx, cy, size))
                for shape, color, cx, cy, size in layout]
     return Scene(index, int(seed), w, h, objects, _questions(rng, objects), img)
+
+
+def _make_varied(rng: np.random.Generator, seed: int, index: int, spec: SceneSpec, w: int, h: int) -> Scene:
+    """A varied scene: background, then the layout, distractors clear of the objects' places, the
+    background pushed out of the vocabulary colours, the objects, and the frame-wide steps."""
+    from . import scene_styles as st
+
+    style = st.resolve(spec.style)
+    kind, img = st.background(rng, w, h, style)
+    layout = _layout_retrying(rng, spec, w, h, seed, index)
+    # an object's place and a gap of half its size (at least 4 px) around it stay free of distractors
+    clear = [(cx - size / 2 - max(4.0, size / 2), cy - size / 2 - max(4.0, size / 2),
+              cx + size / 2 + max(4.0, size / 2), cy + size / 2 + max(4.0, size / 2)) for _, _, cx, cy, size in layout]
+    distractors = st.add_distractors(img, rng, style, clear)
+    st.keep_out_of_vocabulary(img)
+    objects, looks = [], []
+    for shape, color, cx, cy, size in layout:
+        box, look = st.draw_styled_object(img, rng, style, shape, color, cx, cy, size)
+        objects.append(SceneObject(shape, color, box))
+        looks.append(look)
+    img = st.photometric(img, rng, style)
+    return Scene(index, int(seed), w, h, objects, _questions(rng, objects), img, kind, looks, distractors)
 
 
 def iter_scenes(n: int, seed: int, spec: SceneSpec = SceneSpec()) -> Iterator[Scene]:
@@ -358,10 +402,10 @@ def iter_scenes(n: int, seed: int, spec: SceneSpec = SceneSpec()) -> Iterator[Sc
         yield make_scene(seed, i, spec)
 
 
-def _write_frame(out: Path, seed: int, index: int, spec: SceneSpec, fmt: str) -> Scene:
+def _write_frame(out: Path, seed: int, index: int, spec, fmt: str, make: Callable[..., Scene]) -> Scene:
     """Draw scene ``index`` of ``seed``, write its frame under ``out`` and return it without the
     image (what crosses a process boundary stays small)."""
-    scene = make_scene(seed, index, spec)
+    scene = make(seed, index, spec)
     name = out / _frame_name(seed, index, fmt)
     bgr = np.ascontiguousarray(scene.image[..., ::-1])
     params = [cv2.IMWRITE_JPEG_QUALITY, 95, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
@@ -376,13 +420,17 @@ def _frame_name(seed: int, index: int, fmt: str) -> str:
     return f"frames/scene_{seed}_{index:05d}.{fmt}"
 
 
-def write_scenes(out: str | Path, n: int, seed: int, spec: SceneSpec = SceneSpec(), fmt: str = "jpg",
-                 progress=None, workers: int = 1) -> Path:
+def write_scenes(out: str | Path, n: int, seed: int, spec=SceneSpec(), fmt: str = "jpg",
+                 progress=None, workers: int = 1, make: Callable[..., Scene] | None = None) -> Path:
     """Write ``n`` scenes: ``frames/scene_SSSS_IIIII.EXT``, ``questions.jsonl`` (one
     ``{"image", "question", "answer", "type", "boxes"}`` a line, image relative to ``out``) and
     ``scenes.json`` (every object of every frame). ``workers`` > 1 draws and encodes frames in that
     many processes (a 3000 px frame takes about a second); the files are the same whatever the
-    count, since scene ``i`` depends only on ``(seed, i)``. Returns the path of questions.jsonl."""
+    count, since scene ``i`` depends only on ``(seed, i)``. Returns the path of questions.jsonl.
+
+    ``make(seed, index, spec)`` draws a scene (default :func:`make_scene`; a module-level function,
+    so that worker processes can find it): another renderer writes the same format, and
+    scenes.json then names it under ``"renderer"``."""
     if fmt not in ("jpg", "png"):
         raise ValueError("fmt must be 'jpg' or 'png'")
     if workers < 1:
@@ -390,7 +438,7 @@ def write_scenes(out: str | Path, n: int, seed: int, spec: SceneSpec = SceneSpec
     out = Path(out)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     lines, meta = [], []
-    draw = partial(_write_frame, out, seed, spec=spec, fmt=fmt)
+    draw = partial(_write_frame, out, seed, spec=spec, fmt=fmt, make=make or make_scene)
     with contextlib.ExitStack() as stack:
         if workers > 1:
             scenes = stack.enter_context(ProcessPoolExecutor(workers)).map(draw, range(n))
@@ -400,14 +448,24 @@ def write_scenes(out: str | Path, n: int, seed: int, spec: SceneSpec = SceneSpec
             name = _frame_name(seed, scene.index, fmt)
             for q in scene.questions:
                 lines.append(json.dumps({"image": name, **asdict(q)}))
+            objects = [asdict(o) for o in scene.objects]
+            for o, look in zip(objects, scene.object_styles):     # varied scenes: each object's look
+                o["style"] = look
             meta.append({"image": name, "index": scene.index, "seed": scene.seed, "width": scene.width,
-                         "height": scene.height, "objects": [asdict(o) for o in scene.objects]})
+                         "height": scene.height, "objects": objects})
+            if scene.object_styles:
+                meta[-1].update(background=scene.background, distractors=len(scene.distractors))
             if progress:
                 progress(scene)
     path = out / "questions.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    (out / "scenes.json").write_text(json.dumps({"seed": seed, "n": n, "spec": asdict(spec), "scenes": meta},
-                                                indent=1) + "\n")
+    spec_d = asdict(spec)
+    if spec_d.get("style") == "plain":
+        del spec_d["style"]               # plain scenes' scenes.json stays as it was before styles
+    head = {"seed": seed, "n": n, "spec": spec_d}
+    if make is not None and make is not make_scene:
+        head["renderer"] = f"{make.__module__}.{make.__name__}"
+    (out / "scenes.json").write_text(json.dumps({**head, "scenes": meta}, indent=1) + "\n")
     return path
 
 
