@@ -8,7 +8,9 @@ answers in the demo, the tests and the benchmark is trained from scratch by
 LLaVA-1.5 checkpoint. FOCUS itself is never trained: no loss touches value vectors, attention
 weights or relevance maps.
 
-The recipe follows ``shared/EMBEDDED-MODEL.md`` (recipe E plus an existence curriculum):
+The recipe (what earlier runs showed a tiny LLaVA needs before value-cache relevance means
+anything: dense vision pre-training, alignment to the word embeddings kept frozen afterwards, crops
+at the scales croppers use, then an existence curriculum):
 
 1. ``vision``: dense per-patch colour and shape classification on the vision tower's output
    (the stand-in for CLIP pre-training), on frames and on crops at many scales;
