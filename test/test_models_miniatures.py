@@ -93,7 +93,8 @@ def test_relevance_maps_are_identical_under_sdpa_and_eager(miniature_root, famil
         pipe = FocusPipeline(adapter, search)
         rel_map, _, _ = pipe.relevance(adapter.prefill_image(image), "red object")
         maps.append(rel_map)
-    np.testing.assert_allclose(maps[0], maps[1], atol=1e-5)
+    # the contrast divides by the peak's distance from the median, which magnifies float noise too
+    np.testing.assert_allclose(maps[0], maps[1], atol=1e-4)
 
 
 @pytest.mark.parametrize("family,size", [(f, s) for f in FAMILIES for s in [(1920, 1080), (600, 1500)]])
