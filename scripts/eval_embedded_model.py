@@ -5,8 +5,8 @@
 
 --matching also prints, per LM layer-0 head, how much of an asked colour word's attention lands
 on the slots holding that colour (symbolic word-embedding slots vs real projected features).
---write-settings stores the layer range with the best relevance pointing, and why, in the model's
-focus_settings.json (read by every tool and the node as that model's search defaults); the file's
+--write-settings (with a validation --seed, never the held-out one) stores the layer range with the
+best relevance pointing, and why, in the model's focus_settings.json (read by every tool and the node as that model's search defaults); the file's
 other settings and their reasons stay.
 --vision-heads work/checkpoint.pt (the training checkpoint of this model: its stage-1 heads read the
 vision tower, which is frozen after stage 1) also prints, per scale of the shape gate, how often the
@@ -59,13 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="models/embedded")
     p.add_argument("--scenes", type=int, default=100, help="held-out scenes per gate")
-    p.add_argument("--seed", type=int, default=TrainConfig().heldout_seed, help="held-out scene seed")
+    p.add_argument("--seed", type=int, default=TrainConfig().heldout_seed,
+                   help="scene seed: the held-out one for gates, a validation one (e.g. 4242) with --write-settings")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="write the gates here too")
-    p.add_argument("--write-settings", action="store_true")
+    p.add_argument("--write-settings", action="store_true",
+                   help="store the best-pointing layer range; refused on the held-out seed (that would tune on it)")
     p.add_argument("--vision-heads", help="a training checkpoint whose stage-1 heads read this model's vision tower")
     p.add_argument("--matching", action="store_true", help="print layer 0's colour-matching attention shares")
     args = p.parse_args(argv)
+    if args.write_settings and args.seed == TrainConfig().heldout_seed:
+        p.error("--write-settings chooses the layer range: give a validation seed (e.g. --seed 4242), "
+                "never the held-out one the headline is measured on")
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(0)
     t0 = time.perf_counter()
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(settings.get("why"), str):        # the one-string form this script used to write
             settings["why"] = {"earlier": settings["why"]}
         settings.setdefault("why", {})["layer range"] = (
-            f"relevance pointing on {args.scenes} held-out scenes (seed {args.seed}) is best at layers {best}: "
+            f"relevance pointing on {args.scenes} validation scenes (seed {args.seed}) is best at layers {best}: "
             f"{gates[f'pointing_{best}'].value:.3f} vs random object {gates[f'random_{best}'].value:.3f} "
             "(scripts/eval_embedded_model.py)")
         path.write_text(json.dumps(settings, indent=1) + "\n")

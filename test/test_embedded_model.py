@@ -141,14 +141,24 @@ def test_a_run_started_from_another_runs_vision_stage_trains_its_later_stages_ex
                    vision_from=tmp_path / "whole" / "checkpoint.pt").state.stage_index == 1
 
 
-def _training_script():
-    """scripts/train_embedded_model.py as a module (it is a script, not part of the package)."""
+def _training_script(name: str = "train_embedded_model"):
+    """scripts/NAME.py as a module (it is a script, not part of the package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("train_script", REPO / "scripts" / "train_embedded_model.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     return script
+
+
+def test_settings_are_never_chosen_on_the_held_out_scenes(tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(MODEL, model)
+    before = (model / "focus_settings.json").read_bytes()
+    with pytest.raises(SystemExit) as stop:
+        _training_script("eval_embedded_model").main(["--model", str(model), "--write-settings"])
+    assert stop.value.code == 2 and "validation seed" in capsys.readouterr().err
+    assert (model / "focus_settings.json").read_bytes() == before
 
 
 def test_the_training_script_overrides_one_stage_field_typed_as_the_field_and_refuses_unknown_ones():
