@@ -59,6 +59,9 @@ COLOR_CLASSES = ("none",) + tuple(COLORS)      # per-patch colour labels; 0 = ba
 SHAPE_CLASSES = ("none",) + tuple(SHAPES)      # per-patch shape labels; 0 = background
 IGNORE = -100
 SETTINGS_FILE = "focus_settings.json"          # per-model search settings the tools read
+# the baselines' own wording (method_prompts), read once from their settings' defaults
+DECOMPOSED_QUESTION = ZoomConfig().decomposed_question
+VICROP_INSTRUCTION = AttentionCropConfig().instruction
 SHAPE_GATE_SCENES = 100   # held-out scenes of the shape gate (scripts/eval_embedded_model.py --scenes default)
 GATE_SCENES = 60          # held-out scenes of the vision and alignment stages' per-patch gates
 
@@ -328,8 +331,8 @@ def _method_prompt_lines() -> list[str]:
             lines += [prompts["existence"].format(target) + " ASSISTANT: Yes",
                       prompts["latent"].format(target) + " ASSISTANT: No",
                       prompts["answering"].format(question) + " ASSISTANT: Yes"]
-        lines += [ZoomConfig().decomposed_question.format(target) + " ASSISTANT: star",
-                  f"{question} {AttentionCropConfig().instruction} ASSISTANT: circle"]
+        lines += [DECOMPOSED_QUESTION.format(target) + " ASSISTANT: star",
+                  f"{question} {VICROP_INSTRUCTION} ASSISTANT: circle"]
     return lines
 
 
@@ -684,6 +687,11 @@ def existence_phrasing(rng: np.random.Generator):
     return lambda c: TEMPLATES["exists"].format(color=c)
 
 
+def _pick(rng: np.random.Generator, seq):
+    """One element of ``seq``, one ``rng`` draw."""
+    return seq[int(rng.integers(len(seq)))]
+
+
 def view_questions(rng: np.random.Generator, scene: Scene, view: View, cfg: TrainConfig,
                    tasks: Sequence[str]) -> list[tuple[str, str, str]]:
     """(kind, question, answer) pairs the view answers unambiguously."""
@@ -698,7 +706,7 @@ def view_questions(rng: np.random.Generator, scene: Scene, view: View, cfg: Trai
     out: list[tuple[str, str, str]] = []
 
     def pick(seq):
-        return seq[int(rng.integers(len(seq)))]
+        return _pick(rng, seq)
 
     if "exists" in tasks:
         phrase_q = existence_phrasing(rng)
@@ -756,7 +764,7 @@ def method_questions(rng: np.random.Generator, view: View, present: Sequence[str
     out: list[tuple[str, str, str]] = []
 
     def pick(seq):
-        return seq[int(rng.integers(len(seq)))]
+        return _pick(rng, seq)
 
     phrasing = pick((LOCAL_PROMPTS, GLOBAL_PROMPTS, ZOOM_PROMPTS))
     in_view = sorted({v.obj.color for v in view.objects})
@@ -782,9 +790,9 @@ def method_questions(rng: np.random.Generator, view: View, present: Sequence[str
         if unique:
             v = pick(unique)
             if rng.random() < 0.5:
-                out.append(("shape", ZoomConfig().decomposed_question.format(f"{v.obj.color} object"), v.obj.shape))
+                out.append(("shape", DECOMPOSED_QUESTION.format(f"{v.obj.color} object"), v.obj.shape))
             else:
-                q = f"{TEMPLATES['shape'].format(color=v.obj.color)} {AttentionCropConfig().instruction}"
+                q = f"{TEMPLATES['shape'].format(color=v.obj.color)} {VICROP_INSTRUCTION}"
                 out.append(("shape", q, v.obj.shape))
     return out
 

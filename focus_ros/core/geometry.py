@@ -208,12 +208,16 @@ class CellRegion:
         return a.iou(b)
 
 
+def _span(start: int, size: int, limit: int) -> tuple[int, int]:
+    """Half-open range of ``size`` cells from ``start``, shifted to stay inside ``[0, limit)``."""
+    start = min(max(start, 0), limit - size)
+    return start, start + size
+
+
 def _window(center: int, size: int, limit: int) -> tuple[int, int]:
     """Half-open range of ``size`` cells around ``center``, shifted to stay inside ``[0, limit)``."""
     size = min(size, limit)
-    start = center - (size - 1) // 2
-    start = min(max(start, 0), limit - size)
-    return start, start + size
+    return _span(center - (size - 1) // 2, size, limit)
 
 
 def select_anchors(rel: np.ndarray, top_k: int, min_distance: int) -> list[tuple[int, int]]:
@@ -249,18 +253,14 @@ def grow_region(rel: np.ndarray, anchor: tuple[int, int], s_min: int, s_max: int
     gh, gw = rel.shape
     r, c = anchor
 
-    def span(start: int, size: int, limit: int) -> tuple[int, int]:
-        start = min(max(start, 0), limit - size)
-        return start, start + size
-
     r0, r1 = _window(r, max(1, s_min), gh)
     c0, c1 = _window(c, max(1, s_min), gw)
     grown = max(r1 - r0, c1 - c0)
     current = float(rel[r0:r1, c0:c1].sum())
     while grown < s_max and (r1 - r0 < gh or c1 - c0 < gw):
         best = None
-        rows = {span(r0 - d, r1 - r0 + 1, gh) for d in (1, 0)} if r1 - r0 < gh else {(r0, r1)}
-        cols = {span(c0 - d, c1 - c0 + 1, gw) for d in (1, 0)} if c1 - c0 < gw else {(c0, c1)}
+        rows = {_span(r0 - d, r1 - r0 + 1, gh) for d in (1, 0)} if r1 - r0 < gh else {(r0, r1)}
+        cols = {_span(c0 - d, c1 - c0 + 1, gw) for d in (1, 0)} if c1 - c0 < gw else {(c0, c1)}
         for nr0, nr1 in sorted(rows):
             for nc0, nc1 in sorted(cols):
                 total = float(rel[nr0:nr1, nc0:nc1].sum())
@@ -268,7 +268,7 @@ def grow_region(rel: np.ndarray, anchor: tuple[int, int], s_min: int, s_max: int
                     best = (total, nr0, nc0, nr1, nc1)
         total, nr0, nc0, nr1, nc1 = best
         added = (nr1 - nr0) * (nc1 - nc0) - (r1 - r0) * (c1 - c0)
-        if added <= 0 or (total - current) / added < threshold:
+        if (total - current) / added < threshold:
             break
         r0, c0, r1, c1, current = nr0, nc0, nr1, nc1, total
         grown += 1

@@ -56,6 +56,7 @@ from PIL import Image
 
 from ..geometry import Box, crop, union_all
 from ..models import Extension, ImagePrefix, Meter, VLMAdapter
+from ..models.llava import expand_to_square
 from ..targets import TYPE_ALL, Target
 from .answer import Choices
 
@@ -223,14 +224,12 @@ def fit_long_side(image: np.ndarray, side: int) -> np.ndarray:
 
 
 def pad_square(image: np.ndarray, fill: tuple[int, int, int]) -> tuple[np.ndarray, int, int]:
-    """The image centred on a square of ``fill`` (ZoomEye's ``expand2square``); and its offset."""
+    """The image centred on a square of ``fill`` (ZoomEye's ``expand2square``, LLaVA's own
+    :func:`expand_to_square`), always a new array (rectangles are drawn on it); and its offset."""
     h, w = image.shape[:2]
     side = max(h, w)
-    out = np.empty((side, side, 3), dtype=np.uint8)
-    out[:] = np.asarray(fill, dtype=np.uint8)
-    left, top = (side - w) // 2, (side - h) // 2
-    out[top:top + h, left:left + w] = image[..., :3]
-    return out, left, top
+    square = expand_to_square(image, fill)
+    return (square.copy() if square is image else square), (side - w) // 2, (side - h) // 2
 
 
 def draw_rectangle(canvas: np.ndarray, box: tuple[int, int, int, int], thickness: int,
