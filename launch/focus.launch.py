@@ -2,14 +2,18 @@
 
     ros2 launch focus_ros focus.launch.py model:=llava-hf/llava-1.5-7b-hf image_topic:=/camera/image_raw
     ros2 launch focus_ros focus.launch.py params_file:=my_focus.yaml rviz:=true
+    ros2 launch focus_ros focus.launch.py model_params:=qwen2.5-vl-7b
 
-Arguments: params_file, namespace, image_topic (remapped onto the node's ``image`` and
+Arguments: params_file, model_params (a per-model file layered over params_file: a name in
+config/models/ or a path), namespace, image_topic (remapped onto the node's ``image`` and
 ``image/compressed``), model (overrides model.path), device (overrides model.device),
 use_sim_time, autostart (configure + activate through lifecycle events), rviz, log_level.
 Empty ``model`` / ``device`` keep the values of the parameter file.
 """
 
-from launch import LaunchDescription
+import os
+
+from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
 from launch.events import matches_action
@@ -20,11 +24,31 @@ from launch_ros.events.lifecycle import ChangeState
 from launch_ros.substitutions import FindPackageShare
 from lifecycle_msgs.msg import Transition
 
+from launch import LaunchDescription
+
 PACKAGE = "focus_ros"
 
 
 def _truthy(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def model_params_file(value: str) -> str | None:
+    """A per-model parameter file: a path as given, or a name of the package's config/models/*.yaml."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.endswith((".yaml", ".yml")) or os.sep in value:
+        path = os.path.expanduser(value)
+    else:
+        folder = os.path.join(get_package_share_directory(PACKAGE), "config", "models")
+        path = os.path.join(folder, value + ".yaml")
+        if not os.path.isfile(path):
+            known = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml"))
+            raise RuntimeError(f"model_params {value!r}: no config/models/{value}.yaml (known: {known})")
+    if not os.path.isfile(path):
+        raise RuntimeError(f"model_params: no such file {path!r}")
+    return path
 
 
 def _focus_node(context, *args, **kwargs):
@@ -34,12 +58,17 @@ def _focus_node(context, *args, **kwargs):
     image_topic = LaunchConfiguration("image_topic").perform(context).strip()
     overrides = {
         "use_sim_time": _truthy(LaunchConfiguration("use_sim_time").perform(context)),
-        "autostart": False,        # the lifecycle events below drive the transitions
+        "autostart": False,  # the lifecycle events below drive the transitions
     }
     if model:
         overrides["model.path"] = model
     if device:
         overrides["model.device"] = device
+    parameters = [LaunchConfiguration("params_file")]
+    per_model = model_params_file(LaunchConfiguration("model_params").perform(context))
+    if per_model:
+        parameters.append(per_model)
+    parameters.append(overrides)
     remappings = []
     if image_topic and image_topic != "image":
         remappings = [("image", image_topic), ("image/compressed", image_topic.rstrip("/") + "/compressed")]
@@ -49,7 +78,7 @@ def _focus_node(context, *args, **kwargs):
         executable="focus_node",
         name="focus_node",
         namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"), overrides],
+        parameters=parameters,
         remappings=remappings,
         ros_arguments=["--log-level", LaunchConfiguration("log_level")],
         output="screen",
@@ -57,8 +86,7 @@ def _focus_node(context, *args, **kwargs):
     )
     autostart = IfCondition(LaunchConfiguration("autostart"))
     configure = EmitEvent(
-        event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                          transition_id=Transition.TRANSITION_CONFIGURE),
+        event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=Transition.TRANSITION_CONFIGURE),
         condition=autostart,
     )
     activate_when_configured = RegisterEventHandler(
@@ -66,8 +94,13 @@ def _focus_node(context, *args, **kwargs):
             target_lifecycle_node=node,
             start_state="configuring",
             goal_state="inactive",
-            entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                                  transition_id=Transition.TRANSITION_ACTIVATE))],
+            entities=[
+                EmitEvent(
+                    event=ChangeState(
+                        lifecycle_node_matcher=matches_action(node), transition_id=Transition.TRANSITION_ACTIVATE
+                    )
+                )
+            ],
         ),
         condition=autostart,
     )
@@ -76,30 +109,54 @@ def _focus_node(context, *args, **kwargs):
 
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare(PACKAGE)
-    return LaunchDescription([
-        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "focus.yaml"]),
-                              description="parameter file (/**: ros__parameters:)"),
-        DeclareLaunchArgument("namespace", default_value="focus", description="namespace of the node and its topics"),
-        DeclareLaunchArgument("image_topic", default_value="image",
-                              description="camera topic remapped onto the node's 'image' (its /compressed too)"),
-        DeclareLaunchArgument("model", default_value="",
-                              description="model directory or hub id (model.path); empty: the parameter file's"),
-        DeclareLaunchArgument("device", default_value="",
-                              description="auto | cpu | cuda (model.device); empty: the parameter file's"),
-        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
-        DeclareLaunchArgument("autostart", default_value="true",
-                              description="configure and activate the lifecycle node automatically"),
-        DeclareLaunchArgument("rviz", default_value="false",
-                              description="start RViz with config/focus.rviz (relevance overlay and map)"),
-        DeclareLaunchArgument("log_level", default_value="info", description="debug | info | warn | error"),
-        OpaqueFunction(function=_focus_node),
-        Node(
-            package="rviz2",
-            executable="rviz2",
-            name="rviz2",
-            arguments=["-d", PathJoinSubstitution([share, "config", "focus.rviz"])],
-            parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
-            condition=IfCondition(LaunchConfiguration("rviz")),
-            output="screen",
-        ),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=PathJoinSubstitution([share, "config", "focus.yaml"]),
+                description="parameter file (/**: ros__parameters:)",
+            ),
+            DeclareLaunchArgument(
+                "model_params",
+                default_value="",
+                description="per-model parameters layered over params_file: a name in "
+                "config/models (llava-1.5-7b, llava-onevision-7b, qwen2.5-vl-7b) or a path",
+            ),
+            DeclareLaunchArgument(
+                "namespace", default_value="focus", description="namespace of the node and its topics"
+            ),
+            DeclareLaunchArgument(
+                "image_topic",
+                default_value="image",
+                description="camera topic remapped onto the node's 'image' (its /compressed too)",
+            ),
+            DeclareLaunchArgument(
+                "model",
+                default_value="",
+                description="model directory or hub id (model.path); empty: the parameter file's",
+            ),
+            DeclareLaunchArgument(
+                "device", default_value="", description="auto | cpu | cuda (model.device); empty: the parameter file's"
+            ),
+            DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
+            DeclareLaunchArgument(
+                "autostart", default_value="true", description="configure and activate the lifecycle node automatically"
+            ),
+            DeclareLaunchArgument(
+                "rviz",
+                default_value="false",
+                description="start RViz with config/focus.rviz (relevance overlay and map)",
+            ),
+            DeclareLaunchArgument("log_level", default_value="info", description="debug | info | warn | error"),
+            OpaqueFunction(function=_focus_node),
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                name="rviz2",
+                arguments=["-d", PathJoinSubstitution([share, "config", "focus.rviz"])],
+                parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
+                condition=IfCondition(LaunchConfiguration("rviz")),
+                output="screen",
+            ),
+        ]
+    )

@@ -50,13 +50,13 @@ def _frame(width: int, height: int) -> np.ndarray:
     if sample is None:
         return rng.integers(0, 256, (height, width, 3), np.uint8)
     big = cv2.resize(sample, (width, height), interpolation=cv2.INTER_CUBIC).astype(np.int16)
-    big += rng.normal(0, 6, big.shape).astype(np.int16)          # sensor noise: camera-like JPEG sizes
+    big += rng.normal(0, 6, big.shape).astype(np.int16)  # sensor noise: camera-like JPEG sizes
     return cv2.cvtColor(np.clip(big, 0, 255).astype(np.uint8), cv2.COLOR_BGR2RGB)
 
 
 def bench_conversions(rows: list, width: int, height: int, repeats: int) -> None:
-    from focus_ros.ros.conversions import (compressed_to_rgb, image_view, numpy_to_image, rgb_to_compressed,
-                                           view_to_rgb)
+    from focus_ros.io.images import compressed_to_rgb, image_view, view_to_rgb
+    from focus_ros.ros.image_msgs import numpy_to_image, rgb_to_compressed
 
     rgb = _frame(width, height)
     mp = width * height / 1e6
@@ -64,19 +64,33 @@ def bench_conversions(rows: list, width: int, height: int, repeats: int) -> None
     bgr_msg = numpy_to_image(np.ascontiguousarray(rgb[..., ::-1]), "bgr8")
     jpeg = rgb_to_compressed(rgb, "jpeg", quality=90)
     tag = f"{width}x{height} ({mp:.0f} MP)"
-    _row(rows, f"intake: zero-copy view, rgb8 {tag}", _times(lambda: image_view(rgb_msg), repeats * 20),
-         "what every received frame costs")
+    _row(
+        rows,
+        f"intake: zero-copy view, rgb8 {tag}",
+        _times(lambda: image_view(rgb_msg), repeats * 20),
+        "what every received frame costs",
+    )
     _row(rows, f"intake: zero-copy view, bgr8 {tag}", _times(lambda: image_view(bgr_msg), repeats * 20))
     view_rgb, view_bgr = image_view(rgb_msg), image_view(bgr_msg)
     _row(rows, f"to RGB: rgb8 {tag}", _times(lambda: view_to_rgb(view_rgb), repeats * 20), "no copy")
     _row(rows, "reference: full copy of the frame", _times(lambda: view_rgb.array.copy(), repeats))
-    _row(rows, f"to RGB: bgr8 -> RGB {tag}", _times(lambda: view_to_rgb(view_bgr), repeats),
-         "first question on the frame only")
-    _row(rows, f"to RGB: JPEG decode {tag} ({len(jpeg.data) / 1e6:.1f} MB)", _times(lambda: compressed_to_rgb(jpeg),
-                                                                                   repeats),
-         "first question on the frame only")
-    _row(rows, "reference: area resize to 336 px", _times(
-        lambda: cv2.resize(rgb, (336, 252), interpolation=cv2.INTER_AREA), repeats))
+    _row(
+        rows,
+        f"to RGB: bgr8 -> RGB {tag}",
+        _times(lambda: view_to_rgb(view_bgr), repeats),
+        "first question on the frame only",
+    )
+    _row(
+        rows,
+        f"to RGB: JPEG decode {tag} ({len(jpeg.data) / 1e6:.1f} MB)",
+        _times(lambda: compressed_to_rgb(jpeg), repeats),
+        "first question on the frame only",
+    )
+    _row(
+        rows,
+        "reference: area resize to 336 px",
+        _times(lambda: cv2.resize(rgb, (336, 252), interpolation=cv2.INTER_AREA), repeats),
+    )
 
 
 def bench_round_trip(rows: list, model: str, repeats: int) -> None:
@@ -87,16 +101,22 @@ def bench_round_trip(rows: list, model: str, repeats: int) -> None:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from focus_ros.ros.conversions import rgb_to_image
     from focus_ros.ros.focus_node import FocusNode
+    from focus_ros.ros.image_msgs import rgb_to_image
     from focus_ros.srv import Ask
 
     ctx = Context()
     rclpy.init(context=ctx)
-    node = FocusNode(namespace="focus_bench", context=ctx, parameter_overrides=[
-        Parameter("model.path", value=model), Parameter("max_frame_age", value=0.0),
-        Parameter("search.target_extraction", value="rule")])
-    node.get_logger().set_level(rclpy.logging.LoggingSeverity.ERROR)     # no line per question
+    node = FocusNode(
+        namespace="focus_bench",
+        context=ctx,
+        parameter_overrides=[
+            Parameter("model.path", value=model),
+            Parameter("max_frame_age", value=0.0),
+            Parameter("search.target_extraction", value="rule"),
+        ],
+    )
+    node.get_logger().set_level(rclpy.logging.LoggingSeverity.ERROR)  # no line per question
     client = rclpy.create_node("focus_bench_client", context=ctx)
     executor = MultiThreadedExecutor(num_threads=node.executor_threads() + 2, context=ctx)
     executor.add_node(node)
@@ -116,8 +136,12 @@ def bench_round_trip(rows: list, model: str, repeats: int) -> None:
             done.wait(600.0)
             return fut.result()
 
-        _row(rows, "ask round trip, refused at once (unknown camera)",
-             _times(lambda: call("q?", camera="nowhere"), repeats * 10), "service + node overhead, no model")
+        _row(
+            rows,
+            "ask round trip, refused at once (unknown camera)",
+            _times(lambda: call("q?", camera="nowhere"), repeats * 10),
+            "service + node overhead, no model",
+        )
         pub = client.create_publisher(Image, "/focus_bench/image", qos_profile_sensor_data)
         while pub.get_subscription_count() == 0:
             time.sleep(0.01)
@@ -127,28 +151,39 @@ def bench_round_trip(rows: list, model: str, repeats: int) -> None:
 
             def deliver() -> None:
                 before = node.stats["frames_received"]
-                msg.header.stamp = client.get_clock().now().to_msg()
-                pub.publish(msg)
+                msg.header.stamp = client.get_clock().now().to_msg()  # noqa: B023 (called in this iteration)
+                pub.publish(msg)  # noqa: B023
                 while node.stats["frames_received"] == before:
                     time.sleep(0.0005)
 
-            _row(rows, f"frame {label} bgr8: publish -> stored in the node", _times(deliver, repeats),
-                 "same process, real DDS (rclpy copies in and out)")
+            _row(
+                rows,
+                f"frame {label} bgr8: publish -> stored in the node",
+                _times(deliver, repeats),
+                "same process, real DDS (rclpy copies in and out)",
+            )
             for method in ("vanilla", "focus"):
                 node.set_parameters([Parameter("method", value=method)])
                 res = call(question)
                 assert res.success, res.message
-                _row(rows, f"ask round trip, {method}, {label} bgr8 frame, warm prefix",
-                     _times(lambda: call(question), repeats, warmup=0),
-                     f"{res.result.forward_passes} passes, model {Path(model).name}")
+                _row(
+                    rows,
+                    f"ask round trip, {method}, {label} bgr8 frame, warm prefix",
+                    _times(lambda: call(question), repeats, warmup=0),
+                    f"{res.result.forward_passes} passes, model {Path(model).name}",
+                )
             cold = []
-            for _ in range(repeats):            # a new frame each time: convert + prefill in the answer
+            for _ in range(repeats):  # a new frame each time: convert + prefill in the answer
                 deliver()
                 t0 = time.perf_counter()
                 res = call(question)
                 cold.append((time.perf_counter() - t0) * 1e3)
-            _row(rows, f"ask round trip, focus, {label} bgr8 frame, new frame", cold,
-                 f"{res.result.forward_passes} passes incl. the frame's prefill")
+            _row(
+                rows,
+                f"ask round trip, focus, {label} bgr8 frame, new frame",
+                cold,
+                f"{res.result.forward_passes} passes incl. the frame's prefill",
+            )
     finally:
         node.release()
         executor.shutdown()
@@ -174,8 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     bench_round_trip(rows, args.model, args.repeats)
     import torch
 
-    print(f"\nfocus_ros node benchmark: {os.cpu_count()} CPU cores, torch {torch.__version__} "
-          f"({'cuda' if torch.cuda.is_available() else 'cpu'}), OpenCV {cv2.__version__}, repeats {args.repeats}\n")
+    print(
+        f"\nfocus_ros node benchmark: {os.cpu_count()} CPU cores, torch {torch.__version__} "
+        f"({'cuda' if torch.cuda.is_available() else 'cpu'}), OpenCV {cv2.__version__}, repeats {args.repeats}\n"
+    )
     width = max(len(r[0]) for r in rows)
     print(f"| {'measurement'.ljust(width)} | median ms |  min ms | note |")
     print(f"|{'-' * (width + 2)}|----------:|--------:|------|")

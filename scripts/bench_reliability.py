@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,7 @@ def camera_main(args: argparse.Namespace) -> int:
     from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import Image
 
-    from focus_ros.ros.conversions import numpy_to_image
+    from focus_ros.ros.image_msgs import numpy_to_image
 
     stop = []
     # Our own SIGINT handling: the loop ends and the count is printed, whatever it was doing.
@@ -57,7 +56,7 @@ def camera_main(args: argparse.Namespace) -> int:
     node = rclpy.create_node("bench_camera")
     pub = node.create_publisher(Image, args.topic, qos_profile_sensor_data)
     frame = np.zeros((args.height, args.width, 3), np.uint8)
-    frame[args.height // 3: args.height // 2, args.width // 2: args.width * 2 // 3] = (220, 30, 30)
+    frame[args.height // 3 : args.height // 2, args.width // 2 : args.width * 2 // 3] = (220, 30, 30)
     msg = numpy_to_image(frame, "rgb8")
     msg.header.frame_id = "bench_cam"
     sent = skipped = 0
@@ -69,7 +68,7 @@ def camera_main(args: argparse.Namespace) -> int:
             delay = start + slot * period - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            elif delay < -period:               # behind: drop the missed slots, never burst to catch up
+            elif delay < -period:  # behind: drop the missed slots, never burst to catch up
                 missed = int(-delay / period)
                 skipped += missed
                 slot += missed
@@ -78,8 +77,7 @@ def camera_main(args: argparse.Namespace) -> int:
             sent += 1
             slot += 1
     finally:
-        print(json.dumps({"sent": sent, "skipped": skipped, "seconds": round(time.monotonic() - start, 2)}),
-              flush=True)
+        print(json.dumps({"sent": sent, "skipped": skipped, "seconds": round(time.monotonic() - start, 2)}), flush=True)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
@@ -122,9 +120,9 @@ class Question:
         self.channel = channel
         self.text = f"Q{index:05d} via {channel}: what colour is the red cup?"
         self.sent = time.monotonic()
-        self.caller_status: int | None = None       # from the service response / action result
-        self.latency: float | None = None           # service round trip, seconds
-        self.published: list[int] = []              # statuses seen on the answer topic
+        self.caller_status: int | None = None  # from the service response / action result
+        self.latency: float | None = None  # service round trip, seconds
+        self.published: list[int] = []  # statuses seen on the answer topic
         self.note = ""
 
 
@@ -144,10 +142,28 @@ def run(args: argparse.Namespace) -> dict:
     exe, params, profile = _installed_node()
     logdir = Path(tempfile.mkdtemp(prefix="focus_bench_reliability_"))
     dds = dict(os.environ, FASTDDS_DEFAULT_PROFILES_FILE=str(profile))
-    node_cmd = [str(exe), "--ros-args", "--params-file", str(params), "-p", f"model.path:={args.model}",
-                "-p", "autostart:=true", "-p", "search.target_extraction:=rule",
-                "-p", f"search.max_steps:={args.max_steps}", "-p", "search.overrun:=false",
-                "-p", f"queue_size:={args.queue_size}", "-p", "max_frame_age:=5.0", "--log-level", "warn"]
+    node_cmd = [
+        str(exe),
+        "--ros-args",
+        "--params-file",
+        str(params),
+        "-p",
+        f"model.path:={args.model}",
+        "-p",
+        "autostart:=true",
+        "-p",
+        "search.target_extraction:=rule",
+        "-p",
+        f"search.max_steps:={args.max_steps}",
+        "-p",
+        "search.overrun:=false",
+        "-p",
+        f"queue_size:={args.queue_size}",
+        "-p",
+        "max_frame_age:=5.0",
+        "--log-level",
+        "warn",
+    ]
     node_log = open(logdir / "focus_node.log", "w")
     node = subprocess.Popen(node_cmd, stdout=node_log, stderr=subprocess.STDOUT, env=dds)
     camera = None
@@ -171,10 +187,12 @@ def run(args: argparse.Namespace) -> dict:
             if q is not None:
                 q.published.append(int(msg.status))
 
-    client.create_subscription(FocusResult, "/focus/answer", on_answer,
-                               QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
-    qpub = client.create_publisher(String, "/focus/question", QoSProfile(depth=100,
-                                                                          reliability=ReliabilityPolicy.RELIABLE))
+    client.create_subscription(
+        FocusResult, "/focus/answer", on_answer, QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+    )
+    qpub = client.create_publisher(
+        String, "/focus/question", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    )
     ask = client.create_client(Ask, "/focus/ask")
     query = ActionClient(client, Query, "/focus/query")
     result: dict = {"args": vars(args)}
@@ -185,9 +203,24 @@ def run(args: argparse.Namespace) -> dict:
         while qpub.get_subscription_count() == 0:
             time.sleep(0.05)
         camera = subprocess.Popen(
-            [sys.executable, __file__, "--camera", "--width", str(args.width), "--height", str(args.height),
-             "--rate", str(args.rate), "--topic", "/focus/image"],
-            stdout=subprocess.PIPE, stderr=open(logdir / "camera.log", "w"), env=dds, text=True)
+            [
+                sys.executable,
+                __file__,
+                "--camera",
+                "--width",
+                str(args.width),
+                "--height",
+                str(args.height),
+                "--rate",
+                str(args.rate),
+                "--topic",
+                "/focus/image",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=open(logdir / "camera.log", "w"),
+            env=dds,
+            text=True,
+        )
 
         def call(question: Question | None, text: str, camera_name: str = "") -> None:
             future = ask.call_async(Ask.Request(question=text, camera=camera_name))
@@ -196,6 +229,7 @@ def run(args: argparse.Namespace) -> dict:
                 if question is not None:
                     question.latency = time.monotonic() - question.sent
                     question.caller_status = int(f.result().result.status)
+
             future.add_done_callback(done)
             return future
 
@@ -226,7 +260,7 @@ def run(args: argparse.Namespace) -> dict:
                 continue
             next_round += args.interval
             samples.append((now - t_start, memory_mb(node.pid)))
-            for channel in CHANNELS:              # the three at once
+            for channel in CHANNELS:  # the three at once
                 index += 1
                 q = Question(index, channel)
                 with lock:
@@ -248,7 +282,9 @@ def run(args: argparse.Namespace) -> dict:
 
                         def finished(rf, q=q) -> None:
                             q.caller_status = int(rf.result().result.result.status)
+
                         handle.get_result_async().add_done_callback(finished)
+
                     goal_future.add_done_callback(accepted)
         mem_end = memory_mb(node.pid)
         samples.append((time.monotonic() - t_start, mem_end))
@@ -256,11 +292,12 @@ def run(args: argparse.Namespace) -> dict:
         # (reliable, in order), so each question's count there is final.
         drain_deadline = time.monotonic() + args.drain
         while time.monotonic() < drain_deadline and any(
-                q.caller_status is None for q in questions if q.channel != "topic"):
+            q.caller_status is None for q in questions if q.channel != "topic"
+        ):
             time.sleep(0.05)
         while time.monotonic() < drain_deadline and any(not q.published for q in questions):
             time.sleep(0.05)
-        sentinel = call(None, "sentinel", camera_name="bench_sentinel")
+        call(None, "sentinel", camera_name="bench_sentinel")
         sentinel_seen.wait(30.0)
         mem_drained = memory_mb(node.pid)
     finally:
@@ -280,7 +317,7 @@ def run(args: argparse.Namespace) -> dict:
                 node.wait()
         node_log.close()
         executor.shutdown()
-        spinner.join(timeout=10.0)          # no callback may run while the entities go away
+        spinner.join(timeout=10.0)  # no callback may run while the entities go away
         query.destroy()
         client.destroy_node()
         rclpy.try_shutdown(context=ctx)
@@ -293,69 +330,102 @@ def run(args: argparse.Namespace) -> dict:
         per_channel[channel] = {
             "sent": len(qs),
             "answered": sum(1 for q in qs if len(q.published) == 1),
-            "ok": statuses.count(0), "busy": statuses.count(3), "error": statuses.count(1),
+            "ok": statuses.count(0),
+            "busy": statuses.count(3),
+            "error": statuses.count(1),
             "canceled": statuses.count(2),
             "unanswered": sum(1 for q in qs if not q.published),
             "answered_twice": sum(1 for q in qs if len(q.published) > 1),
-            "caller_mismatch": sum(1 for q in qs if channel != "topic" and q.published
-                                   and q.caller_status != q.published[0]),
+            "caller_mismatch": sum(
+                1 for q in qs if channel != "topic" and q.published and q.caller_status != q.published[0]
+            ),
         }
     lat_all = [q.latency for q in questions if q.channel == "service" and q.latency is not None]
     lat_ok = [q.latency for q in questions if q.channel == "service" and q.latency is not None and q.caller_status == 0]
-    result.update({
-        "channels": per_channel,
-        "camera": cam,
-        "node_exit_code": node.returncode,
-        "sentinel_seen": sentinel_seen.is_set(),
-        "memory_mb": {
-            key: {"before": round(mem_before[key], 1), "end_of_stream": round(mem_end[key], 1),
-                  "after_drain": round(mem_drained[key], 1),
-                  "peak_sampled": round(max(m[key] for _, m in samples), 1),
-                  "growth": round(mem_end[key] - mem_before[key], 1),
-                  # the second half alone: a leak keeps growing there, warming up does not
-                  "growth_second_half": round(mem_end[key] - next(m[key] for t, m in samples
-                                                                  if t >= args.seconds / 2), 1)}
-            for key in ("VmRSS", "RssAnon", "RssShmem")},
-        "memory_series": [(round(t, 1), round(m["VmRSS"], 1), round(m["RssAnon"], 1)) for t, m in samples],
-        "ask_latency_ms": {"p50_all": round(percentile(lat_all, 0.5) * 1e3, 1),
-                           "p95_all": round(percentile(lat_all, 0.95) * 1e3, 1),
-                           "p50_ok": round(percentile(lat_ok, 0.5) * 1e3, 1),
-                           "p95_ok": round(percentile(lat_ok, 0.95) * 1e3, 1),
-                           "n_all": len(lat_all), "n_ok": len(lat_ok)},
-        "node_log": str(logdir / "focus_node.log"),
-    })
+    result.update(
+        {
+            "channels": per_channel,
+            "camera": cam,
+            "node_exit_code": node.returncode,
+            "sentinel_seen": sentinel_seen.is_set(),
+            "memory_mb": {
+                key: {
+                    "before": round(mem_before[key], 1),
+                    "end_of_stream": round(mem_end[key], 1),
+                    "after_drain": round(mem_drained[key], 1),
+                    "peak_sampled": round(max(m[key] for _, m in samples), 1),
+                    "growth": round(mem_end[key] - mem_before[key], 1),
+                    # the second half alone: a leak keeps growing there, warming up does not
+                    "growth_second_half": round(
+                        mem_end[key] - next(m[key] for t, m in samples if t >= args.seconds / 2), 1
+                    ),
+                }
+                for key in ("VmRSS", "RssAnon", "RssShmem")
+            },
+            "memory_series": [(round(t, 1), round(m["VmRSS"], 1), round(m["RssAnon"], 1)) for t, m in samples],
+            "ask_latency_ms": {
+                "p50_all": round(percentile(lat_all, 0.5) * 1e3, 1),
+                "p95_all": round(percentile(lat_all, 0.95) * 1e3, 1),
+                "p50_ok": round(percentile(lat_ok, 0.5) * 1e3, 1),
+                "p95_ok": round(percentile(lat_ok, 0.95) * 1e3, 1),
+                "n_all": len(lat_all),
+                "n_ok": len(lat_ok),
+            },
+            "node_log": str(logdir / "focus_node.log"),
+        }
+    )
     return result
 
 
 def print_table(r: dict) -> None:
     a = r["args"]
-    print(f"\nfocus_ros reliability benchmark: {a['width']}x{a['height']} rgb8 at {a['rate']:g} Hz for {a['seconds']:g} s, "
-          f"questions every {a['interval']:g} s through topic + service + action, queue_size {a['queue_size']}, "
-          f"model {Path(a['model']).name}, {os.cpu_count()} CPU cores\n")
+    print(
+        f"\nfocus_ros reliability benchmark: {a['width']}x{a['height']} rgb8 at {a['rate']:g} Hz "
+        f"for {a['seconds']:g} s, "
+        f"questions every {a['interval']:g} s through topic + service + action, queue_size {a['queue_size']}, "
+        f"model {Path(a['model']).name}, {os.cpu_count()} CPU cores\n"
+    )
     print("| channel | sent | answered exactly once | ok | busy | error | canceled | unanswered | twice |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for ch, c in r["channels"].items():
-        print(f"| {ch} | {c['sent']} | {c['answered']} | {c['ok']} | {c['busy']} | {c['error']} | {c['canceled']} "
-              f"| {c['unanswered']} | {c['answered_twice']} |")
+        print(
+            f"| {ch} | {c['sent']} | {c['answered']} | {c['ok']} | {c['busy']} | {c['error']} | {c['canceled']} "
+            f"| {c['unanswered']} | {c['answered_twice']} |"
+        )
     mem, lat, cam = r["memory_mb"], r["ask_latency_ms"], r["camera"]
-    print(f"\n| measurement | value |\n|---|---|")
-    print(f"| camera frames published | {cam.get('sent', '?')} in {cam.get('seconds', '?')} s "
-          f"({cam.get('skipped', '?')} slots skipped by the publisher) |")
+    print("\n| measurement | value |\n|---|---|")
+    print(
+        f"| camera frames published | {cam.get('sent', '?')} in {cam.get('seconds', '?')} s "
+        f"({cam.get('skipped', '?')} slots skipped by the publisher) |"
+    )
     for key, what in (("VmRSS", "resident, total"), ("RssAnon", "resident, private (RssAnon)")):
         m = mem[key]
-        print(f"| node memory {what}, MiB: after warm-up -> end of stream (growth; in the 2nd half) | "
-              f"{m['before']} -> {m['end_of_stream']} ({m['growth']:+}; {m['growth_second_half']:+}) |")
-        print(f"| node memory {what}, MiB: peak sampled / after the queue drained | "
-              f"{m['peak_sampled']} / {m['after_drain']} |")
-    print(f"| ask round trip while streaming, all {lat['n_all']} calls: p50 / p95 (ms) | {lat['p50_all']} / {lat['p95_all']} |")
-    print(f"| ask round trip while streaming, {lat['n_ok']} answered OK: p50 / p95 (ms) | {lat['p50_ok']} / {lat['p95_ok']} |")
+        print(
+            f"| node memory {what}, MiB: after warm-up -> end of stream (growth; in the 2nd half) | "
+            f"{m['before']} -> {m['end_of_stream']} ({m['growth']:+}; {m['growth_second_half']:+}) |"
+        )
+        print(
+            f"| node memory {what}, MiB: peak sampled / after the queue drained | "
+            f"{m['peak_sampled']} / {m['after_drain']} |"
+        )
+    print(
+        f"| ask round trip while streaming, all {lat['n_all']} calls: p50 / p95 (ms) "
+        f"| {lat['p50_all']} / {lat['p95_all']} |"
+    )
+    print(
+        f"| ask round trip while streaming, {lat['n_ok']} answered OK: p50 / p95 (ms) "
+        f"| {lat['p50_ok']} / {lat['p95_ok']} |"
+    )
     print(f"| node exit code after SIGINT | {r['node_exit_code']} |")
 
 
 def healthy(r: dict) -> bool:
     """Every question answered exactly once, callers agree with the topic, clean stop."""
-    return (r["node_exit_code"] == 0 and r["sentinel_seen"]
-            and all(c["answered"] == c["sent"] and not c["caller_mismatch"] for c in r["channels"].values()))
+    return (
+        r["node_exit_code"] == 0
+        and r["sentinel_seen"]
+        and all(c["answered"] == c["sent"] and not c["caller_mismatch"] for c in r["channels"].values())
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -371,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-size", type=int, default=4)
     parser.add_argument("--drain", type=float, default=120.0, help="seconds to wait for outstanding answers")
     parser.add_argument("--json", help="also write the results here")
-    parser.add_argument("--camera", action="store_true", help=argparse.SUPPRESS)    # the camera process
+    parser.add_argument("--camera", action="store_true", help=argparse.SUPPRESS)  # the camera process
     parser.add_argument("--topic", default="/focus/image", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.camera:
@@ -386,8 +456,11 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(result, indent=2))
     ok = healthy(result)
     if not ok:
-        print(f"\nFAILED: a question was lost or answered twice, or the node did not stop cleanly; node log: "
-              f"{result['node_log']}", file=sys.stderr)
+        print(
+            f"\nFAILED: a question was lost or answered twice, or the node did not stop cleanly; node log: "
+            f"{result['node_log']}",
+            file=sys.stderr,
+        )
     return 0 if ok else 1
 
 

@@ -32,30 +32,51 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ("What shape is the red object?", "What shape is the blue object?")
-NO_GPU = ("gpu_bench: no CUDA device: this benchmark times a real-size LLaVA-1.5-7B (about 14 GB of "
-          "float16 weights) and needs an NVIDIA GPU with about 20 GB free. Run it on a machine with one, or "
-          "use --tiny --device cpu to check the script's logic on a tiny configuration.")
+NO_GPU = (
+    "gpu_bench: no CUDA device: this benchmark times a real-size LLaVA-1.5-7B (about 14 GB of "
+    "float16 weights) and needs an NVIDIA GPU with about 20 GB free. Run it on a machine with one, or "
+    "use --tiny --device cpu to check the script's logic on a tiny configuration."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gpu_bench.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="gpu_bench.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     p.add_argument("--tiny", action="store_true", help="tiny configuration (checks the logic; numbers mean nothing)")
-    p.add_argument("--attn", nargs="+", choices=("sdpa", "flash_attention_2", "eager"), default=None,
-                   help="attention implementations (default: sdpa, plus flash_attention_2 if flash-attn imports)")
-    p.add_argument("--methods", nargs="+", choices=("vanilla", "focus", "zoom", "attention", "random"),
-                   default=["vanilla", "focus", "zoom"])
+    p.add_argument(
+        "--attn",
+        nargs="+",
+        choices=("sdpa", "flash_attention_2", "eager"),
+        default=None,
+        help="attention implementations (default: sdpa, plus flash_attention_2 if flash-attn imports)",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        choices=("vanilla", "focus", "zoom", "attention", "random"),
+        default=["vanilla", "focus", "zoom"],
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per cell (median)")
     p.add_argument("--focus-steps", type=int, default=6, help="regions FOCUS (and random) verify")
     p.add_argument("--zoom-steps", type=int, default=4, help="nodes the zoom tree pops per target")
     p.add_argument("--zoom-depth", type=int, default=3)
     p.add_argument("--answer-tokens", type=int, default=16, help="tokens every answer decodes")
     p.add_argument("--targets", choices=("rule", "model"), default="rule")
-    p.add_argument("--frame", type=int, nargs=2, metavar=("W", "H"), default=(2560, 1440),
-                   help="size of the synthetic frame (default 2560 1440)")
-    p.add_argument("--processor", default=str(ROOT / "models" / "miniatures" / "llava"),
-                   help="folder with a LLaVA tokenizer + image processor (default: the LLaVA miniature)")
+    p.add_argument(
+        "--frame",
+        type=int,
+        nargs=2,
+        metavar=("W", "H"),
+        default=(2560, 1440),
+        help="size of the synthetic frame (default 2560 1440)",
+    )
+    p.add_argument(
+        "--processor",
+        default=str(ROOT / "models" / "miniatures" / "llava"),
+        help="folder with a LLaVA tokenizer + image processor (default: the LLaVA miniature)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     return p
 
@@ -65,20 +86,57 @@ def llava_config(tiny: bool, image_token_id: int, pad_token_id: int):
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
     if tiny:
-        vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                  image_size=336, patch_size=14, projection_dim=32)
-        text = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-                           num_key_value_heads=4, vocab_size=32064, max_position_embeddings=4096)
+        vision = CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=336,
+            patch_size=14,
+            projection_dim=32,
+        )
+        text = LlamaConfig(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            vocab_size=32064,
+            max_position_embeddings=4096,
+        )
     else:
-        vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-                                  num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768,
-                                  hidden_act="quick_gelu", layer_norm_eps=1e-5)
-        text = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                           num_key_value_heads=32, vocab_size=32064, max_position_embeddings=4096,
-                           rms_norm_eps=1e-5, hidden_act="silu")
-    return LlavaConfig(vision_config=vision, text_config=text, image_token_id=image_token_id,
-                       projector_hidden_act="gelu", vision_feature_layer=-2,
-                       vision_feature_select_strategy="default", image_seq_length=576, pad_token_id=pad_token_id)
+        vision = CLIPVisionConfig(
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            image_size=336,
+            patch_size=14,
+            projection_dim=768,
+            hidden_act="quick_gelu",
+            layer_norm_eps=1e-5,
+        )
+        text = LlamaConfig(
+            hidden_size=4096,
+            intermediate_size=11008,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+            vocab_size=32064,
+            max_position_embeddings=4096,
+            rms_norm_eps=1e-5,
+            hidden_act="silu",
+        )
+    return LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=image_token_id,
+        projector_hidden_act="gelu",
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        image_seq_length=576,
+        pad_token_id=pad_token_id,
+    )
 
 
 def build_pipeline(args):
@@ -107,17 +165,27 @@ def build_pipeline(args):
     adapter = LlavaAdapter(model, processor, ModelConfig(path=name, family="llava", device=args.device))
     from dataclasses import replace
 
-    search = replace(search_defaults("llava"), max_steps=args.focus_steps, overrun=False,
-                     target_extraction=args.targets, max_new_tokens=args.answer_tokens)
+    search = replace(
+        search_defaults("llava"),
+        max_steps=args.focus_steps,
+        overrun=False,
+        target_extraction=args.targets,
+        max_new_tokens=args.answer_tokens,
+    )
     zoom = ZoomConfig(max_depth=args.zoom_depth, max_steps=args.zoom_steps, answer_threshold=1.0)
     return FocusPipeline(adapter, search, zoom=zoom)
 
 
 def frame(w: int, h: int):
-    from focus_ros.core.scenes import SceneSpec, make_scene
+    from focus_ros.eval.scenes import SceneSpec, make_scene
 
-    scene = make_scene(0, 0, SceneSpec(short_side=(min(w, h), min(w, h)), aspects=(max(w, h) / min(w, h),),
-                                       portrait_share=0.0 if w >= h else 1.0))
+    scene = make_scene(
+        0,
+        0,
+        SceneSpec(
+            short_side=(min(w, h), min(w, h)), aspects=(max(w, h) / min(w, h),), portrait_share=0.0 if w >= h else 1.0
+        ),
+    )
     return scene.image
 
 
@@ -131,14 +199,14 @@ def sync(device: str) -> None:
 def bench_attn(args, pipe, attn: str, image) -> tuple[list[dict], dict]:
     import torch
 
-    pipe.adapter.model.set_attn_implementation(attn)       # raises when flash-attn is missing
+    pipe.adapter.model.set_attn_implementation(attn)  # raises when flash-attn is missing
     pipe.adapter.config.attn_implementation = attn
     cuda = args.device == "cuda"
-    pipe.run(image, QUESTIONS[0], method="vanilla")           # warm-up (kernels, allocator)
+    pipe.run(image, QUESTIONS[0], method="vanilla")  # warm-up (kernels, allocator)
     rows = []
     for method in args.methods:
         pipe.clear_cache()
-        pipe.run(image, QUESTIONS[0], method=method)          # per-method warm-up
+        pipe.run(image, QUESTIONS[0], method=method)  # per-method warm-up
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         times = {"first": [], "second": []}
@@ -152,13 +220,22 @@ def bench_attn(args, pipe, attn: str, image) -> tuple[list[dict], dict]:
                 sync(args.device)
                 times[which].append(time.perf_counter() - t0)
                 results[which] = r
-        peak = torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else float("nan")
+        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
         for which in ("first", "second"):
             r = results[which]
-            rows.append({"attn": attn, "method": method, "question": which,
-                         "seconds": statistics.median(times[which]), "forward_passes": r.forward_passes,
-                         "tokens_prefilled": r.tokens_prefilled, "generated_tokens": r.generated_tokens,
-                         "peak_gib": peak if cuda else None, "prefix_cached": r.prefix_cached})
+            rows.append(
+                {
+                    "attn": attn,
+                    "method": method,
+                    "question": which,
+                    "seconds": statistics.median(times[which]),
+                    "forward_passes": r.forward_passes,
+                    "tokens_prefilled": r.tokens_prefilled,
+                    "generated_tokens": r.generated_tokens,
+                    "peak_gib": peak if cuda else None,
+                    "prefix_cached": r.prefix_cached,
+                }
+            )
     # the cached prefix against a fresh prefill of image + question
     adapter = pipe.adapter
     text = adapter.question_text(QUESTIONS[1])
@@ -177,8 +254,14 @@ def bench_attn(args, pipe, attn: str, image) -> tuple[list[dict], dict]:
         cached.append(time.perf_counter() - t0)
     kv_bytes = sum(t.numel() * t.element_size() for layer in prefix.cache.layers for t in (layer.keys, layer.values))
     question_tokens = len(adapter.tokenizer(text, add_special_tokens=False)["input_ids"])
-    prefix_row = {"attn": attn, "fresh_seconds": statistics.median(fresh), "cached_seconds": statistics.median(cached),
-                  "prefix_tokens": prefix.length, "question_tokens": question_tokens, "kv_cache_mib": kv_bytes / 2 ** 20}
+    prefix_row = {
+        "attn": attn,
+        "fresh_seconds": statistics.median(fresh),
+        "cached_seconds": statistics.median(cached),
+        "prefix_tokens": prefix.length,
+        "question_tokens": question_tokens,
+        "kv_cache_mib": kv_bytes / 2**20,
+    }
     del prefix
     pipe.clear_cache()
     if cuda:
@@ -189,7 +272,7 @@ def bench_attn(args, pipe, attn: str, image) -> tuple[list[dict], dict]:
 def flash_available() -> bool:
     try:
         import flash_attn  # noqa: F401
-    except Exception:       # ImportError, or a broken build raising anything else
+    except Exception:  # ImportError, or a broken build raising anything else
         return False
     return True
 
@@ -202,12 +285,16 @@ def main(argv: list[str] | None = None) -> int:
         print(NO_GPU, file=sys.stderr)
         return 2
     if args.device == "cpu" and not args.tiny:
-        print("gpu_bench: the real-size model on the CPU would take hours; use --tiny with --device cpu",
-              file=sys.stderr)
+        print(
+            "gpu_bench: the real-size model on the CPU would take hours; use --tiny with --device cpu", file=sys.stderr
+        )
         return 2
     if not (Path(args.processor) / "tokenizer_config.json").is_file():
-        print(f"gpu_bench: no tokenizer/processor in {args.processor}: run scripts/setup.sh (builds the miniatures) "
-              "or pass --processor", file=sys.stderr)
+        print(
+            f"gpu_bench: no tokenizer/processor in {args.processor}: run scripts/setup.sh (builds the miniatures) "
+            "or pass --processor",
+            file=sys.stderr,
+        )
         return 2
     attns = args.attn or (["sdpa"] + (["flash_attention_2"] if args.device == "cuda" and flash_available() else []))
     import transformers
@@ -227,27 +314,41 @@ def main(argv: list[str] | None = None) -> int:
         prefix_rows.append(pr)
     size = "tiny configuration" if args.tiny else "LLaVA-1.5-7B architecture"
     dtype = "float16" if args.device == "cuda" else "float32"
-    print(f"gpu_bench: {size}, random weights, {dtype}, {device_name}; torch {torch.__version__}, "
-          f"transformers {transformers.__version__}")
-    print(f"frame {image.shape[1]}x{image.shape[0]}; targets: {args.targets}; focus: {args.focus_steps} verified "
-          f"regions, no overrun; zoom: {args.zoom_steps} pops, depth <= {args.zoom_depth}, no early stop; "
-          f"answers: {args.answer_tokens} tokens; median of {args.repeats}")
-    head = (f"{'attention':18} {'method':9} {'question':17} {'seconds':>8} {'passes':>7} {'prefilled':>10} "
-            f"{'peak GiB':>9}")
+    print(
+        f"gpu_bench: {size}, random weights, {dtype}, {device_name}; torch {torch.__version__}, "
+        f"transformers {transformers.__version__}"
+    )
+    print(
+        f"frame {image.shape[1]}x{image.shape[0]}; targets: {args.targets}; focus: {args.focus_steps} verified "
+        f"regions, no overrun; zoom: {args.zoom_steps} pops, depth <= {args.zoom_depth}, no early stop; "
+        f"answers: {args.answer_tokens} tokens; median of {args.repeats}"
+    )
+    head = (
+        f"{'attention':18} {'method':9} {'question':17} {'seconds':>8} {'passes':>7} {'prefilled':>10} {'peak GiB':>9}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         label = "first (prefill)" if r["question"] == "first" else "second (cached)"
-        peak = f"{r['peak_gib']:9.2f}" if r["peak_gib"] is not None else f"{'-':>9}"   # None on the CPU
-        print(f"{r['attn']:18} {r['method']:9} {label:17} {r['seconds']:8.3f} {r['forward_passes']:7d} "
-              f"{r['tokens_prefilled']:10d} {peak}")
+        peak = f"{r['peak_gib']:9.2f}" if r["peak_gib"] is not None else f"{'-':>9}"  # None on the CPU
+        print(
+            f"{r['attn']:18} {r['method']:9} {label:17} {r['seconds']:8.3f} {r['forward_passes']:7d} "
+            f"{r['tokens_prefilled']:10d} {peak}"
+        )
     for p in prefix_rows:
-        print(f"{p['attn']}: image + question prefilled fresh {p['fresh_seconds'] * 1000:.1f} ms vs the question on "
-              f"the cached prefix {p['cached_seconds'] * 1000:.1f} ms ({p['prefix_tokens']} prefix tokens, "
-              f"{p['question_tokens']} question tokens; the prefix's KV cache holds {p['kv_cache_mib']:.0f} MiB)")
+        print(
+            f"{p['attn']}: image + question prefilled fresh {p['fresh_seconds'] * 1000:.1f} ms vs the question on "
+            f"the cached prefix {p['cached_seconds'] * 1000:.1f} ms ({p['prefix_tokens']} prefix tokens, "
+            f"{p['question_tokens']} question tokens; the prefix's KV cache holds {p['kv_cache_mib']:.0f} MiB)"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": device_name, "tiny": args.tiny, "rows": rows,
-                                               "prefix": prefix_rows, "args": vars(args)}, indent=1) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {"device": device_name, "tiny": args.tiny, "rows": rows, "prefix": prefix_rows, "args": vars(args)},
+                indent=1,
+            )
+            + "\n"
+        )
     return 0 if rows else 1
 
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The checks a lent GPU machine runs, in one command (README "GPU"): versions, the out-of-memory path
+# The checks a lent GPU machine runs, in one command (docs/gpu.md): versions, the out-of-memory path
 # on CUDA (scripts/gpu_oom_check.py) and the embedded model's held-out headline on CUDA in float16
 # (what model.dtype auto picks there) and float32, to compare with the CPU's float32 table.
 #
 #   bash scripts/gpu_checks.sh [LIMIT]      # LIMIT: only the first N questions (DEVICE=cpu: a smoke run here)
 #
 # Needs python3 with a CUDA torch and the pinned transformers (a lent machine's image has an older
-# one: carry its wheel, README "GPU"). Results: $OUT (or out/gpu): gpu.log, bench_*.json.
+# one: carry its wheel, docs/gpu.md). Results: $OUT (or out/gpu): gpu.log, bench_*.json.
 set -uo pipefail
 out=${OUT:-out/gpu}
 mkdir -p "$out"

@@ -3,7 +3,7 @@
 
     python scripts/gpu_oom_check.py [--model DIR]     # default: the LLaVA miniature, built if missing
 
-The node's own test (test/test_reliability_faults.py, CUDA case) needs rclpy and this package's
+The node's own test (test/ros/test_reliability_faults.py, CUDA case) needs rclpy and this package's
 built interfaces; a lent GPU machine has neither. This script runs the same sequence on the
 pipeline the node owns: answer once on CUDA, fill the GPU with another tensor, drop the cached
 prefix so the next question must allocate, ask again, and check that what the pipeline raises is
@@ -32,7 +32,7 @@ from focus_ros.core.pipeline import FocusPipeline, is_out_of_memory  # noqa: E40
 
 QUESTION = "What colour is the red cup?"
 SEARCH = {"search.target_extraction": "rule", "search.max_steps": 1, "search.overrun": False}
-SLACK = 256 * 2**20           # reserved beyond allocated after release_memory: at most this
+SLACK = 256 * 2**20  # reserved beyond allocated after release_memory: at most this
 
 
 def _fill_gpu() -> list[torch.Tensor]:
@@ -59,26 +59,26 @@ def main(argv: list[str] | None = None) -> int:
     if model is None:
         model = REPO / "models" / "miniatures" / "llava"
         if not (model.parent / ".complete").is_file():
-            from focus_ros.core.miniatures import build_miniature
+            from focus_ros.training.miniatures import build_miniature
+
             model = build_miniature("llava", Path(tempfile.mkdtemp()) / "llava")
-    pipeline = FocusPipeline.from_configs(*build_configs({"model.path": str(model), "model.device": "cuda",
-                                                          **SEARCH}))
+    pipeline = FocusPipeline.from_configs(*build_configs({"model.path": str(model), "model.device": "cuda", **SEARCH}))
     frame = np.random.default_rng(71).integers(0, 256, (960, 1280, 3), dtype=np.uint8)
     checks: list[tuple[str, bool, str]] = []
     first = pipeline.run(frame, QUESTION, frame_key=1)
     checks.append(("answers on CUDA", bool(first.answer), repr(first.answer)))
     hog = _fill_gpu()
-    pipeline.clear_cache()                       # the next prefill must allocate
+    pipeline.clear_cache()  # the next prefill must allocate
     caught = None
     try:
         pipeline.run(frame, QUESTION, frame_key=1)
-    except Exception as exc:                     # noqa: BLE001 - what it is is the point
+    except Exception as exc:  # noqa: BLE001 - what it is is the point
         caught = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         oom = is_out_of_memory(exc)
     else:
         oom = False
     checks.append(("a question on a full GPU raises out-of-memory", oom, caught or "nothing raised"))
-    pipeline.release_memory()                    # as the node does, outside the except block
+    pipeline.release_memory()  # as the node does, outside the except block
     spare = torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
     checks.append(("release_memory empties the CUDA cache", spare < SLACK, f"reserved - allocated = {spare} B"))
     hog.clear()

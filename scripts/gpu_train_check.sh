@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train a candidate embedded model on a lent GPU and measure it, in one command that fits a device
-# lease (README "Embedded model"): training (default-fp32 made models/embedded in 543 s on an H200),
+# lease (docs/embedded-model.md): training (default-fp32 made models/embedded in 543 s on an H200),
 # then the gates (scripts/eval_embedded_model.py, with the tower-vs-LM table) and the held-out
 # headline of vanilla, FOCUS and the oracle crop (focus-bench, float32 as on the CPU table).
 #
@@ -14,7 +14,7 @@
 #   RESUME=.gpu/checkpoint.pt BUDGET_S=420 bash scripts/gpu_train_check.sh --recipe grid-24   # next lease goes on
 # (copy the returned checkpoint.pt into .gpu/, which .git/info/exclude ignores, and carry .gpu).
 #
-# Needs python3 with torch and the pinned transformers (carry its wheel, README "GPU"). Results in
+# Needs python3 with torch and the pinned transformers (carry its wheel, docs/gpu.md). Results in
 # $OUT (or out/gpu_train), at most 8 files so a device call returns them all: run.log, train.log,
 # gates.txt, sweep.txt (with SWEEP), bench.txt, bench.json, checkpoint.pt (the training state: resume
 # or --vision-heads from it) and model.tar (the saved model). The work folder (WORK, default
@@ -74,7 +74,7 @@ if [ -n "${SWEEP:-}" ]; then     # region sizes for this model's grid, chosen on
     python3 - "$work/sweep/sweep.json" "$work/model/focus_settings.json" <<'PY' || exit 1
 import json, sys
 from dataclasses import asdict
-from focus_ros.core.bench import headline
+from focus_ros.eval.bench import headline
 from focus_ros.core.config import SearchConfig, search_with
 sweep, path = json.load(open(sys.argv[1])), sys.argv[2]
 best = sweep["runs"][sweep["best"]]["settings"]

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 try:
-    from focus_ros.core.miniatures import main
+    from focus_ros.training.miniatures import main
 except ImportError:  # not installed: run from a source checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from focus_ros.core.miniatures import main
+    from focus_ros.training.miniatures import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -66,7 +66,7 @@ colcon build --paths "$ROOT" --symlink-install \
 
 # --- 5. random-weight miniature models --------------------------------------
 # Rebuilt when the builder changes (its hash is kept next to the models).
-mini_want="$(sha256sum focus_ros/core/miniatures.py | cut -d' ' -f1)"
+mini_want="$(sha256sum focus_ros/training/miniatures.py | cut -d' ' -f1)"
 mini_have="$(cat models/miniatures/.builder_sha256 2>/dev/null || true)"
 if [[ -f models/miniatures/.complete && "$mini_want" == "$mini_have" ]]; then
   log "miniature models present (models/miniatures)"

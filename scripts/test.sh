@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Set up (idempotent), then run the test suite with plain `pytest` (arguments are passed
-# through). Fails when pytest fails and also when it collects no tests (exit 5).
+# Set up (idempotent), check lint and formatting, then run the test suite with plain `pytest`
+# (arguments are passed through). Fails when ruff or pytest fails and also when pytest collects
+# no tests (exit 5). One tier alone: scripts/test.sh test/unit (or test/model, test/ros, test/e2e;
+# `-m unit` works too).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +23,11 @@ trap 'rm -rf "$tmp"' EXIT
 export ROS_HOME="$tmp/ros_home"
 export ROS_LOG_DIR="$tmp/ros_log"
 mkdir -p "$ROS_HOME" "$ROS_LOG_DIR"
+
+# Lint and format first: a violation fails the run like a failing test (config: pyproject.toml).
+echo "[test] ruff check + ruff format --check"
+ruff check .
+ruff format --check .
 
 echo "[test] ROS_DOMAIN_ID=$ROS_DOMAIN_ID ROS_HOME=$ROS_HOME"
 # Plain `pytest`, not `python -m pytest`: the latter puts the source focus_ros/ (without the

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Train the embedded default model (see focus_ros/core/embedded.py for the recipe).
+"""Train the embedded default model (see focus_ros/training/recipe.py for the recipe).
 
-    python scripts/train_embedded_model.py                 # models/embedded: 109 min on 2 cores with AVX512-BF16 (README)
-    python scripts/train_embedded_model.py --recipe default-fp32 --device cuda --workers 15   # the same in float32: 9 min on an H200
-    python scripts/train_embedded_model.py --recipe reuse-fp32   # a CPU whose bfloat16 is slow: 107 min, weaker (README)
+    python scripts/train_embedded_model.py              # models/embedded (docs/embedded-model.md: cost)
+    python scripts/train_embedded_model.py --recipe default-fp32 --device cuda --workers 15   # float32 on a GPU
+    python scripts/train_embedded_model.py --recipe reuse-fp32   # a CPU whose bfloat16 is slow (weaker)
 
 Checkpoints go to --work (default out/train_embedded); running the same command again resumes
 from the last one (another recipe or --seed on that checkpoint is refused where it contradicts
@@ -34,13 +34,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from focus_ros.core.embedded import RECIPES, StageConfig, Trainer  # noqa: E402
+from focus_ros.training.recipe import RECIPES, StageConfig  # noqa: E402
+from focus_ros.training.trainer import Trainer  # noqa: E402
+
+EXIT_RESUME = 75  # EX_TEMPFAIL: stopped at --max-seconds with a checkpoint; rerun to go on
 
 
-EXIT_RESUME = 75      # EX_TEMPFAIL: stopped at --max-seconds with a checkpoint; rerun to go on
-
-
-def _stage_set(cfg, item: str):
+def stage_set_arg(cfg, item: str):
     """``cfg`` with one stage's field set from ``STAGE.FIELD=VALUE`` (the value typed as the field is)."""
     key, _, value = item.partition("=")
     name, _, fld = key.partition(".")
@@ -65,49 +65,82 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="scene-drawing loader processes")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (smoke runs)")
-    p.add_argument("--stages", type=int, default=0,
-                   help="train only the recipe's first N stages (0: all; a study of one stage's gate)")
-    p.add_argument("--recipe", choices=sorted(RECIPES), default="default",
-                   help="default (made models/embedded: four-stage with 15 crops per scene in vision and "
-                        "alignment, then 4 grown heads per LM layer that learn existence and a joint tune, under "
-                        "bfloat16 autocast; 109 min on 2 cores with AVX512-BF16), full-bf16 (the same), "
-                        "default-fp32 (the same in float32: the model committed before, on an H200), "
-                        "reuse-fp32 (default-fp32's stages and steps with two items drawn from each scene and 8 "
-                        "existence questions per symbolic map: for a CPU whose bfloat16 is slow), "
-                        "vision-distinct (reuse-fp32 with one item a scene in the vision stage), "
-                        "view-192 (default-fp32 on a 192 px view with 12 px patches: the same grid), "
-                        "grid-24 (default-fp32 on a 192 px view with 8 px patches: a 24 x 24 grid), "
-                        "default-192 (reuse-fp32 on that 192 px view), "
-                        "small-objects (reuse-fp32 with no object weighing more than 4 patches in the vision loss), "
-                        "cut-bf16 (full-bf16 with fewer steps), "
-                        "grown-heads (an older default: default-fp32 with 5 crops), four-stage (the one before), "
-                        "existence-first "
-                        "(matching init + symbolic existence stage), existence-release (the same, two heads "
-                        "freed for tuning), two-hour (default-fp32's stages cut to ~107 CPU minutes; "
-                        "existence does not learn) or half-batch (default-fp32's steps with half the scenes "
-                        "and sequences per step)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="the recipe's seed (TrainConfig.seed: scenes, initialisation, order; default 20251125): "
-                        "another draw of the same recipe")
-    p.add_argument("--vision-object-cap", type=int, default=None,
-                   help="override the recipe's TrainConfig.vision_object_cap (0: per-patch weights)")
-    p.add_argument("--vision-hidden", type=int, default=None,
-                   help="override the vision tower's width (ModelShape.vision_hidden, 96; a multiple of its 4 heads)")
-    p.add_argument("--steps", nargs="+", default=[], metavar="STAGE=N",
-                   help="override stages' step counts, e.g. exist_symbolic=1200 (TrainConfig.with_steps)")
-    p.add_argument("--stage-set", nargs="+", default=[], metavar="STAGE.FIELD=VALUE",
-                   help="override one stage's StageConfig field, e.g. exist_symbolic.per_map=1")
-    p.add_argument("--vision-from", metavar="WORK/checkpoint.pt",
-                   help="start at stage 2 with this run's vision tower (same recipe up to stage 1: skips retraining it)")
+    p.add_argument(
+        "--stages",
+        type=int,
+        default=0,
+        help="train only the recipe's first N stages (0: all; a study of one stage's gate)",
+    )
+    p.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="default",
+        help="default (made models/embedded: four-stage with 15 crops per scene in vision and "
+        "alignment, then 4 grown heads per LM layer that learn existence and a joint tune, under "
+        "bfloat16 autocast; about 2 h on 2 CPU cores), full-bf16 (the same), "
+        "transfer (the default on varied scenes, with the baselines' prompts), "
+        "default-fp32 (the same in float32, for a GPU), "
+        "reuse-fp32 (default-fp32's stages and steps with two items drawn from each scene and 8 "
+        "existence questions per symbolic map: for a CPU whose bfloat16 is slow), "
+        "vision-distinct (reuse-fp32 with one item a scene in the vision stage), "
+        "grid-24 (default-fp32 on a 192 px view with 8 px patches: a 24 x 24 grid), "
+        "small-objects (reuse-fp32 with no object weighing more than 4 patches in the vision loss), "
+        "cut-bf16 (full-bf16 with fewer steps), "
+        "existence-release (matching init + symbolic existence stage, two heads "
+        "freed for tuning) or half-batch (default-fp32's steps with half the scenes "
+        "and sequences per step)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="the recipe's seed (TrainConfig.seed: scenes, initialisation, order; default 20251125): "
+        "another draw of the same recipe",
+    )
+    p.add_argument(
+        "--vision-object-cap",
+        type=int,
+        default=None,
+        help="override the recipe's TrainConfig.vision_object_cap (0: per-patch weights)",
+    )
+    p.add_argument(
+        "--vision-hidden",
+        type=int,
+        default=None,
+        help="override the vision tower's width (ModelShape.vision_hidden, 96; a multiple of its 4 heads)",
+    )
+    p.add_argument(
+        "--steps",
+        nargs="+",
+        default=[],
+        metavar="STAGE=N",
+        help="override stages' step counts, e.g. exist_symbolic=1200 (TrainConfig.with_steps)",
+    )
+    p.add_argument(
+        "--stage-set",
+        nargs="+",
+        default=[],
+        metavar="STAGE.FIELD=VALUE",
+        help="override one stage's StageConfig field, e.g. exist_symbolic.per_map=1",
+    )
+    p.add_argument(
+        "--vision-from",
+        metavar="WORK/checkpoint.pt",
+        help="start at stage 2 with this run's vision tower (same recipe up to stage 1: skips retraining it)",
+    )
     p.add_argument("--init-from", help="a saved model to start from instead of a random one")
     p.add_argument("--start-stage", type=int, default=0, help="with --init-from: the first stage to train")
     p.add_argument("--checkpoint-every", type=int, default=100)
-    p.add_argument("--max-seconds", type=float, default=None,
-                   help="stop at the first step past this many seconds of this run (start-up included), "
-                        "checkpoint and exit "
-                        f"{EXIT_RESUME}; the same command resumes (a lent GPU's lease, a session's end)")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="stop at the first step past this many seconds of this run (start-up included), "
+        "checkpoint and exit "
+        f"{EXIT_RESUME}; the same command resumes (a lent GPU's lease, a session's end)",
+    )
     p.add_argument("--no-progress", action="store_true")
-    started = time.monotonic()            # --max-seconds counts start-up too: it is a lease's budget
+    started = time.monotonic()  # --max-seconds counts start-up too: it is a lease's budget
     args = p.parse_args(argv)
     if args.max_seconds is not None and args.max_seconds < 0:
         p.error("--max-seconds must be >= 0")
@@ -130,15 +163,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--steps: {e} (give STAGE=N with a stage of recipe {args.recipe}, '-' written '_')")
     for item in args.stage_set:
         try:
-            cfg = _stage_set(cfg, item)
+            cfg = stage_set_arg(cfg, item)
         except ValueError as e:
             p.error(f"--stage-set {item}: {e}")
     if args.stages:
-        cfg = replace(cfg, stages=cfg.stages[:args.stages])
+        cfg = replace(cfg, stages=cfg.stages[: args.stages])
     if args.seed is not None:
         try:
             cfg = replace(cfg, seed=args.seed)
-        except ValueError as e:         # TrainConfig refuses a seed whose stages would draw the held-out scenes
+        except ValueError as e:  # TrainConfig refuses a seed whose stages would draw the held-out scenes
             p.error(f"--seed: {e}")
     if args.vision_object_cap is not None:
         if args.vision_object_cap < 0:
@@ -151,19 +184,35 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, shape=replace(cfg.shape, vision_hidden=args.vision_hidden))
     t0 = time.perf_counter()
     try:
-        trainer = Trainer(cfg, args.work, args.out, device=args.device, workers=args.workers,
-                          checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                          init_from=args.init_from, start_stage=args.start_stage, vision_from=args.vision_from)
-    except ValueError as e:          # e.g. --vision-from a run whose vision stage had other settings
+        trainer = Trainer(
+            cfg,
+            args.work,
+            args.out,
+            device=args.device,
+            workers=args.workers,
+            checkpoint_every=args.checkpoint_every,
+            progress=not args.no_progress,
+            init_from=args.init_from,
+            start_stage=args.start_stage,
+            vision_from=args.vision_from,
+        )
+    except ValueError as e:  # e.g. --vision-from a run whose vision stage had other settings
         p.error(str(e))
     end = None if args.max_seconds is None else started + args.max_seconds
     out = trainer.train(stop=None if end is None else lambda: time.monotonic() >= end)
     if out is None:
-        logging.info("stopped after %.1f s (--max-seconds %g); rerun the same command to resume",
-                     time.monotonic() - started, args.max_seconds)
+        logging.info(
+            "stopped after %.1f s (--max-seconds %g); rerun the same command to resume",
+            time.monotonic() - started,
+            args.max_seconds,
+        )
         return EXIT_RESUME
-    logging.info("saved %s after %.1f s (this run); per stage: %s", out, time.perf_counter() - t0,
-                 {k: round(v, 1) for k, v in trainer.state.seconds.items()})
+    logging.info(
+        "saved %s after %.1f s (this run); per stage: %s",
+        out,
+        time.perf_counter() - t0,
+        {k: round(v, 1) for k, v in trainer.state.seconds.items()},
+    )
     return 0
 
 

@@ -21,7 +21,7 @@ def miniature_root(tmp_path_factory) -> Path:
     root = REPO / "models" / "miniatures"
     if (root / ".complete").is_file():
         return root
-    from focus_ros.core.miniatures import build_all
+    from focus_ros.training.miniatures import build_all
 
     out = tmp_path_factory.mktemp("miniatures")
     build_all(out)
@@ -47,8 +47,19 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def rosout(ros):
     """/rosout as heard by the requesting module's own ``ros`` harness (ros_helpers.RosoutLog)."""
-    from ros_helpers import RosoutLog        # rclpy only for the node tests that ask for it
+    from ros_helpers import RosoutLog  # rclpy only for the node tests that ask for it
 
     log = RosoutLog(ros)
     yield log
     log.close()
+
+
+TIERS = ("unit", "model", "ros", "e2e")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its tier (the folder it lives in), so `-m unit` works as well as `test/unit`."""
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))

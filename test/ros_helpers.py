@@ -14,8 +14,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -43,7 +44,7 @@ def _yuv420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     y = i420[:h]
     chroma = i420[h:].reshape(-1)
     n = (h // 2) * (w // 2)
-    return y, chroma[:n].reshape(h // 2, w // 2), chroma[n:2 * n].reshape(h // 2, w // 2)
+    return y, chroma[:n].reshape(h // 2, w // 2), chroma[n : 2 * n].reshape(h // 2, w // 2)
 
 
 def encode_rgb(rgb: np.ndarray, encoding: str) -> np.ndarray:
@@ -78,13 +79,13 @@ def encode_rgb(rgb: np.ndarray, encoding: str) -> np.ndarray:
         out = np.empty((h, w, 2), np.uint8)
         chroma = np.empty((h, w), np.uint8)
         chroma[:, 0::2], chroma[:, 1::2] = uu, vv
-        if enc in ("yuv422", "uyvy"):      # U Y0 V Y1
+        if enc in ("yuv422", "uyvy"):  # U Y0 V Y1
             out[..., 0], out[..., 1] = chroma, y
-        else:                               # Y0 U Y1 V
+        else:  # Y0 U Y1 V
             out[..., 0], out[..., 1] = y, chroma
         return out
     if enc.startswith("bayer_"):
-        pattern = enc[len("bayer_"):-1]         # e.g. "rggb"
+        pattern = enc[len("bayer_") : -1]  # e.g. "rggb"
         idx = {"r": 0, "g": 1, "b": 2}
         out = np.empty(rgb.shape[:2], np.uint8)
         for k, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
@@ -99,9 +100,9 @@ def expected_rgb(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         return np.dstack([gray] * 3), 0
     if encoding in YUV_ENCODINGS:
-        return rgb, 8              # limited-range YUV rounding
+        return rgb, 8  # limited-range YUV rounding
     if encoding in BAYER_ENCODINGS:
-        return rgb, 3              # uniform test images only
+        return rgb, 3  # uniform test images only
     return rgb, 0
 
 
@@ -110,8 +111,15 @@ def expected_rgb(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
 # Search settings for a question that keeps the model busy for a while: many small candidates,
 # all verified (~250 candidates x ~20 ms on the LLaVA miniature). Tests cancel it once they have
 # what they need, so it never runs to the end.
-LONG_SEARCH = {"search.max_steps": 300, "search.top_k_anchors": 300, "search.nms_iou": 1.0,
-               "search.min_anchor_distance": 1, "search.s_min": 2, "search.s_max": 3}
+LONG_SEARCH = {
+    "search.max_steps": 300,
+    "search.top_k_anchors": 300,
+    "search.nms_iou": 1.0,
+    "search.min_anchor_distance": 1,
+    "search.s_min": 2,
+    "search.s_max": 3,
+}
+
 
 def two_camera_params(miniature_root: Any, max_frame_age: float = 30.0) -> dict[str, Any]:
     """Node parameters of the intake/reliability tests: the LLaVA miniature, cameras 'front' and
@@ -146,8 +154,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
 class NodeHarness:
     """The real FocusNode plus a client node, spinning on one MultiThreadedExecutor in a thread."""
 
-    def __init__(self, overrides: dict[str, Any], namespace: str = "focus", configure: bool = True,
-                 activate: bool = True):
+    def __init__(
+        self, overrides: dict[str, Any], namespace: str = "focus", configure: bool = True, activate: bool = True
+    ):
         import rclpy
         from rclpy.context import Context
         from rclpy.executors import MultiThreadedExecutor
@@ -159,8 +168,11 @@ class NodeHarness:
         self.namespace = namespace
         self.context = Context()
         rclpy.init(context=self.context)
-        self.node = FocusNode(namespace=namespace, context=self.context,
-                              parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+        self.node = FocusNode(
+            namespace=namespace,
+            context=self.context,
+            parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
+        )
         # Results are checked through the interfaces; keep the per-question log lines off the test output.
         self.node.get_logger().set_level(rclpy.logging.LoggingSeverity.ERROR)
         self.client = rclpy.create_node("focus_test_client", context=self.context)
@@ -185,8 +197,9 @@ class NodeHarness:
 
         key = (msg_type, topic, reliable)
         if key not in self._publishers:
-            qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable
-                             else ReliabilityPolicy.BEST_EFFORT)
+            qos = QoSProfile(
+                depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+            )
             pub = self.client.create_publisher(msg_type, topic, qos)
             self._publishers[key] = pub
             wait_for(lambda: pub.get_subscription_count() > 0, 10.0)
@@ -211,14 +224,21 @@ class NodeHarness:
         return self.node.get_clock().now().to_msg()
 
     # ------------------------------------------------------------------ frames
-    def publish_frame(self, rgb: np.ndarray, encoding: str = "rgb8", camera_topic: str = "image",
-                      stamp: Any = None, frame_id: str = "camera_optical", wait: bool = True,
-                      compressed: str = "") -> Any:
+    def publish_frame(
+        self,
+        rgb: np.ndarray,
+        encoding: str = "rgb8",
+        camera_topic: str = "image",
+        stamp: Any = None,
+        frame_id: str = "camera_optical",
+        wait: bool = True,
+        compressed: str = "",
+    ) -> Any:
         """Publish ``rgb`` as ``encoding`` (or as a ``compressed`` jpeg/png); wait until the node stored it."""
         from sensor_msgs.msg import CompressedImage, Image
         from std_msgs.msg import Header
 
-        from focus_ros.ros.conversions import numpy_to_image, rgb_to_compressed
+        from focus_ros.ros.image_msgs import numpy_to_image, rgb_to_compressed
 
         header = Header(stamp=stamp if stamp is not None else self.now(), frame_id=frame_id)
         if compressed:
@@ -263,8 +283,9 @@ class NodeHarness:
         from focus_ros.action import Query
 
         feedback: list = []
-        fut = self.action_client().send_goal_async(Query.Goal(question=question, camera=camera),
-                                                   feedback_callback=lambda fb: feedback.append(fb.feedback))
+        fut = self.action_client().send_goal_async(
+            Query.Goal(question=question, camera=camera), feedback_callback=lambda fb: feedback.append(fb.feedback)
+        )
         handle = self.result_of(fut, 10.0)
         assert handle.accepted
         return handle, feedback
@@ -275,8 +296,7 @@ class NodeHarness:
         from rclpy.parameter import Parameter
 
         cli = self.service_client(SetParameters, self.name("focus_node/set_parameters"))
-        req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
-                                                for k, v in values.items()])
+        req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
         return list(self.result_of(cli.call_async(req), 10.0).results)
 
     # ------------------------------------------------------------------ lifecycle (through its services)
@@ -311,11 +331,13 @@ class NodeHarness:
 
 
 def roi_inside(roi: Any, width: int, height: int) -> bool:
-    return (roi.x_offset + roi.width <= width and roi.y_offset + roi.height <= height
-            and roi.width > 0 and roi.height > 0)
+    return (
+        roi.x_offset + roi.width <= width and roi.y_offset + roi.height <= height and roi.width > 0 and roi.height > 0
+    )
 
 
 # ----------------------------------------------------------------------------- exactly-once accounting
+
 
 def rss_mb(pid: int | str = "self") -> float:
     """Resident memory of a process in MiB (``VmRSS`` of /proc/<pid>/status)."""
@@ -335,7 +357,7 @@ class AnswerLog:
     result before the caller gets it, so everything published before the sentinel is in by then.
     """
 
-    def __init__(self, ros: "NodeHarness", topic: str = "answer"):
+    def __init__(self, ros: NodeHarness, topic: str = "answer"):
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
         from focus_ros.msg import FocusResult
@@ -345,8 +367,12 @@ class AnswerLog:
         self._lock = threading.Lock()
         self._sentinels = 0
         self._sub = ros.client.create_subscription(
-            FocusResult, ros.name(topic), self._on_result, QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
-        wait_for(lambda: ros.node._answer_pub is not None and ros.node._answer_pub.get_subscription_count() > 0)
+            FocusResult,
+            ros.name(topic),
+            self._on_result,
+            QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE),
+        )
+        wait_for(lambda: ros.node.answer_pub is not None and ros.node.answer_pub.get_subscription_count() > 0)
 
     def _on_result(self, msg: Any) -> None:
         with self._lock:
@@ -377,7 +403,7 @@ class RosoutLog:
     publishers by logger name, and a same-named node of an earlier module, finalized late,
     takes the shared entry (and with it this node's /rosout output) away."""
 
-    def __init__(self, ros: "NodeHarness"):
+    def __init__(self, ros: NodeHarness):
         from rcl_interfaces.msg import Log
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 

@@ -15,5 +15,4 @@ from .demo import (
     write_demo_bag,
 )
 
-__all__ = ["DEFAULT_SEED", "GroundTruth", "GroundTruthQuestion", "bag_summary", "load_ground_truth",
-           "write_demo_bag"]
+__all__ = ["DEFAULT_SEED", "GroundTruth", "GroundTruthQuestion", "bag_summary", "load_ground_truth", "write_demo_bag"]

@@ -1,6 +1,6 @@
 """A demo rosbag2 bag: a synthetic 1920x1080 camera stream with timed questions and ground truth.
 
-The scenes are the benchmark's (:func:`focus_ros.core.scenes.make_scene`) at a fixed 16:9
+The scenes are the benchmark's (:func:`focus_ros.eval.scenes.make_scene`) at a fixed 16:9
 1920x1080 size, shown one after another, each for ``seconds_per_scene`` at ``rate`` Hz. Topics:
 
 ==================================  ===============================  =============================
@@ -28,20 +28,22 @@ import json
 import logging
 import math
 import shutil
+from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
-from ..core.scenes import QUESTION_TYPES, SceneSpec, make_scene
+
+from ..eval.scenes import QUESTION_TYPES, SceneSpec, make_scene
 from .io import BAG_VERSION, STORAGES, bag_writer, offered_qos, ros_typestore
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SEED = 987654                      # held out: never used to train the embedded model
-START_NS = 1_767_225_600 * 1_000_000_000   # 2026-01-01T00:00:00Z, first frame's stamp
+DEFAULT_SEED = 987654  # held out: never used to train the embedded model
+START_NS = 1_767_225_600 * 1_000_000_000  # 2026-01-01T00:00:00Z, first frame's stamp
 FRAME_ID = "camera_optical_frame"
 COMPRESSED_TOPIC = "/camera/image_raw/compressed"
 RAW_TOPIC = "/camera/image_raw"
@@ -73,12 +75,12 @@ class GroundTruthQuestion:
     answer: str
     type: str
     boxes: list[list[int]]
-    time_ns: int            # bag (log) time the question is published at
+    time_ns: int  # bag (log) time the question is published at
     scene_index: int
     scene_seed: int
     width: int
     height: int
-    first_frame_ns: int     # header stamps of the first / last frame of the scene
+    first_frame_ns: int  # header stamps of the first / last frame of the scene
     last_frame_ns: int
 
     def covers(self, stamp_ns: int) -> bool:
@@ -156,12 +158,20 @@ def _frame_times(seconds_per_scene: float, rate: float) -> tuple[int, int, int]:
     return scene_ns, period_ns, max(1, math.ceil(scene_ns / period_ns))
 
 
-def write_demo_bag(out_dir: str | Path, storage: str | Sequence[str] = "mcap", n_scenes: int = DEFAULT_SCENES,
-                   seed: int = DEFAULT_SEED, seconds_per_scene: float = DEFAULT_SECONDS_PER_SCENE,
-                   rate: float = DEFAULT_RATE, question_delay: float = DEFAULT_QUESTION_DELAY,
-                   question_types: Iterable[str] = DEFAULT_QUESTION_TYPES, raw: bool = False,
-                   chunk_compression: bool = True, overwrite: bool = False,
-                   jpeg_quality: int = DEFAULT_JPEG_QUALITY) -> Path:
+def write_demo_bag(
+    out_dir: str | Path,
+    storage: str | Sequence[str] = "mcap",
+    n_scenes: int = DEFAULT_SCENES,
+    seed: int = DEFAULT_SEED,
+    seconds_per_scene: float = DEFAULT_SECONDS_PER_SCENE,
+    rate: float = DEFAULT_RATE,
+    question_delay: float = DEFAULT_QUESTION_DELAY,
+    question_types: Iterable[str] = DEFAULT_QUESTION_TYPES,
+    raw: bool = False,
+    chunk_compression: bool = True,
+    overwrite: bool = False,
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+) -> Path:
     """Write the demo bag into ``out_dir``: one rosbag2 directory per storage (``out_dir/mcap``,
     ``out_dir/sqlite3``) and ``out_dir/ground_truth.json``. Returns ``out_dir``.
 
@@ -180,8 +190,12 @@ def write_demo_bag(out_dir: str | Path, storage: str | Sequence[str] = "mcap", n
         raise ValueError(f"unknown question types {unknown}; known: {', '.join(QUESTION_TYPES)}")
     if not 1 <= int(jpeg_quality) <= 100:
         raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
-    jpeg_params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality), cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
-                   cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    jpeg_params = [
+        cv2.IMWRITE_JPEG_QUALITY,
+        int(jpeg_quality),
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+    ]
     if n_scenes < 1:
         raise ValueError(f"n_scenes must be >= 1, got {n_scenes}")
     if not (rate > 0 and seconds_per_scene > 0):
@@ -207,24 +221,48 @@ def write_demo_bag(out_dir: str | Path, storage: str | Sequence[str] = "mcap", n
     topics = {COMPRESSED_TOPIC: CompressedImage.__msgtype__, QUESTION_TOPIC: String.__msgtype__}
     if raw:
         topics[RAW_TOPIC] = Image.__msgtype__
-    settings = {"seed": int(seed), "n_scenes": int(n_scenes), "rate": float(rate),
-                "seconds_per_scene": float(seconds_per_scene), "question_delay": float(question_delay),
-                "question_types": types, "raw": bool(raw), "jpeg_quality": int(jpeg_quality)}
+    settings = {
+        "seed": int(seed),
+        "n_scenes": int(n_scenes),
+        "rate": float(rate),
+        "seconds_per_scene": float(seconds_per_scene),
+        "question_delay": float(question_delay),
+        "question_types": types,
+        "raw": bool(raw),
+        "jpeg_quality": int(jpeg_quality),
+    }
 
-    truth = GroundTruth(seed=int(seed), n_scenes=int(n_scenes), rate=float(rate),
-                        seconds_per_scene=float(seconds_per_scene), question_delay=float(question_delay),
-                        question_types=types, start_ns=START_NS, frame_id=FRAME_ID, frame_width=0, frame_height=0,
-                        frames_per_scene=n_frames, topics=topics, scenes=[], jpeg_quality=int(jpeg_quality))
+    truth = GroundTruth(
+        seed=int(seed),
+        n_scenes=int(n_scenes),
+        rate=float(rate),
+        seconds_per_scene=float(seconds_per_scene),
+        question_delay=float(question_delay),
+        question_types=types,
+        start_ns=START_NS,
+        frame_id=FRAME_ID,
+        frame_width=0,
+        frame_height=0,
+        frames_per_scene=n_frames,
+        topics=topics,
+        scenes=[],
+        jpeg_quality=int(jpeg_quality),
+    )
     with ExitStack() as stack:
         writers = []
         for name in storages:
             writer = bag_writer(out / name, name, chunk_compression)
             writer.set_custom_data("focus_ros.demo", json.dumps(settings, sort_keys=True))
             stack.enter_context(writer)
-            conns = {topic: writer.add_connection(
-                         topic, msgtype, typestore=store,
-                         offered_qos_profiles=[offered_qos(10 if topic == QUESTION_TOPIC else 2)])
-                     for topic, msgtype in topics.items()}
+            conns = {
+                topic: writer.add_connection(
+                    topic,
+                    msgtype,
+                    typestore=store,
+                    offered_qos_profiles=[offered_qos(10 if topic == QUESTION_TOPIC else 2)],
+                )
+                for topic, msgtype in topics.items()
+            }
             writers.append((writer, conns))
 
         def write(topic: str, t_ns: int, data: Any) -> None:
@@ -254,25 +292,63 @@ def write_demo_bag(out_dir: str | Path, storage: str | Sequence[str] = "mcap", n
             events = [(t, 0, k) for k, t in enumerate(stamps)] + [(t, 1, j) for j, t in enumerate(q_times)]
             for t_ns, kind, k in sorted(events):
                 if kind == 0:
-                    header = Header(stamp=Time(sec=t_ns // 1_000_000_000, nanosec=t_ns % 1_000_000_000),
-                                    frame_id=FRAME_ID)
-                    write(COMPRESSED_TOPIC, t_ns, store.serialize_cdr(
-                        CompressedImage(header=header, format="jpeg", data=jpeg), CompressedImage.__msgtype__))
+                    header = Header(
+                        stamp=Time(sec=t_ns // 1_000_000_000, nanosec=t_ns % 1_000_000_000), frame_id=FRAME_ID
+                    )
+                    write(
+                        COMPRESSED_TOPIC,
+                        t_ns,
+                        store.serialize_cdr(
+                            CompressedImage(header=header, format="jpeg", data=jpeg), CompressedImage.__msgtype__
+                        ),
+                    )
                     if raw:
-                        write(RAW_TOPIC, t_ns, store.serialize_cdr(
-                            Image(header=header, height=scene.height, width=scene.width, encoding="rgb8",
-                                  is_bigendian=0, step=scene.width * 3, data=flat), Image.__msgtype__))
+                        write(
+                            RAW_TOPIC,
+                            t_ns,
+                            store.serialize_cdr(
+                                Image(
+                                    header=header,
+                                    height=scene.height,
+                                    width=scene.width,
+                                    encoding="rgb8",
+                                    is_bigendian=0,
+                                    step=scene.width * 3,
+                                    data=flat,
+                                ),
+                                Image.__msgtype__,
+                            ),
+                        )
                 else:
                     q = chosen[k]
                     write(QUESTION_TOPIC, t_ns, store.serialize_cdr(String(data=q.question), String.__msgtype__))
-                    truth.questions.append(GroundTruthQuestion(
-                        index=len(truth.questions), question=q.question, answer=q.answer, type=q.type,
-                        boxes=[list(map(int, b)) for b in q.boxes], time_ns=t_ns, scene_index=s,
-                        scene_seed=int(seed), width=scene.width, height=scene.height,
-                        first_frame_ns=stamps[0], last_frame_ns=stamps[-1]))
-            truth.scenes.append({"index": s, "seed": int(seed), "width": scene.width, "height": scene.height,
-                                 "first_frame_ns": stamps[0], "last_frame_ns": stamps[-1],
-                                 "frames": len(stamps)})
+                    truth.questions.append(
+                        GroundTruthQuestion(
+                            index=len(truth.questions),
+                            question=q.question,
+                            answer=q.answer,
+                            type=q.type,
+                            boxes=[list(map(int, b)) for b in q.boxes],
+                            time_ns=t_ns,
+                            scene_index=s,
+                            scene_seed=int(seed),
+                            width=scene.width,
+                            height=scene.height,
+                            first_frame_ns=stamps[0],
+                            last_frame_ns=stamps[-1],
+                        )
+                    )
+            truth.scenes.append(
+                {
+                    "index": s,
+                    "seed": int(seed),
+                    "width": scene.width,
+                    "height": scene.height,
+                    "first_frame_ns": stamps[0],
+                    "last_frame_ns": stamps[-1],
+                    "frames": len(stamps),
+                }
+            )
 
     path = out / GROUND_TRUTH
     tmp = path.with_suffix(".json.tmp")
@@ -307,11 +383,34 @@ def bag_summary(path: str | Path) -> dict[str, Any]:
     size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
     # AnyReader's end time is one past the last message.
     last = end - 1 if count else start
-    return {"path": str(p), "storage": storage, "topics": topics, "messages": count, "start_ns": start,
-            "end_ns": last, "duration_s": (last - start) / 1e9 if count else 0.0, "size_bytes": size}
+    return {
+        "path": str(p),
+        "storage": storage,
+        "topics": topics,
+        "messages": count,
+        "start_ns": start,
+        "end_ns": last,
+        "duration_s": (last - start) / 1e9 if count else 0.0,
+        "size_bytes": size,
+    }
 
 
-__all__ = ["DEFAULT_SEED", "START_NS", "BAG_VERSION", "FRAME_ID", "COMPRESSED_TOPIC", "RAW_TOPIC", "QUESTION_TOPIC",
-           "GROUND_TRUTH", "STORAGES", "DEMO_SPEC", "DEFAULT_JPEG_QUALITY", "GroundTruth", "GroundTruthQuestion",
-           "write_demo_bag",
-           "load_ground_truth", "bag_summary", "offered_qos"]
+__all__ = [
+    "DEFAULT_SEED",
+    "START_NS",
+    "BAG_VERSION",
+    "FRAME_ID",
+    "COMPRESSED_TOPIC",
+    "RAW_TOPIC",
+    "QUESTION_TOPIC",
+    "GROUND_TRUTH",
+    "STORAGES",
+    "DEMO_SPEC",
+    "DEFAULT_JPEG_QUALITY",
+    "GroundTruth",
+    "GroundTruthQuestion",
+    "write_demo_bag",
+    "load_ground_truth",
+    "bag_summary",
+    "offered_qos",
+]

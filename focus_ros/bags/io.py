@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 
 STORAGES = ("mcap", "sqlite3")
-BAG_VERSION = 8                            # Jazzy writes 8, Kilted reads 8 and 9
+BAG_VERSION = 8  # Jazzy writes 8, Kilted reads 8 and 9
 
 
 class BagError(Exception):
@@ -68,7 +68,7 @@ def focus_typestore() -> Any:
     return store
 
 
-def _ensure_type(store: Any, msgtype: str) -> bool:
+def ensure_type(store: Any, msgtype: str) -> bool:
     """Whether ``store`` knows ``msgtype``, after trying its package's installed .msg files."""
     if msgtype in store.types:
         return True
@@ -85,8 +85,17 @@ def offered_qos(depth: int) -> Any:
     from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
     zero = QosTime(0, 0)
-    return Qos(QosHistory.KEEP_LAST, depth, QosReliability.RELIABLE, QosDurability.VOLATILE, zero, zero,
-               QosLiveliness.AUTOMATIC, zero, False)
+    return Qos(
+        QosHistory.KEEP_LAST,
+        depth,
+        QosReliability.RELIABLE,
+        QosDurability.VOLATILE,
+        zero,
+        zero,
+        QosLiveliness.AUTOMATIC,
+        zero,
+        False,
+    )
 
 
 def bag_writer(path: str | Path, storage: str, chunk_compression: bool = True) -> Any:
@@ -99,8 +108,11 @@ def bag_writer(path: str | Path, storage: str, chunk_compression: bool = True) -
 
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
-    writer = Writer(Path(path), version=BAG_VERSION,
-                    storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3)
+    writer = Writer(
+        Path(path),
+        version=BAG_VERSION,
+        storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3,
+    )
     if storage == "mcap" and chunk_compression:
         writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
     return writer
@@ -117,8 +129,9 @@ def resolve_bag(path: str | Path) -> Path:
         return p.parent if (p.parent / "metadata.yaml").is_file() else p
     if (p / "metadata.yaml").is_file() or any(p.glob("*.mcap")):
         return p
-    children = sorted((c for c in p.iterdir() if (c / "metadata.yaml").is_file()),
-                      key=lambda c: (c.name != "mcap", c.name))
+    children = sorted(
+        (c for c in p.iterdir() if (c / "metadata.yaml").is_file()), key=lambda c: (c.name != "mcap", c.name)
+    )
     if not children:
         raise BagError(f"not a rosbag2 bag (no metadata.yaml or .mcap file): {p}")
     logger.info("%s holds several bags; replaying %s", p, children[0])

@@ -4,22 +4,23 @@ Reads the bag that ``focus-replay --record`` wrote (``focus_ros/msg/FocusResult`
 topic, ``sensor_msgs/msg/Image`` overlays on ``relevance_overlay``), pairs every answer with its
 question through :meth:`GroundTruth.for_answer` (same text, asked about the scene its frame's
 header stamp shows), and scores it as ``focus-bench`` does: the answer word
-(:func:`~focus_ros.core.bench.normalise_answer`) and whether the selected box contains the centre
-of a gold box (:func:`~focus_ros.core.bench.box_hit`). ROS-free: rosbags, numpy and OpenCV only.
+(:func:`~focus_ros.eval.bench.normalise_answer`) and whether the selected box contains the centre
+of a gold box (:func:`~focus_ros.eval.bench.box_hit`). ROS-free: rosbags, numpy and OpenCV only.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 
-from ..core.bench import box_hit, normalise_answer
-from ..ros.conversions import image_to_rgb      # numpy/OpenCV only, no rclpy
+from ..eval.bench import box_hit, normalise_answer
+from ..io.images import image_to_rgb
 from .demo import GroundTruth, GroundTruthQuestion
 from .io import focus_typestore, open_bag
 
@@ -34,17 +35,17 @@ STATUS_NAMES = {0: "ok", 1: "error", 2: "canceled", 3: "busy"}
 class Answer:
     """One FocusResult as recorded."""
 
-    stamp_ns: int                   # header stamp of the analysed frame
-    frame_id: str                   # header frame_id of the analysed frame
+    stamp_ns: int  # header stamp of the analysed frame
+    frame_id: str  # header frame_id of the analysed frame
     question: str
     answer: str
     status: str
     error: str
-    box: list[int] | None           # selected region [x0, y0, x1, y1], source px; None: whole frame
+    box: list[int] | None  # selected region [x0, y0, x1, y1], source px; None: whole frame
     confidence: float
     passes: int
     latency_s: float
-    overlay: np.ndarray | None = field(default=None, repr=False)    # RGB, when one was recorded
+    overlay: np.ndarray | None = field(default=None, repr=False)  # RGB, when one was recorded
 
 
 @dataclass
@@ -61,8 +62,11 @@ class Row:
     @property
     def correct(self) -> bool:
         a = self.answer
-        return a is not None and a.status == "ok" and \
-            normalise_answer(a.answer, self.truth.type) == normalise_answer(self.truth.answer, self.truth.type)
+        return (
+            a is not None
+            and a.status == "ok"
+            and normalise_answer(a.answer, self.truth.type) == normalise_answer(self.truth.answer, self.truth.type)
+        )
 
     @property
     def box_hit(self) -> bool | None:
@@ -75,7 +79,7 @@ class Row:
 @dataclass
 class Report:
     rows: list[Row]
-    unmatched: list[Answer]         # answers no ground-truth question claims
+    unmatched: list[Answer]  # answers no ground-truth question claims
 
     @property
     def answered_once(self) -> int:
@@ -106,8 +110,7 @@ def _image_rgb(msg: Any) -> np.ndarray | None:
         return None
 
 
-def read_answers(bag: str | Path, answer_topic: str = ANSWER_TOPIC,
-                 overlay_topic: str = OVERLAY_TOPIC) -> list[Answer]:
+def read_answers(bag: str | Path, answer_topic: str = ANSWER_TOPIC, overlay_topic: str = OVERLAY_TOPIC) -> list[Answer]:
     """The FocusResult messages of a recorded bag in arrival order, each with the overlay image
     published for its frame and question (overlays follow their answer; matched by header stamp)."""
     store = focus_typestore()
@@ -124,15 +127,28 @@ def read_answers(bag: str | Path, answer_topic: str = ANSWER_TOPIC,
                     overlays.append((_stamp_ns(msg.header), img))
                 continue
             roi = msg.selected_roi
-            box = [int(roi.x_offset), int(roi.y_offset), int(roi.x_offset + roi.width),
-                   int(roi.y_offset + roi.height)] if roi.width and roi.height else None
-            answers.append(Answer(_stamp_ns(msg.header), msg.header.frame_id, msg.question, msg.answer,
-                                  STATUS_NAMES.get(int(msg.status), str(msg.status)), msg.error, box,
-                                  float(msg.confidence), int(msg.forward_passes),
-                                  msg.latency.sec + msg.latency.nanosec * 1e-9))
+            box = (
+                [int(roi.x_offset), int(roi.y_offset), int(roi.x_offset + roi.width), int(roi.y_offset + roi.height)]
+                if roi.width and roi.height
+                else None
+            )
+            answers.append(
+                Answer(
+                    _stamp_ns(msg.header),
+                    msg.header.frame_id,
+                    msg.question,
+                    msg.answer,
+                    STATUS_NAMES.get(int(msg.status), str(msg.status)),
+                    msg.error,
+                    box,
+                    float(msg.confidence),
+                    int(msg.forward_passes),
+                    msg.latency.sec + msg.latency.nanosec * 1e-9,
+                )
+            )
     finally:
         reader.close()
-    for stamp, img in overlays:           # the first answer on that frame still without an overlay
+    for stamp, img in overlays:  # the first answer on that frame still without an overlay
         for a in answers:
             if a.stamp_ns == stamp and a.status == "ok" and a.overlay is None:
                 a.overlay = img
@@ -175,8 +191,10 @@ def _box_text(box: Sequence[int] | None) -> str:
 
 def format_report(report: Report, start_ns: int) -> str:
     """A fixed-width table: one line per question, then the totals."""
-    head = (f"{'#':>2} {'t (s)':>6} {'question':64} {'true':8} {'answer':10} {'ok':3} "
-            f"{'box (source px)':24} {'hit':3} {'passes':>6} {'latency':>8}")
+    head = (
+        f"{'#':>2} {'t (s)':>6} {'question':64} {'true':8} {'answer':10} {'ok':3} "
+        f"{'box (source px)':24} {'hit':3} {'passes':>6} {'latency':>8}"
+    )
     lines = [head, "-" * len(head)]
     for r in report.rows:
         t = (r.truth.time_ns - start_ns) / 1e9
@@ -186,13 +204,17 @@ def format_report(report: Report, start_ns: int) -> str:
             continue
         text = a.answer if a.status == "ok" else a.status.upper()
         hit = {True: "yes", False: "no", None: "-"}[r.box_hit]
-        lines.append(f"{r.truth.index:>2} {t:6.1f} {r.truth.question[:64]:64} {r.truth.answer:8} {text[:10]:10} "
-                     f"{'yes' if r.correct else 'no':3} {_box_text(a.box):24} {hit:3} {a.passes:6d} "
-                     f"{a.latency_s:7.2f}s" + (f"  {a.error}" if a.error else ""))
+        lines.append(
+            f"{r.truth.index:>2} {t:6.1f} {r.truth.question[:64]:64} {r.truth.answer:8} {text[:10]:10} "
+            f"{'yes' if r.correct else 'no':3} {_box_text(a.box):24} {hit:3} {a.passes:6d} "
+            f"{a.latency_s:7.2f}s" + (f"  {a.error}" if a.error else "")
+        )
     n = len(report.rows)
     hits, boxed = report.box_hits
-    lines.append(f"{report.answered_once}/{n} questions answered exactly once; {report.correct}/{n} answers correct; "
-                 f"selected box contains the object in {hits}/{boxed}; {len(report.unmatched)} unmatched answer(s)")
+    lines.append(
+        f"{report.answered_once}/{n} questions answered exactly once; {report.correct}/{n} answers correct; "
+        f"selected box contains the object in {hits}/{boxed}; {len(report.unmatched)} unmatched answer(s)"
+    )
     return "\n".join(lines)
 
 

@@ -25,8 +25,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..core.pipeline import METHODS
+from ..core.methods import METHODS
 from .common import CliError, add_model_flags, load_pipeline, setup_logging
+
 
 def default_model() -> str:
     """The embedded default model (models/embedded)."""
@@ -39,43 +40,69 @@ def default_model() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="focus-bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_flags(p, require_model=False)   # default: the embedded model (models/embedded)
+    p = argparse.ArgumentParser(
+        prog="focus-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_model_flags(p, require_model=False)  # default: the embedded model (models/embedded)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--scenes", metavar="DIR", help="a folder written by focus-scenes (or its questions.jsonl)")
     src.add_argument("--vstar", metavar="DIR", help="V* Bench: direct_attributes/ and relative_position/ folders")
-    src.add_argument("--hrbench", metavar="PATH",
-                     help="HR-Bench: hr_bench_4k.tsv or hr_bench_8k.tsv (or .parquet, with pyarrow), or a folder "
-                          "holding them; images are decoded into OUT/images")
-    src.add_argument("--mme-realworld", metavar="PATH",
-                     help="MME-RealWorld(-Lite): MME_RealWorld.json / data/MME-RealWorld-Lite.json beside its "
-                          "images, or a base64 table (mme_realworld_lite.tsv); a folder holding one")
+    src.add_argument(
+        "--hrbench",
+        metavar="PATH",
+        help="HR-Bench: hr_bench_4k.tsv or hr_bench_8k.tsv (or .parquet, with pyarrow), or a folder "
+        "holding them; images are decoded into OUT/images",
+    )
+    src.add_argument(
+        "--mme-realworld",
+        metavar="PATH",
+        help="MME-RealWorld(-Lite): MME_RealWorld.json / data/MME-RealWorld-Lite.json beside its "
+        "images, or a base64 table (mme_realworld_lite.tsv); a folder holding one",
+    )
     p.add_argument("--n", type=int, default=None, help="generate N scenes (default 8 when no other source)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated scenes")
-    p.add_argument("--short-side", type=int, nargs=2, metavar=("MIN", "MAX"), default=None,
-                   help="short side range of generated frames (default 1080 3000)")
-    p.add_argument("--methods", nargs="+", choices=METHODS + ("oracle",), default=list(METHODS),
-                   help="methods to compare (default: all of the pipeline's); 'oracle' answers from a crop "
-                        "4x the gold box, the ceiling of any cropping method (needs gold boxes)")
+    p.add_argument(
+        "--short-side",
+        type=int,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=None,
+        help="short side range of generated frames (default 1080 3000)",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS + ("oracle",),
+        default=list(METHODS),
+        help="methods to compare (default: all of the pipeline's); 'oracle' answers from a crop "
+        "4x the gold box, the ceiling of any cropping method (needs gold boxes)",
+    )
     p.add_argument("--types", nargs="+", metavar="TYPE", help="only these question types (e.g. shape exists)")
     p.add_argument("--limit", type=int, default=None, help="only the first N questions")
-    p.add_argument("--choices", action="store_true",
-                   help="ask scene questions as multiple choice over their answer words (likeliest option wins)")
-    p.add_argument("--sweep", action="append", default=[], metavar="search.NAME=V1,V2",
-                   help="answer the questions once per combination of these search settings (repeatable; "
-                        "the model loads once) and print each one's accuracy and passes; writes OUT/sweep.json "
-                        "(e.g. --methods focus --sweep search.s_min=1,2 --sweep search.s_max=2,3)")
+    p.add_argument(
+        "--choices",
+        action="store_true",
+        help="ask scene questions as multiple choice over their answer words (likeliest option wins)",
+    )
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="search.NAME=V1,V2",
+        help="answer the questions once per combination of these search settings (repeatable; "
+        "the model loads once) and print each one's accuracy and passes; writes OUT/sweep.json "
+        "(e.g. --methods focus --sweep search.s_min=1,2 --sweep search.s_max=2,3)",
+    )
     p.add_argument("--out", default="out/bench", help="output folder (default out/bench)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def _items(args: argparse.Namespace, out: Path):
-    from ..core.bench import load_questions
-    from ..core.benchmarks import load_hrbench, load_mme_realworld
-    from ..core.scenes import SceneSpec, write_scenes
-    from ..core.vstar import load_vstar
+    from ..eval.bench import load_questions
+    from ..eval.benchmarks import load_hrbench, load_mme_realworld
+    from ..eval.scenes import SceneSpec, write_scenes
+    from ..eval.vstar import load_vstar
 
     if args.vstar:
         return load_vstar(args.vstar), {"vstar": str(Path(args.vstar).resolve())}
@@ -83,11 +110,12 @@ def _items(args: argparse.Namespace, out: Path):
     # decoding every image of a multi-GB table (--types filters first: it has to read them all)
     first = args.limit if not args.types else None
     if args.hrbench:
-        return (load_hrbench(args.hrbench, out / "images", limit=first),
-                {"hrbench": str(Path(args.hrbench).resolve())})
+        return (load_hrbench(args.hrbench, out / "images", limit=first), {"hrbench": str(Path(args.hrbench).resolve())})
     if args.mme_realworld:
-        return (load_mme_realworld(args.mme_realworld, out / "images", limit=first),
-                {"mme_realworld": str(Path(args.mme_realworld).resolve())})
+        return (
+            load_mme_realworld(args.mme_realworld, out / "images", limit=first),
+            {"mme_realworld": str(Path(args.mme_realworld).resolve())},
+        )
     if args.scenes:
         if args.n is not None:
             raise CliError("--n generates scenes; it cannot be combined with --scenes")
@@ -108,8 +136,8 @@ def _items(args: argparse.Namespace, out: Path):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    from ..core import bench
     from ..core.methods import split_method_settings
+    from ..eval import bench
 
     try:
         args.model = args.model or default_model()
@@ -125,12 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         try:
             items, source = _items(args, out)
-        except (FileNotFoundError, ValueError, ImportError) as exc:   # ImportError: parquet without pyarrow
+        except (FileNotFoundError, ValueError, ImportError) as exc:  # ImportError: parquet without pyarrow
             raise CliError(str(exc)) from exc
         if args.types:
             items = [it for it in items if it.type in args.types]
         if args.limit is not None:
-            items = items[:args.limit]
+            items = items[: args.limit]
         if args.choices:
             items = bench.as_multiple_choice(items)
         if not items:
@@ -148,20 +176,33 @@ def main(argv: list[str] | None = None) -> int:
     records = bench.run_bench(pipeline, items, args.methods, progress=not args.no_progress)
     wall = time.perf_counter() - t0
     summary = bench.summarise(records)
-    config = {"model": args.model, "family": adapter.family, "device": str(adapter.device),
-              "dtype": str(adapter.dtype).replace("torch.", ""),
-              "attn_implementation": adapter.config.attn_implementation, "methods": args.methods,
-              "questions": len(items), "multiple_choice": bool(args.choices), "source": source,
-              "search": asdict(pipeline.search), "zoom": asdict(pipeline.zoom),
-              "attention": asdict(pipeline.attention), "wall_seconds": round(wall, 3), "command": command}
+    config = {
+        "model": args.model,
+        "family": adapter.family,
+        "device": str(adapter.device),
+        "dtype": str(adapter.dtype).replace("torch.", ""),
+        "attn_implementation": adapter.config.attn_implementation,
+        "methods": args.methods,
+        "questions": len(items),
+        "multiple_choice": bool(args.choices),
+        "source": source,
+        "search": asdict(pipeline.search),
+        "zoom": asdict(pipeline.zoom),
+        "attention": asdict(pipeline.attention),
+        "wall_seconds": round(wall, 3),
+        "command": command,
+    }
     diagnosis = bench.diagnose(items, records)
     paths = bench.write_results(out, items, records, summary, config, diagnosis)
     title = f"{Path(args.model).name} ({adapter.family}), {len(items)} questions" + (
-        ", multiple choice" if args.choices else "")
+        ", multiple choice" if args.choices else ""
+    )
     png = bench.plot_accuracy_vs_passes(summary, out / "accuracy_vs_passes.png", title)
     frames = len({it.image for it in items})
-    print(f"model {args.model} ({adapter.family}, {adapter.device}, {config['dtype']}, "
-          f"{config['attn_implementation']}): {len(items)} questions on {frames} frames, {wall:.1f} s")
+    print(
+        f"model {args.model} ({adapter.family}, {adapter.device}, {config['dtype']}, "
+        f"{config['attn_implementation']}): {len(items)} questions on {frames} frames, {wall:.1f} s"
+    )
     print(bench.format_table(summary))
     if diagnosis:
         print(bench.format_diagnosis(diagnosis))
@@ -169,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     if growth:
         g = growth["focus"]
         sides = ", ".join(f"{k}: {v}" for k, v in g["sides"].items())
-        print(f"focus proposals that stopped growing before s_max={pipeline.search.s_max}: {g['below_s_max']} of "
-              f"{g['proposals']} ({g['below_s_max'] / g['proposals']:.1%}); by side in cells {sides}")
+        print(
+            f"focus proposals that stopped growing before s_max={pipeline.search.s_max}: {g['below_s_max']} of "
+            f"{g['proposals']} ({g['below_s_max'] / g['proposals']:.1%}); by side in cells {sides}"
+        )
     errors = sum("error" in r for r in records)
     if errors:
         print(f"{errors} question(s) failed; see {paths['results']}")
@@ -178,11 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if errors else 0
 
 
-def _sweep(args: argparse.Namespace, pipeline, items, sweep: list[dict], source: dict, out: Path,
-           command: str) -> int:
+def _sweep(args: argparse.Namespace, pipeline, items, sweep: list[dict], source: dict, out: Path, command: str) -> int:
     """``--sweep``: the methods on the same questions once per combination of search settings."""
-    from ..core import bench
     from ..core.config import search_with
+    from ..eval import bench
 
     base, runs = pipeline.search, []
     t0 = time.perf_counter()
@@ -190,23 +232,40 @@ def _sweep(args: argparse.Namespace, pipeline, items, sweep: list[dict], source:
         for settings in sweep:
             try:
                 pipeline.search = search_with(base, settings)
-            except ValueError as exc:          # e.g. s_max below s_min: that combination is not a setting
+            except ValueError as exc:  # e.g. s_max below s_min: that combination is not a setting
                 runs.append({"settings": settings, "skipped": str(exc)})
                 continue
             records = bench.run_bench(pipeline, items, args.methods, progress=not args.no_progress)
-            runs.append({"settings": settings, "search": asdict(pipeline.search),
-                         "summary": bench.summarise(records), "errors": sum("error" in r for r in records)})
+            runs.append(
+                {
+                    "settings": settings,
+                    "search": asdict(pipeline.search),
+                    "summary": bench.summarise(records),
+                    "errors": sum("error" in r for r in records),
+                }
+            )
     finally:
         pipeline.search = base
     wall = time.perf_counter() - t0
     method = "focus" if "focus" in args.methods else args.methods[0]
     best = bench.best_run(runs, method)
-    data = {"model": args.model, "methods": args.methods, "questions": len(items), "source": source,
-            "best_by": method, "best": best, "runs": runs, "wall_seconds": round(wall, 3), "command": command}
+    data = {
+        "model": args.model,
+        "methods": args.methods,
+        "questions": len(items),
+        "source": source,
+        "best_by": method,
+        "best": best,
+        "runs": runs,
+        "wall_seconds": round(wall, 3),
+        "command": command,
+    }
     path = out / "sweep.json"
     path.write_text(json.dumps(data, indent=1, default=float) + "\n")
-    print(f"model {args.model}: {len(items)} questions, {sum('summary' in r for r in runs)} of {len(runs)} "
-          f"combinations, {wall:.1f} s")
+    print(
+        f"model {args.model}: {len(items)} questions, {sum('summary' in r for r in runs)} of {len(runs)} "
+        f"combinations, {wall:.1f} s"
+    )
     print(bench.format_sweep(runs, best))
     if best is not None:
         print(f"best ({method}, '*'): " + " ".join(f"--set {k}={v}" for k, v in runs[best]["settings"].items()))

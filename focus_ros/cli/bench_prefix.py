@@ -12,7 +12,7 @@ import statistics
 import sys
 import time
 
-from ..core.pipeline import METHODS
+from ..core.methods import METHODS
 from .common import CliError, add_model_flags, load_image, setup_logging
 from .vqa import load_with_baselines
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"focus-bench-prefix: error: {exc}", file=sys.stderr)
         return 2
-    pipeline.run(image, QUESTIONS[0], method="vanilla")          # warm-up: first-call overheads
+    pipeline.run(image, QUESTIONS[0], method="vanilla")  # warm-up: first-call overheads
     rows = []
     for method in args.methods:
         cells = {"first": [], "second (cached prefix)": [], "second (no cache)": []}
@@ -59,11 +59,21 @@ def main(argv: list[str] | None = None) -> int:
             info["second (no cache)"] = r
         for name, times in cells.items():
             r = info[name]
-            rows.append((method, name, statistics.median(times) * 1000, r.forward_passes, r.tokens_prefilled,
-                         r.timings.get("prefill", 0.0) * 1000))
+            rows.append(
+                (
+                    method,
+                    name,
+                    statistics.median(times) * 1000,
+                    r.forward_passes,
+                    r.tokens_prefilled,
+                    r.timings.get("prefill", 0.0) * 1000,
+                )
+            )
     h, w = image.shape[:2]
-    print(f"model {args.model} ({pipeline.adapter.family}), device {pipeline.adapter.device}, "
-          f"frame {w}x{h}, median of {args.repeats}")
+    print(
+        f"model {args.model} ({pipeline.adapter.family}), device {pipeline.adapter.device}, "
+        f"frame {w}x{h}, median of {args.repeats}"
+    )
     print(f"{'method':9} {'question':24} {'ms':>9} {'passes':>7} {'tokens prefilled':>17} {'prefix ms':>10}")
     for method, name, ms, passes, tokens, prefix_ms in rows:
         print(f"{method:9} {name:24} {ms:9.1f} {passes:7d} {tokens:17d} {prefix_ms:10.1f}")

@@ -17,16 +17,26 @@ class CliError(Exception):
 
 def add_model_flags(parser: argparse.ArgumentParser, require_model: bool = True) -> None:
     """The ``model.*`` and common ``search.*`` flags every tool shares."""
-    parser.add_argument("--model", required=False,
-                        help="model directory or hub id (default: the embedded model, models/embedded)")
-    parser.add_argument("--model-family", choices=FAMILIES + ("auto",), default="auto",
-                        help="adapter to use (auto: the model_type in the checkpoint's config.json)")
+    parser.add_argument(
+        "--model", required=False, help="model directory or hub id (default: the embedded model, models/embedded)"
+    )
+    parser.add_argument(
+        "--model-family",
+        choices=FAMILIES + ("auto",),
+        default="auto",
+        help="adapter to use (auto: the model_type in the checkpoint's config.json)",
+    )
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--dtype", choices=DTYPES, default="auto")
     parser.add_argument("--attn-implementation", choices=ATTN_IMPLEMENTATIONS, default="sdpa")
     parser.add_argument("--max-steps", type=int, default=None, help="candidates verified per target")
-    parser.add_argument("--set", action="append", default=[], metavar="GROUP.NAME=VALUE",
-                        help="any other setting, e.g. --set search.s_max=9 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="GROUP.NAME=VALUE",
+        help="any other setting, e.g. --set search.s_max=9 (repeatable)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
 
 
@@ -40,9 +50,14 @@ def configs_from_args(args: argparse.Namespace):
             args.model = default_model_path()
         except FileNotFoundError as exc:
             raise CliError(f"{exc} (pass --model)") from exc
-    values = {"model.path": args.model, "model.family": args.model_family, "model.device": args.device,
-              "model.dtype": args.dtype, "model.attn_implementation": args.attn_implementation,
-              "search.max_steps": args.max_steps}
+    values = {
+        "model.path": args.model,
+        "model.family": args.model_family,
+        "model.device": args.device,
+        "model.dtype": args.dtype,
+        "model.attn_implementation": args.attn_implementation,
+        "search.max_steps": args.max_steps,
+    }
     for item in args.set:
         if "=" not in item:
             raise CliError(f"--set expects GROUP.NAME=VALUE, got {item!r}")
@@ -57,13 +72,14 @@ def configs_from_args(args: argparse.Namespace):
 
 
 def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not verbose:
         import transformers
 
         transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()   # "Loading weights" bars on stderr
+        transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars on stderr
 
 
 def load_image(path: str | Path) -> np.ndarray:

@@ -29,26 +29,46 @@ from ..bags.io import STORAGES
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``focus-replay``."""
-    p = argparse.ArgumentParser(prog="focus-replay", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="focus-replay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("bag", help="rosbag2 directory (mcap or sqlite3) or .mcap file")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
     p.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
     p.add_argument("--topics", nargs="+", metavar="T", help="bag topics to play (default: all)")
-    p.add_argument("--clock", nargs="?", type=float, const=100.0, default=0.0, metavar="HZ",
-                   help="publish bag time on /clock at HZ (default 100 when given) for use_sim_time nodes")
+    p.add_argument(
+        "--clock",
+        nargs="?",
+        type=float,
+        const=100.0,
+        default=0.0,
+        metavar="HZ",
+        help="publish bag time on /clock at HZ (default 100 when given) for use_sim_time nodes",
+    )
     p.add_argument("--delay", type=float, default=0.0, metavar="S", help="seconds to wait before playing")
-    p.add_argument("--wait-subscribers", type=float, default=0.0, metavar="S",
-                   help="wait up to S seconds until every topic has a subscriber (so nothing is lost to "
-                        "discovery), then play")
+    p.add_argument(
+        "--wait-subscribers",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait up to S seconds until every topic has a subscriber (so nothing is lost to discovery), then play",
+    )
     p.add_argument("--record", metavar="OUT", help="record the answers into a new bag directory OUT")
-    p.add_argument("--record-topics", nargs="+", metavar="T",
-                   help="topics to record, /topic or /topic:pkg/msg/Type (default: /focus/answer "
-                        "/focus/relevance_overlay)")
+    p.add_argument(
+        "--record-topics",
+        nargs="+",
+        metavar="T",
+        help="topics to record, /topic or /topic:pkg/msg/Type (default: /focus/answer /focus/relevance_overlay)",
+    )
     p.add_argument("--record-storage", choices=STORAGES, default="mcap")
-    p.add_argument("--record-timeout", type=float, default=0.0, metavar="S",
-                   help="keep recording up to S seconds after the bag is done (default 0; stops earlier "
-                        "once as many answers as questions arrived)")
+    p.add_argument(
+        "--record-timeout",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="keep recording up to S seconds after the bag is done (default 0; stops earlier "
+        "once as many answers as questions arrived)",
+    )
     p.add_argument("--answer-topic", default="/focus/answer", help="topic counted as answers (default /focus/answer)")
     p.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO", help="rename bag topics")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -58,13 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="[%(levelname)s] %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="[%(levelname)s] %(name)s: %(message)s"
+    )
     try:
         from ..ros.replay import BagError, parse_remap, replay, resolve_bag
     except ImportError as exc:
-        print(f"focus-replay: error: rclpy or focus_ros messages are not importable ({exc}); "
-              f"source the ROS 2 workspace", file=sys.stderr)
+        print(
+            f"focus-replay: error: rclpy or focus_ros messages are not importable ({exc}); source the ROS 2 workspace",
+            file=sys.stderr,
+        )
         return 2
 
     stop = threading.Event()
@@ -74,10 +97,22 @@ def main(argv: list[str] | None = None) -> int:
         remap = parse_remap(args.remap)
         bag = resolve_bag(args.bag)
         print(f"replaying {bag} at rate {args.rate}" + (" (loop)" if args.loop else ""), file=sys.stderr)
-        stats = replay(bag, rate=args.rate, loop=args.loop, topics=args.topics, clock_hz=args.clock,
-                       delay=args.delay, wait_subscribers=args.wait_subscribers, remap=remap, record=args.record,
-                       record_topics=args.record_topics, record_storage=args.record_storage,
-                       record_timeout=args.record_timeout, answer_topic=args.answer_topic, stop_event=stop)
+        stats = replay(
+            bag,
+            rate=args.rate,
+            loop=args.loop,
+            topics=args.topics,
+            clock_hz=args.clock,
+            delay=args.delay,
+            wait_subscribers=args.wait_subscribers,
+            remap=remap,
+            record=args.record,
+            record_topics=args.record_topics,
+            record_storage=args.record_storage,
+            record_timeout=args.record_timeout,
+            answer_topic=args.answer_topic,
+            stop_event=stop,
+        )
     except (BagError, ValueError) as exc:
         print(f"focus-replay: error: {exc}", file=sys.stderr)
         return 2
@@ -86,13 +121,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     total = sum(stats.published.values())
-    print(f"published {total} messages in {stats.playback_s:.2f} s ({stats.loops} complete pass"
-          f"{'' if stats.loops == 1 else 'es'}{', interrupted' if stats.interrupted else ''}):")
+    print(
+        f"published {total} messages in {stats.playback_s:.2f} s ({stats.loops} complete pass"
+        f"{'' if stats.loops == 1 else 'es'}{', interrupted' if stats.interrupted else ''}):"
+    )
     for topic, n in sorted(stats.published.items()):
         print(f"  {topic}: {n}")
     if stats.record_path is not None:
-        print(f"recorded {sum(stats.recorded.values())} messages to {stats.record_path} "
-              f"({stats.answers} answers for {stats.questions} questions):")
+        print(
+            f"recorded {sum(stats.recorded.values())} messages to {stats.record_path} "
+            f"({stats.answers} answers for {stats.questions} questions):"
+        )
         for topic, n in sorted(stats.recorded.items()):
             print(f"  {topic}: {n}")
     return 0

@@ -22,8 +22,9 @@ from ..bags.report import build_report, format_report, read_answers, write_overl
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="focus-report", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="focus-report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("recorded", help="bag recorded by focus-replay --record")
     p.add_argument("--ground-truth", required=True, metavar="GT", help="ground_truth.json or its folder")
     p.add_argument("--overlays", metavar="DIR", help="write the relevance overlays here")
@@ -45,9 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         paths = write_overlays(report, args.overlays)
         print(f"wrote {len(paths)} overlay image(s) to {args.overlays}")
     if args.json:
-        rows = [{"question": asdict(r.truth), "answers": [{k: v for k, v in asdict(a).items() if k != "overlay"}
-                                                          for a in r.answers],
-                 "correct": r.correct, "box_hit": r.box_hit} for r in report.rows]
+        rows = [
+            {
+                "question": asdict(r.truth),
+                "answers": [{k: v for k, v in asdict(a).items() if k != "overlay"} for a in r.answers],
+                "correct": r.correct,
+                "box_hit": r.box_hit,
+            }
+            for r in report.rows
+        ]
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
     return 0 if report.answered_once == len(report.rows) and not report.unmatched else 1

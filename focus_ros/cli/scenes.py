@@ -19,26 +19,49 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..core.scenes import QUESTION_TYPES, SceneSpec, write_scenes
+from ..eval.scenes import QUESTION_TYPES, SceneSpec, write_scenes
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="focus-scenes", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="focus-scenes", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("out", help="output directory")
     p.add_argument("--n", type=int, default=16, help="number of frames (default 16)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--short-side", type=int, nargs=2, metavar=("MIN", "MAX"), default=list(SceneSpec.short_side),
-                   help="range of the frames' short side in px (default 1080 3000)")
-    p.add_argument("--format", choices=("jpg", "png"), default="jpg",
-                   help="jpg (quality 95, no chroma subsampling) or png (lossless)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="processes drawing and encoding frames (the files are the same for any count)")
-    p.add_argument("--renderer", choices=("default", "eval"), default="default",
-                   help="default: the training/benchmark generator; eval: the evaluation-only renderer")
-    p.add_argument("--style", choices=("plain", "varied"), default="plain",
-                   help="the default renderer's look: plain (the benchmark's) or varied (randomised training "
-                        "scenes); the eval renderer has one look of its own")
+    p.add_argument(
+        "--short-side",
+        type=int,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=list(SceneSpec.short_side),
+        help="range of the frames' short side in px (default 1080 3000)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("jpg", "png"),
+        default="jpg",
+        help="jpg (quality 95, no chroma subsampling) or png (lossless)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes drawing and encoding frames (the files are the same for any count)",
+    )
+    p.add_argument(
+        "--renderer",
+        choices=("default", "eval"),
+        default="default",
+        help="default: the training/benchmark generator; eval: the evaluation-only renderer",
+    )
+    p.add_argument(
+        "--style",
+        choices=("plain", "varied"),
+        default="plain",
+        help="the default renderer's look: plain (the benchmark's) or varied (randomised training "
+        "scenes); the eval renderer has one look of its own",
+    )
     return p
 
 
@@ -54,23 +77,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.renderer == "eval":
             if args.style != "plain":
                 raise ValueError("--style applies to the default renderer; the eval renderer has its own look")
-            from ..core.scenes_eval import EvalSpec, write_eval_scenes
+            from ..eval.scenes_eval import EvalSpec, write_eval_scenes
 
             spec = EvalSpec(scene=SceneSpec(short_side=tuple(args.short_side)))
             spec.validate()
-            path = write_eval_scenes(args.out, args.n, args.seed, spec, args.format, progress=progress,
-                                     workers=args.workers)
+            path = write_eval_scenes(
+                args.out, args.n, args.seed, spec, args.format, progress=progress, workers=args.workers
+            )
         else:
             spec = SceneSpec(short_side=tuple(args.short_side), style=args.style)
             spec.validate()
-            path = write_scenes(args.out, args.n, args.seed, spec, args.format, progress=progress,
-                                workers=args.workers)
+            path = write_scenes(args.out, args.n, args.seed, spec, args.format, progress=progress, workers=args.workers)
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"focus-scenes: error: {exc}", file=sys.stderr)
         return 2
     lines = path.read_text().splitlines()
-    look = (" by the eval renderer" if args.renderer == "eval"
-            else " in the varied style" if args.style == "varied" else "")
+    look = (
+        " by the eval renderer" if args.renderer == "eval" else " in the varied style" if args.style == "varied" else ""
+    )
     print(f"wrote {args.n} frames{look} and {len(lines)} questions ({', '.join(QUESTION_TYPES)}) to {path}")
     return 0
 

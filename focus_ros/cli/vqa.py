@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.pipeline import METHODS
+from ..core.methods import METHODS
 from .common import CliError, add_model_flags, load_image, load_pipeline, setup_logging
 
 
@@ -18,25 +18,37 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(p)
     p.add_argument("--image", help="image file (any format OpenCV reads)")
     p.add_argument("--question", help="question about the image")
-    p.add_argument("--method", choices=METHODS, default="focus",
-                   help="focus (default), or a baseline: vanilla, zoom (zoom tree), attention (attention crop), "
-                        "random (random windows); baseline settings via --set zoom.NAME=V / attention.NAME=V")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="focus",
+        help="focus (default), or a baseline: vanilla, zoom (zoom tree), attention (attention crop), "
+        "random (random windows); baseline settings via --set zoom.NAME=V / attention.NAME=V",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--dump-relevance", metavar="FILE.npy",
-                   help="save the first target's relevance map (model visual-token grid) as .npy")
-    p.add_argument("--batch", metavar="FILE.jsonl",
-                   help='one {"image", "question"} object a line; one result a line out, same order')
+    p.add_argument(
+        "--dump-relevance",
+        metavar="FILE.npy",
+        help="save the first target's relevance map (model visual-token grid) as .npy",
+    )
+    p.add_argument(
+        "--batch",
+        metavar="FILE.jsonl",
+        help='one {"image", "question"} object a line; one result a line out, same order',
+    )
     return p
 
 
 def _human(result) -> str:
     d = result.to_dict()
-    lines = [f"answer:     {d['answer']}",
-             f"targets:    {', '.join(d['targets']) or '-'} (type {d['question_type']}, from {d['target_source'] or '-'})",
-             f"bbox:       {d['bbox']}  confidence {d['confidence']:.3f}",
-             f"cost:       {d['forward_passes']} forward passes, {d['tokens_prefilled']} tokens prefilled, "
-             f"{d['generated_tokens']} generated",
-             "timings:    " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in d["timings"].items())]
+    lines = [
+        f"answer:     {d['answer']}",
+        f"targets:    {', '.join(d['targets']) or '-'} (type {d['question_type']}, from {d['target_source'] or '-'})",
+        f"bbox:       {d['bbox']}  confidence {d['confidence']:.3f}",
+        f"cost:       {d['forward_passes']} forward passes, {d['tokens_prefilled']} tokens prefilled, "
+        f"{d['generated_tokens']} generated",
+        "timings:    " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in d["timings"].items()),
+    ]
     return "\n".join(lines)
 
 
@@ -56,8 +68,9 @@ def _run_batch(pipeline, path: str, method: str) -> int:
             if not image_path.is_absolute():
                 image_path = p.parent / image_path
             image = load_image(image_path)
-            result = pipeline.run(image, item["question"], method=item.get("method", method),
-                                  frame_key=str(image_path.resolve()))
+            result = pipeline.run(
+                image, item["question"], method=item.get("method", method), frame_key=str(image_path.resolve())
+            )
             out = result.to_dict()
         except (CliError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
             failures += 1

@@ -6,13 +6,24 @@ and configuration stay cheap to import.
 
 from .config import FAMILIES, ModelConfig, SearchConfig, build_configs, search_defaults
 
-__all__ = ["FAMILIES", "ModelConfig", "SearchConfig", "build_configs", "search_defaults",
-           "FocusPipeline", "FocusResult"]
+__all__ = [
+    "FAMILIES",
+    "ModelConfig",
+    "SearchConfig",
+    "build_configs",
+    "search_defaults",
+    "FocusPipeline",
+    "FocusResult",
+]
 
 
 def __getattr__(name: str):
-    if name in ("FocusPipeline", "FocusResult"):
-        from . import pipeline
+    if name == "FocusPipeline":
+        from .pipeline import FocusPipeline
 
-        return getattr(pipeline, name)
+        return FocusPipeline
+    if name == "FocusResult":
+        from .results import FocusResult
+
+        return FocusResult
     raise AttributeError(name)

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 FAMILIES = ("llava", "llava_onevision", "qwen2_5_vl")
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEVICES = ("auto", "cpu", "cuda")
-MODEL_SETTINGS_FILE = "focus_settings.json"   # per-model search settings, in a local model directory
+MODEL_SETTINGS_FILE = "focus_settings.json"  # per-model search settings, in a local model directory
 
 # The embedded default model (trained in this repository by scripts/train_embedded_model.py).
 EMBEDDED_MODEL = "models/embedded"
@@ -39,8 +40,9 @@ def default_model_path() -> str:
     for root in roots:
         if (root / EMBEDDED_MODEL / "config.json").is_file():
             return str(root / EMBEDDED_MODEL)
-    raise FileNotFoundError(f"no model given and the embedded default {EMBEDDED_MODEL} is not in "
-                            f"{', '.join(str(r) for r in roots)}")
+    raise FileNotFoundError(
+        f"no model given and the embedded default {EMBEDDED_MODEL} is not in {', '.join(str(r) for r in roots)}"
+    )
 
 
 # transformers' config.json ``model_type`` -> our family; reading the checkpoint's own declared
@@ -56,12 +58,12 @@ _MODEL_TYPE_TO_FAMILY = {
 class ModelConfig:
     """Which checkpoint to load and how."""
 
-    path: str = ""                       # local directory or hub id; required
-    family: str = "auto"                 # llava | llava_onevision | qwen2_5_vl | auto (config.json model_type)
-    dtype: str = "auto"                  # auto: on CUDA as the family ships (Qwen bfloat16, LLaVA float16), CPU float32
-    device: str = "auto"                 # auto: cuda when available, else cpu
-    attn_implementation: str = "sdpa"    # FOCUS reads values, not attention weights, so sdpa/flash work
-    local_files_only: bool = False       # set by users who must never touch a hub
+    path: str = ""  # local directory or hub id; required
+    family: str = "auto"  # llava | llava_onevision | qwen2_5_vl | auto (config.json model_type)
+    dtype: str = "auto"  # auto: on CUDA as the family ships (Qwen bfloat16, LLaVA float16), CPU float32
+    device: str = "auto"  # auto: cuda when available, else cpu
+    attn_implementation: str = "sdpa"  # FOCUS reads values, not attention weights, so sdpa/flash work
+    local_files_only: bool = False  # set by users who must never touch a hub
 
     def validate(self) -> None:
         if not self.path:
@@ -77,34 +79,34 @@ class SearchConfig:
     """FOCUS hyper-parameters (paper defaults for LLaVA-1.5; per-family overrides below)."""
 
     # step 1: target extraction
-    target_extraction: str = "model"     # model: few-shot prompt as in the paper; rule: parse the question
-    max_target_tokens: int = 24          # the answer is one short sentence
+    target_extraction: str = "model"  # model: few-shot prompt as in the paper; rule: parse the question
+    max_target_tokens: int = 24  # the answer is one short sentence
     # step 2: relevance from cached value vectors
-    layer_start: float = 0.4375          # paper reads layers 14..32 of LLaVA-1.5-7B's 32 (14/32)
-    layer_end: float = 1.0               # exclusive end; values <= 1 are fractions of depth, larger ones indices
-    smooth_sigma: float = 0.0            # LLaVA's 24x24 grid is coarse already; OneVision smooths its fine grid
-    max_grid_side: int = 0               # 0: keep the model's grid; OneVision pools to about LLaVA's 24 cells
-    contrast_quantile: float = 0.5       # map this quantile of the image tokens to 0: the median is background
+    layer_start: float = 0.4375  # paper reads layers 14..32 of LLaVA-1.5-7B's 32 (14/32)
+    layer_end: float = 1.0  # exclusive end; values <= 1 are fractions of depth, larger ones indices
+    smooth_sigma: float = 0.0  # LLaVA's 24x24 grid is coarse already; OneVision smooths its fine grid
+    max_grid_side: int = 0  # 0: keep the model's grid; OneVision pools to about LLaVA's 24 cells
+    contrast_quantile: float = 0.5  # map this quantile of the image tokens to 0: the median is background
     #                                      (a small target covers few tokens); < 0: raw map / peak, no contrast
     # step 3: region proposals
-    top_k_anchors: int = 20              # paper: k around 15-30
-    min_anchor_distance: int = 2         # paper: anchors at least 2-3 cells apart
-    s_min: int = 3                       # paper: start squares of 3 cells
-    s_max: int = 7                       # paper: grow up to 5-9 cells
-    grow_threshold: float = 0.5          # paper's "0.5 of the max": a growth step must add cells at least this relevant
-    nms_iou: float = 0.3                 # paper: drop overlaps with IoU > 0.3
-    crop_margin: float = 0.0             # extra context around a region, fraction of its size
-    min_crop_side: int = 0               # never verify crops smaller than this (px); 0: no minimum
+    top_k_anchors: int = 20  # paper: k around 15-30
+    min_anchor_distance: int = 2  # paper: anchors at least 2-3 cells apart
+    s_min: int = 3  # paper: start squares of 3 cells
+    s_max: int = 7  # paper: grow up to 5-9 cells
+    grow_threshold: float = 0.5  # paper's "0.5 of the max": a growth step must add cells at least this relevant
+    nms_iou: float = 0.3  # paper: drop overlaps with IoU > 0.3
+    crop_margin: float = 0.0  # extra context around a region, fraction of its size
+    min_crop_side: int = 0  # never verify crops smaller than this (px); 0: no minimum
     # step 4: verification and answer
-    max_steps: int = 6                   # paper: check 4-8 candidates per question
-    overrun: bool = True                 # paper's "overrun": keep checking until a Yes
-    max_overrun_steps: int = 6           # bound on the overrun so a question always ends
-    exist_threshold: float = 0.5         # Yes beats No
-    type2_threshold: float = 0.6         # paper: keep every box with c > ~0.6 for "all X" targets
-    far_apart_area_ratio: float = 4.0    # union > 4x the boxes' area: paste crops onto one canvas
-    answer_view: str = "crop"            # LLaVA-1.5 answers from the crop; OneVision/Qwen from global + crop
-    max_new_tokens: int = 16             # answers are a word or a short phrase
-    seed: int = 0                        # the random-window baseline's generator
+    max_steps: int = 6  # paper: check 4-8 candidates per question
+    overrun: bool = True  # paper's "overrun": keep checking until a Yes
+    max_overrun_steps: int = 6  # bound on the overrun so a question always ends
+    exist_threshold: float = 0.5  # Yes beats No
+    type2_threshold: float = 0.6  # paper: keep every box with c > ~0.6 for "all X" targets
+    far_apart_area_ratio: float = 4.0  # union > 4x the boxes' area: paste crops onto one canvas
+    answer_view: str = "crop"  # LLaVA-1.5 answers from the crop; OneVision/Qwen from global + crop
+    max_new_tokens: int = 16  # answers are a word or a short phrase
+    seed: int = 0  # the random-window baseline's generator
 
     def validate(self) -> None:
         _check_choice("search.target_extraction", self.target_extraction, ("model", "rule"))
@@ -132,16 +134,16 @@ class SearchConfig:
 FAMILY_SEARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "llava": {},  # the class defaults are the paper's LLaVA-1.5 settings
     "llava_onevision": {
-        "layer_start": 0.5,              # later half of the Qwen2 LM (DESIGN: last 25-60% of layers)
-        "smooth_sigma": 1.0,             # paper smooths OneVision's fine local-crop grid with a Gaussian
-        "max_grid_side": 24,             # and down-samples it so region sizes in cells stay comparable
-        "answer_view": "global+crop",    # paper: OneVision answers from the global view plus crops
-        "max_steps": 4,                  # paper reports ~7.6 passes on V* for OneVision
+        "layer_start": 0.5,  # later half of the Qwen2 LM (the paper reads the last 25-60% of layers)
+        "smooth_sigma": 1.0,  # paper smooths OneVision's fine local-crop grid with a Gaussian
+        "max_grid_side": 24,  # and down-samples it so region sizes in cells stay comparable
+        "answer_view": "global+crop",  # paper: OneVision answers from the global view plus crops
+        "max_steps": 4,  # paper reports ~7.6 passes on V* for OneVision
     },
     "qwen2_5_vl": {
-        "layer_start": 0.5,              # later half of the LM (DESIGN: last 25-60% of layers)
-        "max_grid_side": 32,             # dynamic resolution can give long grids; pool very long ones
-        "answer_view": "global+crop",    # paper: Qwen2.5-VL answers from the global view plus crops
+        "layer_start": 0.5,  # later half of the LM (the paper reads the last 25-60% of layers)
+        "max_grid_side": 32,  # dynamic resolution can give long grids; pool very long ones
+        "answer_view": "global+crop",  # paper: Qwen2.5-VL answers from the global view plus crops
     },
 }
 
@@ -165,10 +167,12 @@ def resolve_family(model: ModelConfig) -> str:
             from transformers import AutoConfig
 
             model_type = AutoConfig.from_pretrained(model.path, local_files_only=model.local_files_only).model_type
-        except Exception as exc:   # OSError, ValueError, hub errors: all mean "cannot tell"
+        except Exception as exc:  # OSError, ValueError, hub errors: all mean "cannot tell"
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ValueError(f"model.family is 'auto' but the config of {model.path!r} cannot be read ({first}); "
-                             f"check the path or set model.family to one of {FAMILIES}") from exc
+            raise ValueError(
+                f"model.family is 'auto' but the config of {model.path!r} cannot be read ({first}); "
+                f"check the path or set model.family to one of {FAMILIES}"
+            ) from exc
     if model_type not in _MODEL_TYPE_TO_FAMILY:
         raise ValueError(f"unsupported model_type {model_type!r} in {model.path!r}; supported: {FAMILIES}")
     return _MODEL_TYPE_TO_FAMILY[model_type]
@@ -186,8 +190,8 @@ def model_search_settings(model: ModelConfig) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{settings_file}: cannot read model settings ({exc})") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{settings_file}: expected an object like {{\"search\": {{...}}}}")
-    extra = sorted(k for k in data if k not in ("search", "why"))   # "why": the reason, for people
+        raise ValueError(f'{settings_file}: expected an object like {{"search": {{...}}}}')
+    extra = sorted(k for k in data if k not in ("search", "why"))  # "why": the reason, for people
     if extra:
         raise ValueError(f"{settings_file}: unknown keys {', '.join(extra)} (only 'search' and 'why' are allowed)")
     search = data.get("search", {})
@@ -262,20 +266,37 @@ def build_configs(values: Mapping[str, Any]) -> tuple[ModelConfig, SearchConfig]
     unknown = sorted(k for k in values if k not in known)
     if unknown:
         raise ValueError(f"unknown settings: {', '.join(unknown)}")
-    model_kwargs = {k.split(".", 1)[1]: _coerce(v, known[k][0], k)
-                    for k, v in values.items() if k.startswith("model.") and v is not None}
+    model_kwargs = {
+        k.split(".", 1)[1]: _coerce(v, known[k][0], k)
+        for k, v in values.items()
+        if k.startswith("model.") and v is not None
+    }
     model = ModelConfig(**model_kwargs)
     model.validate()
     family = resolve_family(model)
     model = replace(model, family=family)
-    search_kwargs = {k.split(".", 1)[1]: _coerce(v, known[k][0], k)
-                     for k, v in values.items() if k.startswith("search.") and v is not None}
+    search_kwargs = {
+        k.split(".", 1)[1]: _coerce(v, known[k][0], k)
+        for k, v in values.items()
+        if k.startswith("search.") and v is not None
+    }
     search = replace(search_defaults(family), **{**model_search_settings(model), **search_kwargs})
     search.validate()
     return model, search
 
 
 __all__ = [
-    "EMBEDDED_MODEL", "default_model_path", "FAMILIES", "ModelConfig", "SearchConfig", "FAMILY_SEARCH_DEFAULTS", "search_defaults",
-    "resolve_family", "build_configs", "search_with", "parameter_table", "MODEL_SETTINGS_FILE", "model_search_settings",
+    "EMBEDDED_MODEL",
+    "default_model_path",
+    "FAMILIES",
+    "ModelConfig",
+    "SearchConfig",
+    "FAMILY_SEARCH_DEFAULTS",
+    "search_defaults",
+    "resolve_family",
+    "build_configs",
+    "search_with",
+    "parameter_table",
+    "MODEL_SETTINGS_FILE",
+    "model_search_settings",
 ]

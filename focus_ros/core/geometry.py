@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -42,18 +42,17 @@ class Box:
     def center(self) -> tuple[float, float]:
         return ((self.x0 + self.x1) / 2.0, (self.y0 + self.y1) / 2.0)
 
-    def union(self, other: "Box") -> "Box":
+    def union(self, other: Box) -> Box:
         """Smallest box containing both boxes."""
-        return Box(min(self.x0, other.x0), min(self.y0, other.y0),
-                   max(self.x1, other.x1), max(self.y1, other.y1))
+        return Box(min(self.x0, other.x0), min(self.y0, other.y0), max(self.x1, other.x1), max(self.y1, other.y1))
 
-    def intersection(self, other: "Box") -> float:
+    def intersection(self, other: Box) -> float:
         """Area of the overlap of two boxes."""
         w = min(self.x1, other.x1) - max(self.x0, other.x0)
         h = min(self.y1, other.y1) - max(self.y0, other.y0)
         return max(0.0, w) * max(0.0, h)
 
-    def iou(self, other: "Box") -> float:
+    def iou(self, other: Box) -> float:
         """Intersection over union; 0 for two empty boxes."""
         inter = self.intersection(other)
         union = self.area + other.area - inter
@@ -62,20 +61,23 @@ class Box:
     def contains_point(self, x: float, y: float) -> bool:
         return self.x0 <= x < self.x1 and self.y0 <= y < self.y1
 
-    def clip(self, width: int, height: int) -> "Box":
+    def clip(self, width: int, height: int) -> Box:
         """Clip to an image of ``width`` x ``height`` pixels."""
-        return Box(min(max(self.x0, 0.0), width), min(max(self.y0, 0.0), height),
-                   min(max(self.x1, 0.0), width), min(max(self.y1, 0.0), height))
+        return Box(
+            min(max(self.x0, 0.0), width),
+            min(max(self.y0, 0.0), height),
+            min(max(self.x1, 0.0), width),
+            min(max(self.y1, 0.0), height),
+        )
 
-    def expand(self, margin: float, width: int, height: int) -> "Box":
+    def expand(self, margin: float, width: int, height: int) -> Box:
         """Grow by ``margin`` times the box size on every side, clipped to the image."""
         dx, dy = self.width * margin, self.height * margin
         return Box(self.x0 - dx, self.y0 - dy, self.x1 + dx, self.y1 + dy).clip(width, height)
 
     def to_int(self) -> tuple[int, int, int, int]:
         """Integer pixel box that covers this box (floor of the start, ceil of the end)."""
-        return (int(math.floor(self.x0)), int(math.floor(self.y0)),
-                int(math.ceil(self.x1)), int(math.ceil(self.y1)))
+        return (int(math.floor(self.x0)), int(math.floor(self.y0)), int(math.ceil(self.x1)), int(math.ceil(self.y1)))
 
     def as_list(self) -> list[int]:
         return list(self.to_int())
@@ -112,8 +114,9 @@ class GridMapping:
 
     def cell_box(self, r0: int, c0: int, r1: int, c1: int) -> Box:
         """Source-pixel box of the cell range ``[r0, r1) x [c0, c1)``, clipped to the image."""
-        return Box(self.x_edges[c0], self.y_edges[r0], self.x_edges[c1],
-                   self.y_edges[r1]).clip(self.source_width, self.source_height)
+        return Box(self.x_edges[c0], self.y_edges[r0], self.x_edges[c1], self.y_edges[r1]).clip(
+            self.source_width, self.source_height
+        )
 
     def point_to_cell(self, x: float, y: float) -> tuple[int, int]:
         """Grid cell (row, col) that contains source pixel coordinate ``(x, y)``."""
@@ -122,10 +125,14 @@ class GridMapping:
         r = int(np.searchsorted(np.asarray(self.y_edges), y, side="right")) - 1
         return (min(max(r, 0), gh - 1), min(max(c, 0), gw - 1))
 
-    def downsample(self, factor: int) -> "GridMapping":
+    def downsample(self, factor: int) -> GridMapping:
         """Mapping of the grid after ``block_reduce(..., factor)``."""
-        return GridMapping(_reduce_edges(self.x_edges, factor), _reduce_edges(self.y_edges, factor),
-                           self.source_width, self.source_height)
+        return GridMapping(
+            _reduce_edges(self.x_edges, factor),
+            _reduce_edges(self.y_edges, factor),
+            self.source_width,
+            self.source_height,
+        )
 
 
 def _reduce_edges(edges: Sequence[float], factor: int) -> tuple[float, ...]:
@@ -134,8 +141,9 @@ def _reduce_edges(edges: Sequence[float], factor: int) -> tuple[float, ...]:
     return tuple(float(edges[i]) for i in idx)
 
 
-def affine_edges(n_cells: int, canvas_extent: float, offset: float, source_len: float = 1.0,
-                 scaled_len: float = 1.0) -> tuple[float, ...]:
+def affine_edges(
+    n_cells: int, canvas_extent: float, offset: float, source_len: float = 1.0, scaled_len: float = 1.0
+) -> tuple[float, ...]:
     """Edges (in source pixels) of ``n_cells`` equal cells tiling a canvas of ``canvas_extent``.
 
     The source axis of ``source_len`` px was resized to ``scaled_len`` canvas px and placed at
@@ -152,11 +160,14 @@ def pad_to_square_mapping(width: int, height: int, grid: int) -> GridMapping:
     return GridMapping(affine_edges(grid, side, ox), affine_edges(grid, side, oy), width, height)
 
 
-def resize_mapping(width: int, height: int, resized_w: int, resized_h: int,
-                   grid_h: int, grid_w: int) -> GridMapping:
+def resize_mapping(width: int, height: int, resized_w: int, resized_h: int, grid_h: int, grid_w: int) -> GridMapping:
     """Plain resize of the whole image to ``resized_w`` x ``resized_h`` (Qwen2.5-VL)."""
-    return GridMapping(affine_edges(grid_w, resized_w, 0.0, width, resized_w),
-                       affine_edges(grid_h, resized_h, 0.0, height, resized_h), width, height)
+    return GridMapping(
+        affine_edges(grid_w, resized_w, 0.0, width, resized_w),
+        affine_edges(grid_h, resized_h, 0.0, height, resized_h),
+        width,
+        height,
+    )
 
 
 def block_reduce(grid: np.ndarray, factor: int) -> np.ndarray:
@@ -169,7 +180,7 @@ def block_reduce(grid: np.ndarray, factor: int) -> np.ndarray:
     out = np.empty((len(rows) - 1, len(cols) - 1), dtype=np.float64)
     for i in range(len(rows) - 1):
         for j in range(len(cols) - 1):
-            out[i, j] = grid[rows[i]:rows[i + 1], cols[j]:cols[j + 1]].mean()
+            out[i, j] = grid[rows[i] : rows[i + 1], cols[j] : cols[j + 1]].mean()
     return out
 
 
@@ -199,10 +210,10 @@ class CellRegion:
     r1: int
     c1: int
     anchor: tuple[int, int]
-    score: float        # relevance at the anchor cell (ranking key)
-    mean: float         # mean relevance inside the region
+    score: float  # relevance at the anchor cell (ranking key)
+    mean: float  # mean relevance inside the region
 
-    def iou(self, other: "CellRegion") -> float:
+    def iou(self, other: CellRegion) -> float:
         a = Box(self.c0, self.r0, self.c1, self.r1)
         b = Box(other.c0, other.r0, other.c1, other.r1)
         return a.iou(b)
@@ -236,8 +247,7 @@ def select_anchors(rel: np.ndarray, top_k: int, min_distance: int) -> list[tuple
     return anchors
 
 
-def grow_region(rel: np.ndarray, anchor: tuple[int, int], s_min: int, s_max: int,
-                threshold: float) -> CellRegion:
+def grow_region(rel: np.ndarray, anchor: tuple[int, int], s_min: int, s_max: int, threshold: float) -> CellRegion:
     """Square region around ``anchor``: start at ``s_min`` cells (centred on it), grow one cell at
     a time up to ``s_max`` while the cells a step adds have mean relevance >= ``threshold``.
 
@@ -275,9 +285,15 @@ def grow_region(rel: np.ndarray, anchor: tuple[int, int], s_min: int, s_max: int
     return CellRegion(r0, c0, r1, c1, anchor, float(rel[r, c]), float(rel[r0:r1, c0:c1].mean()))
 
 
-def propose_regions(rel: np.ndarray, top_k: int = 20, min_distance: int = 2, s_min: int = 3,
-                    s_max: int = 7, grow_threshold: float = 0.5,
-                    nms_iou: float = 0.3) -> list[CellRegion]:
+def propose_regions(
+    rel: np.ndarray,
+    top_k: int = 20,
+    min_distance: int = 2,
+    s_min: int = 3,
+    s_max: int = 7,
+    grow_threshold: float = 0.5,
+    nms_iou: float = 0.3,
+) -> list[CellRegion]:
     """FOCUS step 3: anchors -> grown squares -> ranked by anchor relevance -> non-maximum suppression.
 
     ``grow_threshold`` is relative to the map's maximum (the paper's "0.5 of the max"); it means
@@ -289,7 +305,7 @@ def propose_regions(rel: np.ndarray, top_k: int = 20, min_distance: int = 2, s_m
     peak = float(rel.max())
     thr = grow_threshold * peak if peak > 0 else -math.inf
     regions = [grow_region(rel, a, s_min, s_max, thr) for a in select_anchors(rel, top_k, min_distance)]
-    regions.sort(key=lambda g: -g.score)   # anchors come best-first already; keep the sort explicit
+    regions.sort(key=lambda g: -g.score)  # anchors come best-first already; keep the sort explicit
     kept: list[CellRegion] = []
     for g in regions:
         if all(g.iou(k) <= nms_iou for k in kept):
@@ -324,16 +340,18 @@ def far_apart(boxes: Sequence[Box], area_ratio: float) -> bool:
     return total > 0 and union_all(boxes).area > area_ratio * total
 
 
-def paste_crops(image: np.ndarray, boxes: Sequence[Box], gap: int = 8,
-                fill: tuple[int, int, int] = (127, 127, 127)) -> np.ndarray:
+def paste_crops(
+    image: np.ndarray, boxes: Sequence[Box], gap: int = 8, fill: tuple[int, int, int] = (127, 127, 127)
+) -> np.ndarray:
     """The crops of ``boxes`` pasted side by side in the frame's left-to-right order (by centre), so
     that "is A left of B" reads the scene and not the order in which the targets were named."""
     ordered = sorted(boxes, key=lambda b: b.x0 + b.x1)
     return paste_on_canvas([crop(image, b) for b in ordered], gap, fill)
 
 
-def paste_on_canvas(patches: Sequence[np.ndarray], gap: int = 8,
-                    fill: tuple[int, int, int] = (127, 127, 127)) -> np.ndarray:
+def paste_on_canvas(
+    patches: Sequence[np.ndarray], gap: int = 8, fill: tuple[int, int, int] = (127, 127, 127)
+) -> np.ndarray:
     """Paste crops side by side (each vertically centred) on one canvas, for far-apart targets."""
     if not patches:
         raise ValueError("no patches to paste")
@@ -344,6 +362,6 @@ def paste_on_canvas(patches: Sequence[np.ndarray], gap: int = 8,
     x = 0
     for p in patches:
         y = (height - p.shape[0]) // 2
-        canvas[y:y + p.shape[0], x:x + p.shape[1]] = p[..., :3]
+        canvas[y : y + p.shape[0], x : x + p.shape[1]] = p[..., :3]
         x += p.shape[1] + gap
     return canvas

@@ -1,48 +1,64 @@
-"""FOCUS end to end: targets -> relevance -> regions -> verify -> answer, on a cached frame prefix.
+"""FOCUS's model and shared steps: the frame prefix cache, targets, relevance, proposals,
+verification and the answer step, on one adapter.
 
 A frame's image prefix is prefilled once (:meth:`FocusPipeline.prefix`, a small LRU keyed by the
 caller's frame key); every existence prompt and the final answer on that frame extend a fork of
 its KV cache. Verification crops are prefilled once each, and the chosen crop's prefix is reused
 for the answer.
 
-``run(method=...)`` also runs the baselines of :mod:`focus_ros.core.methods` (zoom tree,
-attention crop, random windows) on the same adapter, with the same cost accounting. FOCUS and
-random windows answer through :meth:`FocusPipeline.answer_from_boxes`; the zoom tree and the
-attention crop build the views their authors show the model; every method ends in
-:meth:`FocusPipeline.respond` (greedy text, or the likeliest option of a multiple-choice question).
+:meth:`FocusPipeline.run` validates a question, builds its :class:`~.run_context.QuestionRun`
+and hands it to the method's runner (:mod:`focus_ros.core.methods`: vanilla, FOCUS, and the
+baselines zoom tree, attention crop and random windows), all on the same adapter with the same
+cost accounting. FOCUS and random windows answer through :meth:`FocusPipeline.answer_from_boxes`;
+the zoom tree and the attention crop build the views their authors show the model; every method
+ends in :meth:`FocusPipeline.respond` (greedy text, or the likeliest option of a multiple-choice
+question).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import numpy as np
 import torch
 
 from .config import ModelConfig, SearchConfig
-from .geometry import (Box, CellRegion, GridMapping, block_reduce, crop, far_apart, gaussian_smooth,
-                       paste_crops, propose_regions, square_box, union_all)
-from .methods import AttentionCropConfig, ZoomConfig, baseline
-from .methods.answer import Choices, parse_options, respond
+from .geometry import (
+    Box,
+    CellRegion,
+    GridMapping,
+    block_reduce,
+    crop,
+    far_apart,
+    gaussian_smooth,
+    paste_crops,
+    propose_regions,
+    square_box,
+    union_all,
+)
+from .methods import METHODS, AttentionCropConfig, ZoomConfig, run_method
+from .methods.answer import respond
 from .models import Extension, ImagePrefix, Meter, VLMAdapter, load_adapter
 from .relevance import layer_indices, relevance_from_values
-from .targets import (ANSWER_LEAD, TYPE_ALL, TYPE_SINGLE, Target, extraction_prompt, for_question_type,
-                      parse_targets, question_type, targets_from_question)
+from .results import FocusResult, Progress, Region
+from .run_context import QuestionRun
+from .targets import (
+    ANSWER_LEAD,
+    TYPE_ALL,
+    TYPE_SINGLE,
+    Target,
+    extraction_prompt,
+    for_question_type,
+    parse_targets,
+    question_type,
+    targets_from_question,
+)
 
 LOG = logging.getLogger(__name__)
-
-METHODS = ("vanilla", "focus", "zoom", "attention", "random")
-
-Progress = Callable[[str, int, int, "Region | None"], None]
-
-
-class Cancelled(Exception):
-    """Raised between stages when the caller's cancel check says so."""
 
 
 # torch.OutOfMemoryError (torch >= 2.5; older: torch.cuda.OutOfMemoryError) is what CUDA raises.
@@ -65,110 +81,37 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-@dataclass
-class Region:
-    """A candidate region in source pixels, the target it belongs to, and its scores."""
-
-    box: Box
-    target: str
-    relevance: float
-    confidence: float = -1.0            # existence confidence on the crop; -1: not verified
-    cells: tuple[int, int, int, int] = (0, 0, 0, 0)
-
-    def to_dict(self) -> dict:
-        return {"bbox": self.box.as_list(), "target": self.target, "relevance": round(self.relevance, 6),
-                "confidence": round(self.confidence, 6), "cells": list(self.cells)}
-
-
-@dataclass
-class FocusResult:
-    """Everything a caller needs: the answer, where it is, and what it cost."""
-
-    question: str
-    answer: str
-    method: str
-    targets: list[str] = field(default_factory=list)
-    question_type: int = TYPE_SINGLE
-    bbox: Box | None = None
-    confidence: float = -1.0
-    regions: list[Region] = field(default_factory=list)
-    relevance_maps: dict[str, np.ndarray] = field(default_factory=dict)   # target -> model-grid map
-    relevance_mapping: GridMapping | None = None   # grid cell -> source pixels of relevance_maps
-    forward_passes: int = 0
-    tokens_prefilled: int = 0
-    generated_tokens: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-    image_size: tuple[int, int] = (0, 0)
-    model: str = ""
-    prefix_cached: bool = False
-    target_source: str = ""
-    choice: str = ""                    # letter of the chosen option of a multiple-choice question
-
-    def record_costs(self, meter: Meter, clock: "_Clock") -> "FocusResult":
-        """Copy the question's cost (passes, tokens, stage timings) into the result; returns it."""
-        self.forward_passes = meter.forward_passes
-        self.tokens_prefilled = meter.tokens_prefilled
-        self.generated_tokens = meter.generated_tokens
-        self.timings = clock.total()
-        return self
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict (relevance maps left out: they are arrays)."""
-        return {
-            "question": self.question, "answer": self.answer, "method": self.method,
-            "targets": self.targets, "question_type": self.question_type,
-            "bbox": self.bbox.as_list() if self.bbox else None,
-            "confidence": round(self.confidence, 6),
-            "regions": [r.to_dict() for r in self.regions],
-            "forward_passes": self.forward_passes, "tokens_prefilled": self.tokens_prefilled,
-            "generated_tokens": self.generated_tokens,
-            "timings": {k: round(v, 6) for k, v in self.timings.items()},
-            "image_size": list(self.image_size), "model": self.model,
-            "prefix_cached": self.prefix_cached, "target_source": self.target_source,
-            "choice": self.choice,
-        }
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-        self._t = time.perf_counter()
-        self._start = self._t
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.timings[stage] = self.timings.get(stage, 0.0) + now - self._t
-        self._t = now
-
-    def total(self) -> dict[str, float]:
-        self.timings["total"] = time.perf_counter() - self._start
-        return self.timings
-
-
 class FocusPipeline:
     """FOCUS on one model adapter. Not thread-safe: give each worker thread its own calls in turn."""
 
-    def __init__(self, adapter: VLMAdapter, search: SearchConfig, prefix_cache_size: int = 2,
-                 zoom: ZoomConfig | None = None, attention: AttentionCropConfig | None = None):
+    def __init__(
+        self,
+        adapter: VLMAdapter,
+        search: SearchConfig,
+        prefix_cache_size: int = 2,
+        zoom: ZoomConfig | None = None,
+        attention: AttentionCropConfig | None = None,
+    ):
         search.validate()
         self.adapter = adapter
         self.search = search
-        self.zoom = zoom or ZoomConfig()              # the baselines' settings (methods/settings.py)
+        self.zoom = zoom or ZoomConfig()  # the baselines' settings (methods/settings.py)
         self.attention = attention or AttentionCropConfig()
         self.zoom.validate()
         self.attention.validate()
-        self.method_cache: dict[str, OrderedDict] = {}   # baselines' per-frame state, keyed like prefixes
+        self.method_cache: dict[str, OrderedDict] = {}  # baselines' per-frame state, keyed like prefixes
         self._prefixes: OrderedDict[Hashable, ImagePrefix] = OrderedDict()
         self.prefix_cache_size = max(0, prefix_cache_size)
 
     @classmethod
-    def from_configs(cls, model: ModelConfig, search: SearchConfig, **kwargs: Any) -> "FocusPipeline":
+    def from_configs(cls, model: ModelConfig, search: SearchConfig, **kwargs: Any) -> FocusPipeline:
         """Load the model of ``model`` and wrap it."""
         return cls(load_adapter(model), search, **kwargs)
 
     # ----------------------------------------------------------------- frame prefix cache
-    def prefix(self, image: np.ndarray, key: Hashable | None = None,
-               meter: Meter | None = None) -> tuple[ImagePrefix, bool]:
+    def prefix(
+        self, image: np.ndarray, key: Hashable | None = None, meter: Meter | None = None
+    ) -> tuple[ImagePrefix, bool]:
         """The frame's prefilled image prefix, from the LRU when ``key`` was seen; (prefix, was_cached)."""
         if key is not None and key in self._prefixes:
             self._prefixes.move_to_end(key)
@@ -179,6 +122,10 @@ class FocusPipeline:
             while len(self._prefixes) > self.prefix_cache_size:
                 self._prefixes.popitem(last=False)
         return prefix, False
+
+    def cached_keys(self) -> list[Hashable]:
+        """The frame keys whose prefixes are cached now, least recently used first."""
+        return list(self._prefixes)
 
     def clear_cache(self) -> None:
         """Forget every cached frame prefix (and the baselines' per-frame state)."""
@@ -198,12 +145,21 @@ class FocusPipeline:
         free_memory()
 
     # ----------------------------------------------------------------- public entry
-    def run(self, image: np.ndarray, question: str, method: str = "focus", frame_key: Hashable | None = None,
-            cancel: Callable[[], bool] | None = None, progress: Progress | None = None) -> FocusResult:
+    def run(
+        self,
+        image: np.ndarray,
+        question: str,
+        method: str = "focus",
+        frame_key: Hashable | None = None,
+        cancel: Callable[[], bool] | None = None,
+        progress: Progress | None = None,
+    ) -> FocusResult:
         """Answer ``question`` about ``image`` (H x W x 3 uint8 RGB) with ``method`` (one of METHODS).
 
         A multiple-choice question (options in its text, "(A) red (B) blue") is asked without its
-        options and answered with the likeliest option; ``result.choice`` is its letter."""
+        options and answered with the likeliest option; ``result.choice`` is its letter. ``cancel``
+        is polled between stages (:class:`~.results.Cancelled` is raised when it says so);
+        ``progress`` hears (stage, done, total, region) as the method goes."""
         if not isinstance(question, str) or not question.strip():
             raise ValueError("question is empty")
         if method not in METHODS:
@@ -212,51 +168,36 @@ class FocusPipeline:
             raise ValueError("image must be an HxWx3 uint8 RGB array")
         if min(image.shape[:2]) < 2:
             raise ValueError(f"image too small: {image.shape[1]}x{image.shape[0]}")
-        question = question.strip()
-        choices = parse_options(question)
-        meter, clock = Meter(), _Clock()
-        h, w = image.shape[:2]
-        result = FocusResult(question=question, answer="", method=method, image_size=(w, h),
-                             model=self.adapter.name)
-        cancel = cancel or (lambda: False)
-        progress = progress or (lambda *a: None)
-        if method == "vanilla":
-            self._vanilla(image, choices, frame_key, meter, clock, result)
-        elif method == "focus":
-            self._focus(image, choices, frame_key, meter, clock, result, cancel, progress)
-        else:
-            def check() -> None:
-                if cancel():
-                    raise Cancelled("cancelled")
-
-            baseline(method)(self, image, choices, frame_key, meter, clock, result, check, progress)
-        return result.record_costs(meter, clock)
-
-    # ----------------------------------------------------------------- methods
-    def _vanilla(self, image: np.ndarray, choices: Choices, key: Hashable | None, meter: Meter, clock: _Clock,
-                 result: FocusResult) -> None:
-        prefix, result.prefix_cached = self.prefix(image, key, meter)
-        clock.lap("prefill")
-        ext = self.adapter.extend(prefix, self.adapter.question_text(choices.stem), meter)
-        self.respond(ext, choices, meter, result)
-        result.bbox = Box(0, 0, result.image_size[0], result.image_size[1])
-        clock.lap("answer")
+        ctx = QuestionRun.start(image, question.strip(), method, self.adapter.name, frame_key, cancel, progress)
+        run_method(method, self, ctx)
+        return ctx.finish()
 
     # ----------------------------------------------------------------- the answer step of every method
-    def respond(self, ext: Extension, choices: Choices, meter: Meter, result: FocusResult) -> None:
-        """Fill ``result.answer`` (and ``result.choice``) from an answer prompt: greedy text, or
+    def respond(self, ctx: QuestionRun, ext: Extension) -> None:
+        """Fill ``ctx.result.answer`` (and ``.choice``) from an answer prompt: greedy text, or
         the likeliest option of a multiple-choice question."""
-        result.answer, result.choice = respond(self.adapter, ext, choices, self.search.max_new_tokens, meter)
+        ctx.result.answer, ctx.result.choice = respond(
+            self.adapter, ext, ctx.choices, self.search.max_new_tokens, ctx.meter
+        )
 
-    def answer_from_boxes(self, image: np.ndarray, prefix: ImagePrefix | None, boxes: list[Box],
-                          choices: Choices, meter: Meter, result: FocusResult,
-                          crop_prefixes: dict[Box, ImagePrefix] | None = None) -> None:
+    def answer_from_frame(self, ctx: QuestionRun, prefix: ImagePrefix) -> None:
+        """Answer from the whole frame (its cached prefix), as vanilla does. Sets answer and bbox."""
+        self.respond(ctx, self.adapter.extend(prefix, self.adapter.question_text(ctx.question), ctx.meter))
+        ctx.result.bbox = Box(0, 0, *ctx.size)
+
+    def answer_from_boxes(
+        self,
+        ctx: QuestionRun,
+        prefix: ImagePrefix | None,
+        boxes: list[Box],
+        crop_prefixes: dict[Box, ImagePrefix] | None = None,
+    ) -> None:
         """Answer from the chosen boxes (FOCUS and random windows): one crop of their
         union (or, when they are far apart, their crops pasted on one canvas), shown alone
         (``search.answer_view: crop``) or after the cached frame prefix (``global+crop``). A crop
         whose prefix is in ``crop_prefixes`` is not encoded again. Sets answer and bbox."""
-        s, adapter = self.search, self.adapter
-        question = choices.stem
+        s, adapter, meter = self.search, self.adapter, ctx.meter
+        question, image = ctx.question, ctx.image
         if far_apart(boxes, s.far_apart_area_ratio):
             view = paste_crops(image, boxes)
             view_prefix = None
@@ -264,7 +205,7 @@ class FocusPipeline:
             union = union_all(boxes)
             view = crop(image, union)
             view_prefix = (crop_prefixes or {}).get(union) if len(boxes) == 1 else None
-        result.bbox = union_all(boxes)
+        ctx.result.bbox = union_all(boxes)
         if s.answer_view == "global+crop":
             if prefix is None:
                 raise ValueError("search.answer_view 'global+crop' needs the frame prefix")
@@ -273,8 +214,9 @@ class FocusPipeline:
             if view_prefix is None:
                 view_prefix = adapter.prefill_image(view, meter)
             ext = adapter.extend(view_prefix, adapter.question_text(question), meter)
-        self.respond(ext, choices, meter, result)
+        self.respond(ctx, ext)
 
+    # ----------------------------------------------------------------- step 1 and the frame
     def extract_targets(self, question: str, meter: Meter | None = None) -> tuple[list[Target], str]:
         """Step 1: the question's targets, from the model (few-shot) or the rule parser; and the source."""
         if self.search.target_extraction == "model":
@@ -288,87 +230,34 @@ class FocusPipeline:
             LOG.debug("model listed no targets (%r); using the question's", reply)
         return targets_from_question(question), "question"
 
-    def targets_and_prefix(self, image: np.ndarray, question: str, key: Hashable | None, meter: Meter,
-                           clock: _Clock, result: FocusResult, check: Callable[[], None],
-                           progress: Progress) -> tuple[list[Target], ImagePrefix]:
+    def targets_and_prefix(self, ctx: QuestionRun) -> tuple[list[Target], ImagePrefix]:
         """The first two stages every search method shares: the question's targets (recorded in
-        ``result``) and the frame's cached prefix."""
-        progress("targets", 0, 0, None)
-        targets, result.target_source = self.extract_targets(question, meter)
-        result.question_type = question_type(question, targets)
+        ``ctx.result``) and the frame's cached prefix."""
+        result = ctx.result
+        ctx.progress("targets", 0, 0, None)
+        targets, result.target_source = self.extract_targets(ctx.question, ctx.meter)
+        result.question_type = question_type(ctx.question, targets)
         targets = for_question_type(targets, result.question_type)
         result.targets = [t.phrase for t in targets]
-        clock.lap("targets")
-        check()
-        prefix, result.prefix_cached = self.prefix(image, key, meter)
-        clock.lap("prefill")
+        ctx.lap("targets")
+        ctx.check()
+        prefix, result.prefix_cached = self.prefix(ctx.image, ctx.frame_key, ctx.meter)
+        ctx.lap("prefill")
         return targets, prefix
 
-    def _focus(self, image: np.ndarray, choices: Choices, key: Hashable | None, meter: Meter, clock: _Clock,
-               result: FocusResult, cancel: Callable[[], bool], progress: Progress) -> None:
-        s, adapter = self.search, self.adapter
-        question = choices.stem
-
-        def check() -> None:
-            if cancel():
-                raise Cancelled("cancelled")
-
-        targets, prefix = self.targets_and_prefix(image, question, key, meter, clock, result, check, progress)
-        result.relevance_mapping = prefix.mapping
-        if not targets:
-            # Nothing to look for: answer from the whole frame, as vanilla would.
-            LOG.info("no targets in %r: answering from the whole frame", question)
-            ext = adapter.extend(prefix, adapter.question_text(question), meter)
-            self.respond(ext, choices, meter, result)
-            result.bbox = Box(0, 0, *result.image_size)
-            clock.lap("answer")
-            return
-        check()
-        progress("relevance", 0, len(targets), None)
-        candidates: dict[str, list[Region]] = {}
-        for target in targets:
-            rel_map, grid_map, mapping = self.relevance(prefix, target.existence_phrase, meter)
-            result.relevance_maps[target.phrase] = rel_map
-            candidates[target.phrase] = self._regions(grid_map, mapping, target.phrase)
-            check()
-        clock.lap("relevance")
-
-        chosen: list[Region] = []
-        crop_prefixes: dict[Box, ImagePrefix] = {}
-        total = sum(min(len(c), s.max_steps) for c in candidates.values())   # overrun may add more
-        done = [0]
-
-        def on_step(region: Region) -> None:
-            done[0] += 1
-            progress("verify", done[0], max(total, done[0]), region)
-
-        for target in targets:
-            chosen.extend(self.verify_regions(image, target, candidates[target.phrase], meter, crop_prefixes, check,
-                                       on_step))
-            result.regions.extend(candidates[target.phrase])
-        clock.lap("verify")
-        check()
-        if not chosen:
-            # No proposal survived (e.g. a degenerate map): answer from the whole frame.
-            chosen = [Region(Box(0, 0, *result.image_size), targets[0].phrase, 0.0)]
-
-        progress("answer", 0, 0, None)
-        boxes = [r.box for r in chosen]
-        result.confidence = float(np.mean([r.confidence for r in chosen]))
-        self.answer_from_boxes(image, prefix, boxes, choices, meter, result, crop_prefixes)
-        clock.lap("answer")
-
     # ----------------------------------------------------------------- steps 2-4
-    def relevance(self, prefix: ImagePrefix, target: str,
-                  meter: Meter | None = None) -> tuple[np.ndarray, np.ndarray, GridMapping]:
+    def relevance(
+        self, prefix: ImagePrefix, target: str, meter: Meter | None = None
+    ) -> tuple[np.ndarray, np.ndarray, GridMapping]:
         """Step 2: the target's relevance on the model grid, the map used for proposals, its mapping."""
         ext = self.adapter.extend(prefix, self.adapter.existence_text(target), meter)
         target_pos = self.adapter.token_span(ext, target)
         layers = layer_indices(self.adapter.num_layers, self.search.layer_start, self.search.layer_end)
         image_pos = torch.as_tensor(prefix.grid_positions.reshape(-1), dtype=torch.long)
         q = self.search.contrast_quantile
-        rel = relevance_from_values(self.adapter.values(ext.cache, layers), target_pos, image_pos,
-                                    contrast_quantile=q if q >= 0 else None)
+        rel = relevance_from_values(
+            self.adapter.values(ext.cache, layers), target_pos, image_pos, contrast_quantile=q if q >= 0 else None
+        )
         rel_map = rel.reshape(prefix.grid_positions.shape)
         grid_map, mapping = rel_map, prefix.mapping
         if self.search.smooth_sigma > 0:
@@ -379,12 +268,16 @@ class FocusPipeline:
             grid_map, mapping = block_reduce(grid_map, factor), mapping.downsample(factor)
         return rel_map, grid_map, mapping
 
-    def _regions(self, grid_map: np.ndarray, mapping: GridMapping, target: str) -> list[Region]:
+    def proposals(self, grid_map: np.ndarray, mapping: GridMapping, target: str) -> list[Region]:
         """Step 3: proposals on the grid, mapped to source pixels (with margin / minimum size)."""
         s = self.search
         return self.regions_from_cells(
-            propose_regions(grid_map, s.top_k_anchors, s.min_anchor_distance, s.s_min, s.s_max,
-                            s.grow_threshold, s.nms_iou), mapping, target)
+            propose_regions(
+                grid_map, s.top_k_anchors, s.min_anchor_distance, s.s_min, s.s_max, s.grow_threshold, s.nms_iou
+            ),
+            mapping,
+            target,
+        )
 
     def regions_from_cells(self, cells: list[CellRegion], mapping: GridMapping, target: str) -> list[Region]:
         """Grid regions -> Regions in source pixels, with FOCUS's margin and minimum crop side."""
@@ -401,30 +294,74 @@ class FocusPipeline:
                 out.append(Region(box, target, float(g.score), cells=(g.r0, g.c0, g.r1, g.c1)))
         return out
 
-    def verify_regions(self, image: np.ndarray, target: Target, regions: list[Region], meter: Meter,
-                crop_prefixes: dict[Box, ImagePrefix], check: Callable[[], None],
-                on_step: Callable[[Region], None]) -> list[Region]:
+    def verify_targets(
+        self, ctx: QuestionRun, targets: list[Target], candidates: dict[str, list[Region]]
+    ) -> tuple[list[Region], dict[Box, ImagePrefix]]:
+        """Step 4 for every target (FOCUS and random windows): each target's candidates verified
+        (:meth:`verify_regions`) and recorded in ``ctx.result.regions``, with "verify" progress.
+        The chosen regions of all targets, and the crop prefixes kept for the answer."""
+        chosen: list[Region] = []
+        crop_prefixes: dict[Box, ImagePrefix] = {}
+        total = sum(min(len(c), self.search.max_steps) for c in candidates.values())  # overrun may add more
+        done = [0]
+
+        def on_step(region: Region) -> None:
+            done[0] += 1
+            ctx.progress("verify", done[0], max(total, done[0]), region)
+
+        for target in targets:
+            chosen.extend(self.verify_regions(ctx, target, candidates[target.phrase], crop_prefixes, on_step))
+            ctx.result.regions.extend(candidates[target.phrase])
+        return chosen, crop_prefixes
+
+    def verify_regions(
+        self,
+        ctx: QuestionRun,
+        target: Target,
+        regions: list[Region],
+        crop_prefixes: dict[Box, ImagePrefix],
+        on_step: Callable[[Region], None],
+    ) -> list[Region]:
         """Step 4a: existence confidence on the crops, best first; "overrun" until a Yes (type 1).
         A type-2 target (every instance: "all X", or any target of a counting question) keeps
-        every verified crop above ``search.type2_threshold``."""
+        every verified crop above ``search.type2_threshold``. The best crop's prefix is left in
+        ``crop_prefixes`` for the answer."""
         s, adapter = self.search, self.adapter
         limit = s.max_steps + (s.max_overrun_steps if s.overrun and target.kind == TYPE_SINGLE else 0)
         best: Region | None = None
         for i, region in enumerate(regions[:limit]):
             if i >= s.max_steps and best is not None and best.confidence >= s.exist_threshold:
-                break     # overrun only continues while no candidate said Yes
-            check()
-            crop_prefix = adapter.prefill_image(crop(image, region.box), meter)
-            ext = adapter.extend(crop_prefix, adapter.existence_text(target.existence_phrase), meter)
+                break  # overrun only continues while no candidate said Yes
+            ctx.check()
+            crop_prefix = adapter.prefill_image(crop(ctx.image, region.box), ctx.meter)
+            ext = adapter.extend(crop_prefix, adapter.existence_text(target.existence_phrase), ctx.meter)
             region.confidence = adapter.yes_probability(ext.logits)
             on_step(region)
             if best is None or region.confidence > best.confidence:
                 if best is not None:
                     crop_prefixes.pop(best.box, None)
                 best = region
-                crop_prefixes[region.box] = crop_prefix      # kept for the answer: no re-encode
+                crop_prefixes[region.box] = crop_prefix  # kept for the answer: no re-encode
         if target.kind == TYPE_ALL:
             kept = [r for r in regions if r.confidence > s.type2_threshold]
             if kept:
                 return kept
         return [best] if best is not None else []
+
+    def answer_from_regions(
+        self,
+        ctx: QuestionRun,
+        prefix: ImagePrefix,
+        targets: list[Target],
+        chosen: list[Region],
+        crop_prefixes: dict[Box, ImagePrefix],
+    ) -> None:
+        """Step 5 (FOCUS and random windows): the answer from the chosen regions, their mean
+        confidence recorded; from the whole frame when none was chosen (e.g. a degenerate map)."""
+        if not chosen:
+            chosen = [Region(Box(0, 0, *ctx.size), targets[0].phrase, 0.0)]
+        ctx.result.confidence = float(np.mean([r.confidence for r in chosen]))
+        self.answer_from_boxes(ctx, prefix, [r.box for r in chosen], crop_prefixes)
+
+
+__all__ = ["FocusPipeline", "free_memory", "is_out_of_memory"]

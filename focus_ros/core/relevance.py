@@ -24,7 +24,7 @@ never needs attention weights and works with sdpa and flash attention.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ import torch
 
 def layer_indices(num_layers: int, start: float, end: float) -> list[int]:
     """Layers to read: values <= 1 are fractions of depth, larger values layer indices (end exclusive)."""
+
     def pos(x: float) -> int:
         return int(round(x * num_layers)) if x <= 1.0 else int(x)
 
@@ -42,8 +43,7 @@ def layer_indices(num_layers: int, start: float, end: float) -> list[int]:
     return list(range(lo, hi))
 
 
-def token_relevance(values: torch.Tensor, target_pos: Sequence[int],
-                    image_pos: torch.Tensor) -> torch.Tensor:
+def token_relevance(values: torch.Tensor, target_pos: Sequence[int], image_pos: torch.Tensor) -> torch.Tensor:
     """One layer's ``M[t, image]`` for every target token t.
 
     ``values``: [heads, seq, dim] (one batch element of a cache layer's values).
@@ -51,8 +51,8 @@ def token_relevance(values: torch.Tensor, target_pos: Sequence[int],
     """
     v = torch.nn.functional.normalize(values.float(), dim=-1)
     heads = v.shape[0]
-    rows = v[:, list(target_pos), :]                          # [H, T, D]
-    sim = torch.einsum("htd,hsd->ts", rows, v)                # [T, seq], summed over heads
+    rows = v[:, list(target_pos), :]  # [H, T, D]
+    sim = torch.einsum("htd,hsd->ts", rows, v)  # [T, seq], summed over heads
     shifted = (sim + heads) / (2.0 * heads)
     m = shifted / shifted.sum(dim=-1, keepdim=True)
     return m[:, image_pos.to(m.device)]
@@ -73,8 +73,12 @@ def with_contrast(rel: np.ndarray, quantile: float | None) -> np.ndarray:
     return np.clip((rel - floor) / (peak - floor), 0.0, 1.0)
 
 
-def relevance_from_values(layer_values: Sequence[torch.Tensor], target_pos: Sequence[int],
-                          image_pos: torch.Tensor, contrast_quantile: float | None = 0.5) -> np.ndarray:
+def relevance_from_values(
+    layer_values: Sequence[torch.Tensor],
+    target_pos: Sequence[int],
+    image_pos: torch.Tensor,
+    contrast_quantile: float | None = 0.5,
+) -> np.ndarray:
     """Relevance of each image token (order of ``image_pos``) for the target, in [0, 1] with the
     contrast of :func:`with_contrast` (peak 1, background 0).
 
@@ -86,7 +90,7 @@ def relevance_from_values(layer_values: Sequence[torch.Tensor], target_pos: Sequ
     for values in layer_values:
         m = token_relevance(values, target_pos, image_pos)
         total = m if total is None else total + m
-    per_token = total / total.sum(dim=-1, keepdim=True)       # each token's map sums to 1
+    per_token = total / total.sum(dim=-1, keepdim=True)  # each token's map sums to 1
     log_map = torch.log(per_token.clamp_min(1e-30)).sum(dim=0)
     rel = torch.exp(log_map - log_map.max())
     return with_contrast(rel.double().cpu().numpy(), contrast_quantile)

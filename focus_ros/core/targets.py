@@ -27,7 +27,7 @@ _ARTICLES = re.compile(r"^(?:the|a|an|any|some)\s+", re.IGNORECASE)
 _SPLIT = re.compile(r"\s*(?:,|;|&|\band\b|\bor\b)\s*", re.IGNORECASE)
 _ALL = re.compile(r"^(?:all|every|each)\s+(?:the\s+|of\s+the\s+)?", re.IGNORECASE)
 _NONE = {"", "none", "nothing", "no objects", "no object", "n/a"}
-_MAX_WORDS = 8          # a target is a short noun phrase; longer output is the model rambling
+_MAX_WORDS = 8  # a target is a short noun phrase; longer output is the model rambling
 _PHRASE_OK = re.compile(r"^[\w][\w' -]*$")
 
 
@@ -46,9 +46,22 @@ class Target:
 
 
 # Plurals that the suffix rules below would get wrong.
-_IRREGULAR = {"people": "person", "men": "man", "women": "woman", "children": "child", "mice": "mouse",
-              "geese": "goose", "feet": "foot", "teeth": "tooth", "knives": "knife", "leaves": "leaf",
-              "shelves": "shelf", "wolves": "wolf", "sheep": "sheep", "fish": "fish"}
+_IRREGULAR = {
+    "people": "person",
+    "men": "man",
+    "women": "woman",
+    "children": "child",
+    "mice": "mouse",
+    "geese": "goose",
+    "feet": "foot",
+    "teeth": "tooth",
+    "knives": "knife",
+    "leaves": "leaf",
+    "shelves": "shelf",
+    "wolves": "wolf",
+    "sheep": "sheep",
+    "fish": "fish",
+}
 
 
 def singular(phrase: str) -> str:
@@ -104,7 +117,7 @@ def parse_targets(text: str) -> list[Target]:
         if raw.lower() in _NONE or raw.lower() in seen:
             continue
         if not _PHRASE_OK.match(raw) or len(raw.split()) > _MAX_WORDS or not raw.isprintable():
-            continue      # not a noun phrase (control characters, symbols, a whole sentence)
+            continue  # not a noun phrase (control characters, symbols, a whole sentence)
         seen.add(raw.lower())
         targets.append(Target(raw, kind))
     return targets
@@ -112,16 +125,34 @@ def parse_targets(text: str) -> list[Target]:
 
 # Question patterns for the rule-based extractor, most specific first.
 _RULES = (
-    (re.compile(r"^how many (.+?)(?: are there| can you see| do you see| are in| in the image|\?|$)",
-                re.IGNORECASE), TYPE_ALL),
-    (re.compile(r"^is (?:the )?(.+?) (?:to the |on the )?(?:left|right)(?: side)? or (?:the )?(?:left|right)"
-                r"(?: side)? of (?:the )?(.+?)\??$", re.IGNORECASE), TYPE_SINGLE),
-    (re.compile(r"^(?:is|are) there (?:a |an |any )?(.+?)(?: in the image| in the picture)?\??$",
-                re.IGNORECASE), TYPE_SINGLE),
-    (re.compile(r"^what (?:colou?r|shape|size|kind|type|material|brand|number|text)\b.*? (?:is|are) "
-                r"(?:the |this |that )?(.+?)\??$", re.IGNORECASE), TYPE_SINGLE),
-    (re.compile(r"\b(?:the|a|an) ([\w' -]+?)(?:\s+(?:in|on|at|of|to|near|with|is|are)\b|[?.,]|$)",
-                re.IGNORECASE), TYPE_SINGLE),
+    (
+        re.compile(r"^how many (.+?)(?: are there| can you see| do you see| are in| in the image|\?|$)", re.IGNORECASE),
+        TYPE_ALL,
+    ),
+    (
+        re.compile(
+            r"^is (?:the )?(.+?) (?:to the |on the )?(?:left|right)(?: side)? or (?:the )?(?:left|right)"
+            r"(?: side)? of (?:the )?(.+?)\??$",
+            re.IGNORECASE,
+        ),
+        TYPE_SINGLE,
+    ),
+    (
+        re.compile(r"^(?:is|are) there (?:a |an |any )?(.+?)(?: in the image| in the picture)?\??$", re.IGNORECASE),
+        TYPE_SINGLE,
+    ),
+    (
+        re.compile(
+            r"^what (?:colou?r|shape|size|kind|type|material|brand|number|text)\b.*? (?:is|are) "
+            r"(?:the |this |that )?(.+?)\??$",
+            re.IGNORECASE,
+        ),
+        TYPE_SINGLE,
+    ),
+    (
+        re.compile(r"\b(?:the|a|an) ([\w' -]+?)(?:\s+(?:in|on|at|of|to|near|with|is|are)\b|[?.,]|$)", re.IGNORECASE),
+        TYPE_SINGLE,
+    ),
 )
 
 

@@ -14,14 +14,13 @@ wait for an answer that can no longer be sent. A second signal ends the process 
 
 Memory: camera frames are large, short-lived buffers allocated by several threads (DDS intake,
 the worker). glibc's malloc raises its mmap threshold after the first such buffer is freed and
-from then on carves them out of per-thread heaps, which fragment: with a 4K stream at 30 Hz the
-node's private memory grew by ~1.1 GB in the first ~30 s and then levelled off around 2.1-2.5 GB
-(peak 2.7 GB; scripts/bench_reliability.py, 180 s, 2 cores). :func:`bound_heap_growth` fixes the
+from then on carves them out of per-thread heaps, which fragment: under a high-resolution stream
+the node's memory grows by gigabytes before it levels off. :func:`bound_heap_growth` fixes the
 threshold at 1 MiB, so every frame-sized buffer is mapped on its own and returned to the system
-when freed: 620-1030 MiB over 60 s. The price is a page fault per page of every new frame buffer,
-paid while rclpy holds the GIL: on 2 cores under that stream one question took 3.3-5.3 s instead
-of 1.1-2.5 s. An explicit ``MALLOC_MMAP_THRESHOLD_`` in the environment is left alone (e.g.
-``MALLOC_MMAP_THRESHOLD_=33554432`` for speed over memory).
+when freed. The price is a page fault per page of every new frame buffer, paid while rclpy holds
+the GIL, so questions under such a stream are slower (docs/reliability.md has the measurements,
+scripts/bench_reliability.py repeats them). An explicit ``MALLOC_MMAP_THRESHOLD_`` in the
+environment is left alone (e.g. ``MALLOC_MMAP_THRESHOLD_=33554432`` for speed over memory).
 """
 
 from __future__ import annotations
@@ -42,8 +41,7 @@ from rclpy.utilities import remove_ros_args
 
 from .focus_node import DEFAULT_NAMESPACE, FocusNode
 
-
-_M_MMAP_THRESHOLD = -3              # glibc <malloc.h>
+_M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
 MMAP_THRESHOLD_BYTES = 1 << 20
 
 
@@ -53,7 +51,7 @@ def bound_heap_growth() -> bool:
         return False
     try:
         return bool(ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-    except (OSError, AttributeError):    # pragma: no cover - a libc without mallopt
+    except (OSError, AttributeError):  # pragma: no cover - a libc without mallopt
         return False
 
 
@@ -63,14 +61,16 @@ def _spin(executor: MultiThreadedExecutor, stop: threading.Event) -> None:
     except ExternalShutdownException:
         pass
     finally:
-        stop.set()                      # the executor ended on its own (context shut down): leave too
+        stop.set()  # the executor ended on its own (context shut down): leave too
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv if argv is None else argv)
     parser = argparse.ArgumentParser(
-        prog="focus_node", description="FOCUS visual question answering lifecycle node (ROS 2). "
-        "Parameters: --ros-args --params-file FILE -p name:=value (see config/focus.yaml).")
+        prog="focus_node",
+        description="FOCUS visual question answering lifecycle node (ROS 2). "
+        "Parameters: --ros-args --params-file FILE -p name:=value (see config/focus.yaml).",
+    )
     parser.add_argument("--autostart", action="store_true", help="configure and activate right away")
     opts = parser.parse_args(remove_ros_args(args)[1:])
     bound_heap_growth()
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
-        signal.signal(signum, signal.SIG_DFL)         # a second Ctrl-C / SIGTERM does not wait
+        signal.signal(signum, signal.SIG_DFL)  # a second Ctrl-C / SIGTERM does not wait
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -94,16 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     spinner.start()
     code = 0
     try:
-        if opts.autostart or node.get_parameter("autostart").value:
+        if opts.autostart or node.params.current.autostart:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().fatal(f"{node.last_error or 'configure failed'}; exiting (autostart)")
                 code = 1
             elif not stop.is_set() and node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().fatal(f"{node.last_error or 'activate failed'}; exiting (autostart)")
                 code = 1
-        while code == 0 and not stop.wait(0.5):     # a timed wait: signals interrupt it on every platform
+        while code == 0 and not stop.wait(0.5):  # a timed wait: signals interrupt it on every platform
             pass
-    except KeyboardInterrupt:                       # a signal arriving before the handlers were set
+    except KeyboardInterrupt:  # a signal arriving before the handlers were set
         pass
     finally:
         if code == 0:

@@ -13,8 +13,9 @@ import itertools
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -28,10 +29,10 @@ class Added(enum.Enum):
     """What :meth:`FrameStore.add` did with a frame; true when the frame was kept."""
 
     STORED = "stored"
-    REPLACED = "replaced"            # same stamp as a stored compressed frame: the raw one is kept
-    DUPLICATE = "duplicate"          # same stamp as a stored frame that is at least as good: dropped
-    OUT_OF_ORDER = "out_of_order"    # older than the newest stored frame (by < CLOCK_RESET_NS): dropped
-    CLOCK_RESET = "clock_reset"      # older by >= CLOCK_RESET_NS: the camera's frames were dropped, this kept
+    REPLACED = "replaced"  # same stamp as a stored compressed frame: the raw one is kept
+    DUPLICATE = "duplicate"  # same stamp as a stored frame that is at least as good: dropped
+    OUT_OF_ORDER = "out_of_order"  # older than the newest stored frame (by < CLOCK_RESET_NS): dropped
+    CLOCK_RESET = "clock_reset"  # older by >= CLOCK_RESET_NS: the camera's frames were dropped, this kept
 
     def __bool__(self) -> bool:
         return self in (Added.STORED, Added.REPLACED, Added.CLOCK_RESET)
@@ -42,18 +43,18 @@ class Frame:
     """One received frame: where it came from, its header, and how to get its RGB pixels."""
 
     camera: str
-    stamp_ns: int                       # header stamp in nanoseconds (0: the sender left it unset)
+    stamp_ns: int  # header stamp in nanoseconds (0: the sender left it unset)
     frame_id: str
-    decode: Callable[[], np.ndarray]    # -> H x W x 3 uint8 RGB; may raise ValueError
-    source: str = "raw"                 # "raw" or "compressed"
-    encoding: str = ""                  # raw encoding or compressed format, for messages and logs
-    width: int = 0                      # known for raw frames before decoding; 0 until decoded otherwise
+    decode: Callable[[], np.ndarray]  # -> H x W x 3 uint8 RGB; may raise ValueError
+    source: str = "raw"  # "raw" or "compressed"
+    encoding: str = ""  # raw encoding or compressed format, for messages and logs
+    width: int = 0  # known for raw frames before decoding; 0 until decoded otherwise
     height: int = 0
-    header: Any = None                  # the message header, handed back with results as-is
-    topic: str = ""                     # the topic it came in on (for warnings)
+    header: Any = None  # the message header, handed back with results as-is
+    topic: str = ""  # the topic it came in on (for warnings)
     received: float = field(default_factory=time.monotonic)
-    received_ns: int = 0                # receive time on the node's clock (age of unstamped frames)
-    arrived_ns: int = 0                 # when the middleware received it (system clock; 0: unknown)
+    received_ns: int = 0  # receive time on the node's clock (age of unstamped frames)
+    arrived_ns: int = 0  # when the middleware received it (system clock; 0: unknown)
     uid: int = field(default_factory=lambda: next(_UIDS))
     _rgb: np.ndarray | None = field(default=None, repr=False)
     _error: str | None = field(default=None, repr=False)
@@ -68,6 +69,11 @@ class Frame:
         """True once decoding this frame failed (it never will succeed)."""
         return self._error is not None
 
+    @property
+    def error(self) -> str | None:
+        """Why decoding this frame failed (None until it did)."""
+        return self._error
+
     def rgb(self) -> np.ndarray:
         """The frame as H x W x 3 uint8 RGB, converted on first use and cached (thread-safe)."""
         with self._lock:
@@ -78,8 +84,9 @@ class Frame:
                     image = self.decode()
                 except ValueError as exc:
                     where = f" on {self.topic}" if self.topic else ""
-                    self._error = (f"frame from {self.camera!r}{where} ({self.source} {self.encoding}) cannot be "
-                                   f"decoded: {exc}")
+                    self._error = (
+                        f"frame from {self.camera!r}{where} ({self.source} {self.encoding}) cannot be decoded: {exc}"
+                    )
                     raise ValueError(self._error) from exc
                 self._rgb = image
                 self.height, self.width = int(image.shape[0]), int(image.shape[1])

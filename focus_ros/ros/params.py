@@ -15,22 +15,38 @@ the next question.
 ``FAMILY_SEARCH_DEFAULTS``): only values the user set (parameter file, command line, launch or
 ``ros2 param set``) override the family's defaults, and after ``configure`` the parameters show
 the values actually in use.
+
+The node's own parameters are read in one place, :func:`read_settings`, into a frozen
+:class:`NodeSettings` snapshot (:attr:`NodeParameters.current`) that the set-parameters callback
+replaces as a whole after every accepted change: the node reads the snapshot, never a parameter,
+so one question or frame sees one consistent set of values.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from ..core.config import (default_model_path, ATTN_IMPLEMENTATIONS, DEVICES, DTYPES, FAMILIES, ModelConfig, SearchConfig,
-                           build_configs, parameter_table)
-from ..core.pipeline import METHODS
-from .conversions import MIN_IMAGE_SIDE
+from ..core.config import (
+    ATTN_IMPLEMENTATIONS,
+    DEVICES,
+    DTYPES,
+    FAMILIES,
+    ModelConfig,
+    SearchConfig,
+    build_configs,
+    default_model_path,
+    parameter_table,
+)
+from ..core.methods import METHODS
+from ..io.images import MIN_IMAGE_SIDE
 
 
 @dataclass(frozen=True)
@@ -44,7 +60,7 @@ class Spec:
     low: float | int | None = None
     high: float | int | None = None
     choices: tuple[str, ...] = ()
-    configure_time: bool = False        # settable only while unconfigured (read at configure)
+    configure_time: bool = False  # settable only while unconfigured (read at configure)
 
 
 RELIABILITIES = ("best_effort", "reliable")
@@ -53,42 +69,115 @@ QOS_TOPICS = {
     "image": ("best_effort", 1, "camera subscriptions (image and image/compressed); sensor-data QoS"),
     "question": ("reliable", 10, "the question subscription (std_msgs/String)"),
     "answer": ("reliable", 10, "the answer publisher (focus_ros/FocusResult)"),
-    "relevance": ("reliable", 1, "the relevance_map and relevance_overlay publishers (reliable also "
-                  "reaches best-effort subscribers such as RViz's default)"),
+    "relevance": (
+        "reliable",
+        1,
+        "the relevance_map and relevance_overlay publishers (reliable also "
+        "reaches best-effort subscribers such as RViz's default)",
+    ),
 }
 
 NODE_PARAMETERS: tuple[Spec, ...] = (
-    Spec("autostart", False, "configure and activate right after start (the executable; launch files use "
-         "lifecycle events instead)", read_only=True),
-    Spec("cameras", ["camera"], "camera names; the first is the default for questions. One camera subscribes "
-         "to 'image' and 'image/compressed', several to '<name>/image' and '<name>/image/compressed' "
-         "(remap them)", read_only=True),
-    Spec("image_transport", "both", "which camera topics to subscribe: raw (sensor_msgs/Image), compressed "
-         "(sensor_msgs/CompressedImage) or both (the same stamp over both keeps the raw frame)",
-         read_only=True, choices=("raw", "compressed", "both")),
-    Spec("queue_size", 4, "questions waiting for the model at most; one more is refused at once with "
-         "status BUSY", read_only=True, low=1, high=64),
-    Spec("frame_store_size", 4, "latest frames kept per camera (questions may name one by stamp)",
-         read_only=True, low=1, high=64),
-    Spec("prefill_on_arrival", False, "keep the image prefix of the default camera's latest frame prefilled "
-         "while idle, so a question asked now answers faster (costs model time on every new frame)"),
-    Spec("max_frame_age", 5.0, "refuse to answer about a latest frame older than this, seconds, by its "
-         "header stamp (receive time for unstamped frames); 0 disables", low=0.0, high=86400.0),
-    Spec("stamp_tolerance", 0.0, "a question naming a frame stamp takes the stored frame nearest to it "
-         "within this many seconds (0: exact)", low=0.0, high=60.0),
-    Spec("method", "focus", "answering method: focus (visual search) or vanilla (whole frame, one pass), "
-         "or one of the baselines (zoom, attention, random)", choices=METHODS),
-    Spec("max_image_side", 8192, "refuse camera frames whose longer side is above this, px, at intake (before "
-         "anything of their size is allocated; a compressed frame's size is read from its header)",
-         low=MIN_IMAGE_SIDE, high=1_000_000_000),
-    Spec("max_question_length", 2000, "refuse questions longer than this many characters (a long question "
-         "costs model time and context)", low=1, high=1_000_000),
-    Spec("publish_relevance", True, "publish relevance_map and relevance_overlay (only computed while "
-         "they have subscribers)"),
-    Spec("relevance_encoding", "rgb8", "relevance_map encoding: rgb8 (colour heat-map) or mono8 (0..255)",
-         choices=("rgb8", "mono8")),
-    Spec("overlay_max_side", 960, "longer side of relevance_map / relevance_overlay images, px (the frame "
-         "is down-scaled; boxes are drawn in scaled coordinates)", low=64, high=8192),
+    Spec(
+        "autostart",
+        False,
+        "configure and activate right after start (the executable; launch files use lifecycle events instead)",
+        read_only=True,
+    ),
+    Spec(
+        "cameras",
+        ["camera"],
+        "camera names; the first is the default for questions. One camera subscribes "
+        "to 'image' and 'image/compressed', several to '<name>/image' and '<name>/image/compressed' "
+        "(remap them)",
+        read_only=True,
+    ),
+    Spec(
+        "image_transport",
+        "both",
+        "which camera topics to subscribe: raw (sensor_msgs/Image), compressed "
+        "(sensor_msgs/CompressedImage) or both (the same stamp over both keeps the raw frame)",
+        read_only=True,
+        choices=("raw", "compressed", "both"),
+    ),
+    Spec(
+        "queue_size",
+        4,
+        "questions waiting for the model at most; one more is refused at once with status BUSY",
+        read_only=True,
+        low=1,
+        high=64,
+    ),
+    Spec(
+        "frame_store_size",
+        4,
+        "latest frames kept per camera (questions may name one by stamp)",
+        read_only=True,
+        low=1,
+        high=64,
+    ),
+    Spec(
+        "prefill_on_arrival",
+        False,
+        "keep the image prefix of the default camera's latest frame prefilled "
+        "while idle, so a question asked now answers faster (costs model time on every new frame)",
+    ),
+    Spec(
+        "max_frame_age",
+        5.0,
+        "refuse to answer about a latest frame older than this, seconds, by its "
+        "header stamp (receive time for unstamped frames); 0 disables",
+        low=0.0,
+        high=86400.0,
+    ),
+    Spec(
+        "stamp_tolerance",
+        0.0,
+        "a question naming a frame stamp takes the stored frame nearest to it within this many seconds (0: exact)",
+        low=0.0,
+        high=60.0,
+    ),
+    Spec(
+        "method",
+        "focus",
+        "answering method: focus (visual search) or vanilla (whole frame, one pass), "
+        "or one of the baselines (zoom, attention, random)",
+        choices=METHODS,
+    ),
+    Spec(
+        "max_image_side",
+        8192,
+        "refuse camera frames whose longer side is above this, px, at intake (before "
+        "anything of their size is allocated; a compressed frame's size is read from its header)",
+        low=MIN_IMAGE_SIDE,
+        high=1_000_000_000,
+    ),
+    Spec(
+        "max_question_length",
+        2000,
+        "refuse questions longer than this many characters (a long question costs model time and context)",
+        low=1,
+        high=1_000_000,
+    ),
+    Spec(
+        "publish_relevance",
+        True,
+        "publish relevance_map and relevance_overlay (only computed while they have subscribers)",
+    ),
+    Spec(
+        "relevance_encoding",
+        "rgb8",
+        "relevance_map encoding: rgb8 (colour heat-map) or mono8 (0..255)",
+        choices=("rgb8", "mono8"),
+    ),
+    Spec(
+        "overlay_max_side",
+        960,
+        "longer side of relevance_map / relevance_overlay images, px (the frame "
+        "is down-scaled; boxes are drawn in scaled coordinates)",
+        low=64,
+        high=8192,
+    ),
 ) + tuple(
     spec
     for group, (rel, depth, what) in QOS_TOPICS.items()
@@ -100,35 +189,55 @@ NODE_PARAMETERS: tuple[Spec, ...] = (
 
 _MODEL_DOCS: dict[str, tuple[str, tuple[str, ...]]] = {
     "model.path": ("model directory or hub id (empty: the embedded default model)", ()),
-    "model.family": ("adapter: auto reads model_type from the checkpoint's config.json",
-                     FAMILIES + ("auto",)),
-    "model.dtype": ("weights dtype: auto = on CUDA as the family ships (Qwen2.5-VL bfloat16, "
-                    "LLaVA float16), float32 on CPU", DTYPES),
+    "model.family": ("adapter: auto reads model_type from the checkpoint's config.json", FAMILIES + ("auto",)),
+    "model.dtype": (
+        "weights dtype: auto = on CUDA as the family ships (Qwen2.5-VL bfloat16, LLaVA float16), float32 on CPU",
+        DTYPES,
+    ),
     "model.device": ("auto = cuda when available, else cpu", DEVICES),
-    "model.attn_implementation": ("attention kernel; FOCUS reads cached values, never attention weights",
-                                  ATTN_IMPLEMENTATIONS),
+    "model.attn_implementation": (
+        "attention kernel; FOCUS reads cached values, never attention weights",
+        ATTN_IMPLEMENTATIONS,
+    ),
     "model.local_files_only": ("never contact a model hub", ()),
 }
 
 # search.* : (description, low, high, choices). Defaults are the LLaVA-1.5 paper settings;
 # other families start from their own (FAMILY_SEARCH_DEFAULTS) unless a value is set.
 _SEARCH_DOCS: dict[str, tuple[str, Any, Any, tuple[str, ...]]] = {
-    "target_extraction": ("step 1: model = few-shot prompt as in the paper; rule = parse the question "
-                          "(no model pass)", None, None, ("model", "rule")),
+    "target_extraction": (
+        "step 1: model = few-shot prompt as in the paper; rule = parse the question (no model pass)",
+        None,
+        None,
+        ("model", "rule"),
+    ),
     "max_target_tokens": ("step 1: tokens the model may write when listing targets", 1, 512, ()),
-    "layer_start": ("step 2: first layer whose cached values are read; <= 1 a fraction of depth, "
-                    "else an index", 0.0, 1000.0, ()),
+    "layer_start": (
+        "step 2: first layer whose cached values are read; <= 1 a fraction of depth, else an index",
+        0.0,
+        1000.0,
+        (),
+    ),
     "layer_end": ("step 2: end layer (exclusive); <= 1 a fraction of depth, else an index", 0.0, 1000.0, ()),
     "smooth_sigma": ("step 2: Gaussian smoothing of the relevance grid, cells (0: none)", 0.0, 100.0, ()),
     "max_grid_side": ("step 2: pool relevance grids longer than this many cells (0: never)", 0, 4096, ()),
-    "contrast_quantile": ("step 2: this quantile of the image tokens maps to 0 and the peak to 1 "
-                          "(0.5: the median; 0: min-max; negative: no contrast)", -1.0, 0.99, ()),
+    "contrast_quantile": (
+        "step 2: this quantile of the image tokens maps to 0 and the peak to 1 "
+        "(0.5: the median; 0: min-max; negative: no contrast)",
+        -1.0,
+        0.99,
+        (),
+    ),
     "top_k_anchors": ("step 3: anchors taken from the relevance map", 1, 1000, ()),
     "min_anchor_distance": ("step 3: cells between anchors", 0, 1000, ()),
     "s_min": ("step 3: starting side of a region, cells", 1, 1000, ()),
     "s_max": ("step 3: largest side of a region, cells (>= s_min)", 1, 1000, ()),
-    "grow_threshold": ("step 3: grow a region while the cells each step adds have mean relevance >= this x "
-                       "the maximum", 0.0, 1.0, ()),
+    "grow_threshold": (
+        "step 3: grow a region while the cells each step adds have mean relevance >= this x the maximum",
+        0.0,
+        1.0,
+        (),
+    ),
     "nms_iou": ("step 3: drop regions overlapping a better one by more than this IoU", 0.0, 1.0, ()),
     "crop_margin": ("step 3: extra context around each region, fraction of its size", 0.0, 10.0, ()),
     "min_crop_side": ("step 3: never verify crops smaller than this, px (0: no minimum)", 0, 100000, ()),
@@ -137,10 +246,13 @@ _SEARCH_DOCS: dict[str, tuple[str, Any, Any, tuple[str, ...]]] = {
     "max_overrun_steps": ("step 4: bound on the overrun", 0, 1000, ()),
     "exist_threshold": ("step 4: existence probability that counts as Yes", 0.0, 1.0, ()),
     "type2_threshold": ("step 4: keep every region above this for 'all X' questions", 0.0, 1.0, ()),
-    "far_apart_area_ratio": ("answer: paste crops on one canvas when their union is this many times "
-                             "their area", 1.0, 1000.0, ()),
-    "answer_view": ("answer: crop, or global+crop (the whole frame and the crop)", None, None,
-                    ("crop", "global+crop")),
+    "far_apart_area_ratio": (
+        "answer: paste crops on one canvas when their union is this many times their area",
+        1.0,
+        1000.0,
+        (),
+    ),
+    "answer_view": ("answer: crop, or global+crop (the whole frame and the crop)", None, None, ("crop", "global+crop")),
     "max_new_tokens": ("answer: tokens generated at most", 1, 4096, ()),
     "seed": ("random generator seed (random-window baseline)", 0, 2**31 - 1, ()),
 }
@@ -152,12 +264,27 @@ def _core_specs() -> tuple[Spec, ...]:
         group, leaf = name.split(".", 1)
         if group == "model":
             doc, choices = _MODEL_DOCS.get(name, ("see focus_ros/core/config.py", ()))
-            specs.append(Spec(name, default, f"{doc} (read at configure; settable only while unconfigured)",
-                              choices=choices, configure_time=True))
+            specs.append(
+                Spec(
+                    name,
+                    default,
+                    f"{doc} (read at configure; settable only while unconfigured)",
+                    choices=choices,
+                    configure_time=True,
+                )
+            )
         else:
             doc, low, high, choices = _SEARCH_DOCS.get(leaf, ("see focus_ros/core/config.py", None, None, ()))
-            specs.append(Spec(name, default, f"{doc}; default depends on the model family (shown after "
-                              f"configure), applies to the next question", low=low, high=high, choices=choices))
+            specs.append(
+                Spec(
+                    name,
+                    default,
+                    f"{doc}; default depends on the model family (shown after configure), applies to the next question",
+                    low=low,
+                    high=high,
+                    choices=choices,
+                )
+            )
     return tuple(specs)
 
 
@@ -191,26 +318,76 @@ def _descriptor(spec: Spec) -> ParameterDescriptor:
         if isinstance(spec.default, int):
             d.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
         elif isinstance(spec.default, float):
-            d.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high),
-                                                         step=0.0)]
+            d.floating_point_range = [
+                FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)
+            ]
     return d
 
 
 @dataclass(frozen=True)
 class NodeSettings:
-    """The read-only settings the node applies at configure / activate."""
+    """The node's own parameters (:data:`NODE_PARAMETERS`) at one moment; defaults and ranges are
+    the :class:`Spec` entries, ``model.*`` / ``search.*`` go into ModelConfig / SearchConfig."""
 
-    cameras: tuple[str, ...]
-    image_transport: str
-    queue_size: int
-    frame_store_size: int
-    qos: dict[str, QoSProfile]
+    autostart: bool  # the executable configures and activates at once
+    cameras: tuple[str, ...]  # the first is the default camera of questions
+    image_transport: str  # raw, compressed or both
+    queue_size: int  # questions waiting at most; one more is BUSY
+    frame_store_size: int  # frames kept per camera
+    qos: Mapping[str, QoSProfile]  # per QOS_TOPICS group
+    prefill_on_arrival: bool  # prefill the default camera's latest frame while idle
+    max_frame_age: float  # s; 0: no limit
+    stamp_tolerance: float  # s; a question naming a stamp takes a frame this near
+    method: str  # one of METHODS
+    max_image_side: int  # px; larger frames are refused at intake
+    max_question_length: int  # characters
+    publish_relevance: bool  # relevance_map / relevance_overlay at all
+    relevance_encoding: str  # rgb8 or mono8
+    overlay_max_side: int  # px, longer side of the relevance images
+
+    def validate(self) -> None:
+        """ValueError with a clear reason when the start-up settings do not make sense (checked at
+        configure: ``cameras`` is read-only, so only a parameter file or the command line sets it)."""
+        cameras = self.cameras
+        if not cameras:
+            raise ValueError("parameter 'cameras' is empty: name at least one camera")
+        if len(set(cameras)) != len(cameras):
+            raise ValueError(f"parameter 'cameras' lists a camera twice: {list(cameras)}")
+        for c in cameras:
+            err = _camera_name_error(c)
+            if err:
+                raise ValueError(err)
+
+
+def read_settings(get: Callable[[str], Any]) -> NodeSettings:
+    """The snapshot of the node's own parameters; ``get(name)`` is a parameter's value."""
+    qos = {group: qos_profile(get(f"qos.{group}.reliability"), get(f"qos.{group}.depth")) for group in QOS_TOPICS}
+    return NodeSettings(
+        autostart=bool(get("autostart")),
+        cameras=tuple(str(c) for c in get("cameras")),
+        image_transport=str(get("image_transport")),
+        queue_size=int(get("queue_size")),
+        frame_store_size=int(get("frame_store_size")),
+        qos=MappingProxyType(qos),
+        prefill_on_arrival=bool(get("prefill_on_arrival")),
+        max_frame_age=float(get("max_frame_age")),
+        stamp_tolerance=float(get("stamp_tolerance")),
+        method=str(get("method")),
+        max_image_side=int(get("max_image_side")),
+        max_question_length=int(get("max_question_length")),
+        publish_relevance=bool(get("publish_relevance")),
+        relevance_encoding=str(get("relevance_encoding")),
+        overlay_max_side=int(get("overlay_max_side")),
+    )
 
 
 def qos_profile(reliability: str, depth: int) -> QoSProfile:
     return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST, depth=int(depth), durability=DurabilityPolicy.VOLATILE,
-        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE)
+        history=HistoryPolicy.KEEP_LAST,
+        depth=int(depth),
+        durability=DurabilityPolicy.VOLATILE,
+        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE,
+    )
 
 
 def layer_range_problem(start: float, end: float, num_layers: int | None = None) -> str | None:
@@ -219,13 +396,16 @@ def layer_range_problem(start: float, end: float, num_layers: int | None = None)
     Values <= 1 are fractions of depth, larger ones indices (core/relevance.py). Without the
     model's depth only two values in the same convention can be compared."""
     if num_layers:
+
         def pos(x: float) -> int:
             return int(round(x * num_layers)) if x <= 1.0 else int(x)
 
         lo, hi = pos(start), min(pos(end), num_layers)
         if lo >= hi:
-            return (f"search.layer_start {start:g} .. layer_end {end:g} selects no layer of this model's "
-                    f"{num_layers} (layer {lo} .. {hi})")
+            return (
+                f"search.layer_start {start:g} .. layer_end {end:g} selects no layer of this model's "
+                f"{num_layers} (layer {lo} .. {hi})"
+            )
         return None
     if (start <= 1.0) == (end <= 1.0) and start >= end:
         return f"search.layer_start ({start:g}) must be below search.layer_end ({end:g})"
@@ -255,6 +435,7 @@ class NodeParameters:
         self.model_layers: Callable[[], int | None] = lambda: None
         for spec in self.specs.values():
             node.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        self.current: NodeSettings = read_settings(self.get)
         node.add_pre_set_parameters_callback(self._coerce)
         node.add_on_set_parameters_callback(self._validate)
         node.add_post_set_parameters_callback(self._applied)
@@ -264,20 +445,10 @@ class NodeParameters:
         return self.node.get_parameter(name).value
 
     def settings(self) -> NodeSettings:
-        """Read-only settings; ValueError with a clear reason when they do not make sense."""
-        cameras = tuple(str(c) for c in self.get("cameras"))
-        if not cameras:
-            raise ValueError("parameter 'cameras' is empty: name at least one camera")
-        if len(set(cameras)) != len(cameras):
-            raise ValueError(f"parameter 'cameras' lists a camera twice: {list(cameras)}")
-        for c in cameras:
-            err = _camera_name_error(c)
-            if err:
-                raise ValueError(err)
-        qos = {group: qos_profile(self.get(f"qos.{group}.reliability"), self.get(f"qos.{group}.depth"))
-               for group in QOS_TOPICS}
-        return NodeSettings(cameras, self.get("image_transport"), int(self.get("queue_size")),
-                            int(self.get("frame_store_size")), qos)
+        """The current snapshot, checked; ValueError with a clear reason when it does not make sense."""
+        settings = self.current
+        settings.validate()
+        return settings
 
     def search_values(self) -> dict[str, Any]:
         return {n.split(".", 1)[1]: self.get(n) for n in self.specs if n.startswith("search.")}
@@ -290,7 +461,7 @@ class NodeParameters:
         """
         values: dict[str, Any] = {n: self.get(n) for n in self.specs if n.startswith("model.")}
         if not values.get("model.path"):
-            values["model.path"] = default_model_path()    # the embedded default model
+            values["model.path"] = default_model_path()  # the embedded default model
         values.update({n: self.get(n) for n in sorted(self.user_set)})
         return build_configs(values)
 
@@ -336,14 +507,15 @@ class NodeParameters:
         for p in params:
             spec = self.specs.get(p.name)
             if spec is None:
-                continue                                  # use_sim_time and other rclpy parameters
+                continue  # use_sim_time and other rclpy parameters
             if spec.configure_time and not self._internal:
                 refusal = self.model_change_refusal()
                 if refusal:
                     return SetParametersResult(successful=False, reason=f"{p.name}: {refusal}")
             if spec.choices and p.value not in spec.choices:
-                return SetParametersResult(successful=False,
-                                           reason=f"{p.name} must be one of {list(spec.choices)}, got {p.value!r}")
+                return SetParametersResult(
+                    successful=False, reason=f"{p.name} must be one of {list(spec.choices)}, got {p.value!r}"
+                )
             if p.name.startswith("search."):
                 search_updates[p.name.split(".", 1)[1]] = p.value
             if p.type_ == Parameter.Type.STRING_ARRAY and p.name == "cameras":
@@ -364,6 +536,8 @@ class NodeParameters:
         return SetParametersResult(successful=True)
 
     def _applied(self, params: list[Parameter]) -> None:
+        # One assignment: a reader holds either the old snapshot or the new one, never a mix.
+        self.current = read_settings(self.get)
         names = [p.name for p in params]
         if any(n.startswith("search.") for n in names):
             self.search_changed = True
@@ -374,5 +548,15 @@ class NodeParameters:
                 listener(params)
 
 
-__all__ = ["Spec", "NODE_PARAMETERS", "QOS_TOPICS", "all_specs", "undocumented_core_parameters", "NodeSettings",
-           "NodeParameters", "qos_profile", "layer_range_problem"]
+__all__ = [
+    "Spec",
+    "NODE_PARAMETERS",
+    "QOS_TOPICS",
+    "all_specs",
+    "undocumented_core_parameters",
+    "NodeSettings",
+    "NodeParameters",
+    "read_settings",
+    "qos_profile",
+    "layer_range_problem",
+]

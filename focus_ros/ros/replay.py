@@ -27,10 +27,11 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import rclpy
 from rclpy.context import Context
@@ -38,7 +39,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
-from ..bags.io import STORAGES, BagError, _ensure_type, bag_writer, focus_typestore, offered_qos, open_bag, resolve_bag
+from ..bags.io import STORAGES, BagError, bag_writer, ensure_type, focus_typestore, offered_qos, open_bag, resolve_bag
 
 logger = logging.getLogger(__name__)
 
@@ -50,22 +51,22 @@ DEFAULT_RECORD_TOPICS: dict[str, str] = {
 }
 IMAGE_TYPES = frozenset({"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"})
 QUESTION_TYPE = "std_msgs/msg/String"
-ANSWER_GRACE_S = 1.0        # recording goes on this long after the last answer
+ANSWER_GRACE_S = 1.0  # recording goes on this long after the last answer
 
 
 @dataclass
 class ReplayStats:
     """What a replay did."""
 
-    published: dict[str, int] = field(default_factory=dict)   # messages per (remapped) topic
-    loops: int = 0                                             # complete passes over the bag
-    questions: int = 0                                         # String messages on *question topics
-    wall_s: float = 0.0                                        # whole call, set-up and recording tail included
-    playback_s: float = 0.0                                    # first to last publication
-    recorded: dict[str, int] = field(default_factory=dict)    # messages written per recorded topic
-    answers: int = 0                                           # of them, on the answer topic
+    published: dict[str, int] = field(default_factory=dict)  # messages per (remapped) topic
+    loops: int = 0  # complete passes over the bag
+    questions: int = 0  # String messages on *question topics
+    wall_s: float = 0.0  # whole call, set-up and recording tail included
+    playback_s: float = 0.0  # first to last publication
+    recorded: dict[str, int] = field(default_factory=dict)  # messages written per recorded topic
+    answers: int = 0  # of them, on the answer topic
     record_path: Path | None = None
-    interrupted: bool = False                                  # stop_event ended it
+    interrupted: bool = False  # stop_event ended it
 
 
 # ----------------------------------------------------------------------------- types
@@ -80,8 +81,10 @@ def message_class(msgtype: str) -> Any:
     try:
         return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
     except (ImportError, AttributeError) as exc:
-        raise BagError(f"message type {msgtype} is not available in this environment ({exc}); "
-                       f"install or source the package that defines it") from exc
+        raise BagError(
+            f"message type {msgtype} is not available in this environment ({exc}); "
+            f"install or source the package that defines it"
+        ) from exc
 
 
 # ----------------------------------------------------------------------------- bag
@@ -126,8 +129,12 @@ def _parse_record_topics(topics: Iterable[str] | Mapping[str, str | None] | None
 
 
 def _publisher_qos(msgtype: str) -> QoSProfile:
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2 if msgtype in IMAGE_TYPES else 10,
-                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=2 if msgtype in IMAGE_TYPES else 10,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
+    )
 
 
 # ----------------------------------------------------------------------------- recorder
@@ -140,8 +147,14 @@ class Recorder:
     be used by the thread that opened it, and so that compressing a chunk never stalls the
     executor."""
 
-    def __init__(self, node: Any, path: str | Path, topics: Mapping[str, str | None], storage: str = "mcap",
-                 answer_topic: str = ANSWER_TOPIC):
+    def __init__(
+        self,
+        node: Any,
+        path: str | Path,
+        topics: Mapping[str, str | None],
+        storage: str = "mcap",
+        answer_topic: str = ANSWER_TOPIC,
+    ):
         if storage not in STORAGES:
             raise ValueError(f"record storage must be one of {STORAGES}, got {storage!r}")
         self.path = Path(path)
@@ -158,8 +171,9 @@ class Recorder:
         self._pending: dict[str, str | None] = {}
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         opened = threading.Event()
-        self._thread = threading.Thread(target=self._write_loop, args=(storage, opened), name="focus_replay_record",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._write_loop, args=(storage, opened), name="focus_replay_record", daemon=True
+        )
         self._thread.start()
         opened.wait()
         if self.error is not None:
@@ -191,8 +205,9 @@ class Recorder:
             while (item := self._queue.get()) is not None:
                 if item[0] == "topic":
                     _, topic, msgtype, depth = item
-                    conns[topic] = writer.add_connection(topic, msgtype, typestore=self.store,
-                                                         offered_qos_profiles=[offered_qos(depth)])
+                    conns[topic] = writer.add_connection(
+                        topic, msgtype, typestore=self.store, offered_qos_profiles=[offered_qos(depth)]
+                    )
                 else:
                     _, topic, stamp, data = item
                     writer.write(conns[topic], stamp, data)
@@ -203,7 +218,7 @@ class Recorder:
             writer.close()
 
     def _subscribe(self, topic: str, msgtype: str) -> None:
-        if not _ensure_type(self.store, msgtype):
+        if not ensure_type(self.store, msgtype):
             logger.warning("not recording %s: no message definition of %s", topic, msgtype)
             return
         cls = message_class(msgtype)
@@ -212,9 +227,12 @@ class Recorder:
         # loses fragments), best effort for images otherwise (which matches any publisher).
         offered = [i.qos_profile.reliability for i in self.node.get_publishers_info_by_topic(topic)]
         reliable = not image or (offered and all(r == ReliabilityPolicy.RELIABLE for r in offered))
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5 if image else 100,
-                         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                         durability=DurabilityPolicy.VOLATILE)
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=5 if image else 100,
+            reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+            durability=DurabilityPolicy.VOLATILE,
+        )
         with self._lock:
             self.counts[topic] = 0
             self._queue.put(("topic", topic, msgtype, 2 if image else 10))
@@ -259,7 +277,7 @@ class _BagClock:
 
     def __init__(self, start_ns: int, end_ns: int, rate: float):
         self.start_ns, self.end_ns, self.rate = start_ns, end_ns, rate
-        self._anchor: tuple[int, int] | None = None     # (monotonic ns, bag ns); None: paused at start
+        self._anchor: tuple[int, int] | None = None  # (monotonic ns, bag ns); None: paused at start
 
     def run_from(self, mono_ns: int, bag_ns: int) -> None:
         self._anchor = (mono_ns, bag_ns)
@@ -271,12 +289,24 @@ class _BagClock:
         return min(self.end_ns, anchor[1] + int((time.monotonic_ns() - anchor[0]) * self.rate))
 
 
-def replay(bag: str | Path, *, rate: float = 1.0, loop: bool = False, topics: Iterable[str] | None = None,
-           clock_hz: float = 0.0, delay: float = 0.0, wait_subscribers: float = 0.0,
-           remap: Iterable[str] | Mapping[str, str] | None = None, record: str | Path | None = None,
-           record_topics: Iterable[str] | Mapping[str, str | None] | None = None, record_storage: str = "mcap",
-           record_timeout: float = 0.0, answer_topic: str = ANSWER_TOPIC, context: Context | None = None,
-           stop_event: threading.Event | None = None) -> ReplayStats:
+def replay(
+    bag: str | Path,
+    *,
+    rate: float = 1.0,
+    loop: bool = False,
+    topics: Iterable[str] | None = None,
+    clock_hz: float = 0.0,
+    delay: float = 0.0,
+    wait_subscribers: float = 0.0,
+    remap: Iterable[str] | Mapping[str, str] | None = None,
+    record: str | Path | None = None,
+    record_topics: Iterable[str] | Mapping[str, str | None] | None = None,
+    record_storage: str = "mcap",
+    record_timeout: float = 0.0,
+    answer_topic: str = ANSWER_TOPIC,
+    context: Context | None = None,
+    stop_event: threading.Event | None = None,
+) -> ReplayStats:
     """Publish every message of ``bag`` (mcap or sqlite3 rosbag2) over DDS at its timing / ``rate``.
 
     ``topics``: bag topics to play (default all). ``loop``: start over at the end until
@@ -327,21 +357,24 @@ def replay(bag: str | Path, *, rate: float = 1.0, loop: bool = False, topics: It
                 name = remaps.get(c.topic, c.topic)
                 out_topic[c.id] = name
                 if (name, c.msgtype) not in publishers:
-                    publishers[(name, c.msgtype)] = node.create_publisher(classes[c.msgtype], name,
-                                                                          _publisher_qos(c.msgtype))
+                    publishers[(name, c.msgtype)] = node.create_publisher(
+                        classes[c.msgtype], name, _publisher_qos(c.msgtype)
+                    )
             pub_of = {c.id: publishers[(out_topic[c.id], c.msgtype)] for c in connections}
-            is_question = {c.id: c.msgtype == QUESTION_TYPE and out_topic[c.id].endswith("question")
-                           for c in connections}
+            is_question = {
+                c.id: c.msgtype == QUESTION_TYPE and out_topic[c.id].endswith("question") for c in connections
+            }
 
             bag_start = reader.start_time
             bag_clock = _BagClock(bag_start, max(bag_start, reader.end_time - 1), rate)
             if clock_hz > 0:
-                from rosgraph_msgs.msg import Clock
                 from rclpy.time import Time
+                from rosgraph_msgs.msg import Clock
 
                 clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=1))
-                node.create_timer(1.0 / clock_hz, lambda: clock_pub.publish(
-                    Clock(clock=Time(nanoseconds=bag_clock.now()).to_msg())))
+                node.create_timer(
+                    1.0 / clock_hz, lambda: clock_pub.publish(Clock(clock=Time(nanoseconds=bag_clock.now()).to_msg()))
+                )
             if record is not None:
                 recorder = Recorder(node, record, _parse_record_topics(record_topics), record_storage, answer_topic)
                 stats.record_path = recorder.path
@@ -419,5 +452,16 @@ def _wait_for_subscribers(publishers: Mapping[tuple[str, str], Any], timeout: fl
         stop.wait(0.02)
 
 
-__all__ = ["ANSWER_TOPIC", "DEFAULT_RECORD_TOPICS", "BagError", "ReplayStats", "Recorder", "replay", "open_bag",
-           "resolve_bag", "message_class", "focus_typestore", "parse_remap"]
+__all__ = [
+    "ANSWER_TOPIC",
+    "DEFAULT_RECORD_TOPICS",
+    "BagError",
+    "ReplayStats",
+    "Recorder",
+    "replay",
+    "open_bag",
+    "resolve_bag",
+    "message_class",
+    "focus_typestore",
+    "parse_remap",
+]

@@ -12,7 +12,7 @@ from focus_ros.msg import FocusResult as FocusResultMsg
 from focus_ros.msg import Region as RegionMsg
 
 from ..core.geometry import Box
-from ..core.pipeline import FocusResult
+from ..core.results import FocusResult
 
 STATUS_OK = FocusResultMsg.STATUS_OK
 STATUS_ERROR = FocusResultMsg.STATUS_ERROR
@@ -72,8 +72,12 @@ def fill_result(msg: FocusResultMsg, result: FocusResult, latency_s: float) -> F
     msg.answer = clean_text(result.answer)
     msg.targets = list(result.targets)
     msg.question_type = int(result.question_type)
-    msg.regions = [RegionMsg(roi=roi_from_box(r.box, w, h), target=r.target, confidence=float(r.confidence),
-                             relevance=float(r.relevance)) for r in result.regions]
+    msg.regions = [
+        RegionMsg(
+            roi=roi_from_box(r.box, w, h), target=r.target, confidence=float(r.confidence), relevance=float(r.relevance)
+        )
+        for r in result.regions
+    ]
     msg.selected_roi = roi_from_box(result.bbox, w, h, whole_is_zero=True)
     msg.confidence = float(result.confidence)
     msg.forward_passes = int(result.forward_passes)
@@ -86,5 +90,14 @@ def fill_result(msg: FocusResultMsg, result: FocusResult, latency_s: float) -> F
     return msg
 
 
-__all__ = ["STATUS_OK", "STATUS_ERROR", "STATUS_CANCELED", "STATUS_BUSY", "roi_from_box", "duration",
-           "base_result", "error_result", "fill_result"]
+__all__ = [
+    "STATUS_OK",
+    "STATUS_ERROR",
+    "STATUS_CANCELED",
+    "STATUS_BUSY",
+    "roi_from_box",
+    "duration",
+    "base_result",
+    "error_result",
+    "fill_result",
+]

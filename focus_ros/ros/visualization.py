@@ -7,14 +7,14 @@ so the heat-map is painted cell by cell onto a down-scaled copy of the frame.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import cv2
 import numpy as np
 
 from ..core.geometry import Box, GridMapping
 
-SELECTED_COLOUR = (0, 255, 0)        # RGB
+SELECTED_COLOUR = (0, 255, 0)  # RGB
 CANDIDATE_COLOUR = (255, 200, 0)
 
 
@@ -77,17 +77,33 @@ def _text_banner(img: np.ndarray, lines: Iterable[str]) -> None:
     scale = max(0.4, min(1.0, w / 1200.0))
     line_h = int(26 * scale) + 6
     band = min(h, line_h * len(lines) + 6)
-    img[:band] = (img[:band].astype(np.uint16) * 2 // 5).astype(np.uint8)     # darken behind the text
+    img[:band] = (img[:band].astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken behind the text
     for i, text in enumerate(lines):
         max_chars = max(8, int(w / (11 * scale)))
         if len(text) > max_chars:
             text = text[: max_chars - 3] + "..."
-        cv2.putText(img, text, (6, line_h * (i + 1) - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale * 1.4,
-                    (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            text,
+            (6, line_h * (i + 1) - 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.6 * scale * 1.4,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
 
 
-def render_overlay(small_rgb: np.ndarray, scale: float, heat: np.ndarray | None, candidates: Sequence[Box],
-                   selected: Box | None, question: str = "", answer: str = "", alpha: float = 0.45) -> np.ndarray:
+def render_overlay(
+    small_rgb: np.ndarray,
+    scale: float,
+    heat: np.ndarray | None,
+    candidates: Sequence[Box],
+    selected: Box | None,
+    question: str = "",
+    answer: str = "",
+    alpha: float = 0.45,
+) -> np.ndarray:
     """The down-scaled frame with the heat-map blended in, candidate boxes, the selected box and the answer."""
     out = small_rgb.copy()
     if heat is not None:

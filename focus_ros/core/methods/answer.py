@@ -18,8 +18,7 @@ import torch
 
 from ..models.base import Extension, Meter, VLMAdapter
 
-_INSTRUCTION = re.compile(r"\s*answer with the option'?s letter from the given choices directly\.?\s*$",
-                          re.IGNORECASE)
+_INSTRUCTION = re.compile(r"\s*answer with the option'?s letter from the given choices directly\.?\s*$", re.IGNORECASE)
 _PAREN = re.compile(r"\(([A-Z])\)\s*")
 _LINE = re.compile(r"^\s*([A-Z])[.)]\s+(.+?)\s*$")
 
@@ -46,8 +45,8 @@ def parse_options(question: str) -> Choices:
     marks = list(_PAREN.finditer(q))
     if _consecutive([m.group(1) for m in marks]):
         ends = [m.start() for m in marks[1:]] + [len(q)]
-        options = [q[m.end():e].strip().rstrip(",;").strip() for m, e in zip(marks, ends)]
-        stem = q[:marks[0].start()].strip()
+        options = [q[m.end() : e].strip().rstrip(",;").strip() for m, e in zip(marks, ends)]
+        stem = q[: marks[0].start()].strip()
         if stem and all(options):
             return Choices(stem, options)
     lines = q.splitlines()
@@ -80,7 +79,7 @@ def option_scores(adapter: VLMAdapter, ext: Extension, options: list[str], meter
         if len(ids) == 1:
             scores.append(float(first[ids[0]]))
             continue
-        cont = adapter.extend(ext, text, meter, logits_to_keep=0)     # every token's logits
+        cont = adapter.extend(ext, text, meter, logits_to_keep=0)  # every token's logits
         ids = cont.input_ids[0].tolist()
         logp = torch.log_softmax(cont.outputs.logits[0, :-1].float(), dim=-1)
         rest = logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])]
@@ -88,8 +87,9 @@ def option_scores(adapter: VLMAdapter, ext: Extension, options: list[str], meter
     return scores
 
 
-def respond(adapter: VLMAdapter, ext: Extension, choices: Choices, max_new_tokens: int,
-            meter: Meter | None = None) -> tuple[str, str]:
+def respond(
+    adapter: VLMAdapter, ext: Extension, choices: Choices, max_new_tokens: int, meter: Meter | None = None
+) -> tuple[str, str]:
     """The answer after an answer prompt: greedy text, or the best option; and its letter ("" if none)."""
     if not choices.options:
         return adapter.decode(ext, max_new_tokens, meter), ""

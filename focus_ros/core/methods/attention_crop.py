@@ -36,7 +36,8 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,13 +45,14 @@ import torch
 from ..geometry import Box, GridMapping, crop
 from ..models import ImagePrefix, Meter, VLMAdapter
 from ..relevance import layer_indices
-from .answer import Choices
+from ..results import Region
 from .zoom import model_input_side
 
-if TYPE_CHECKING:   # pragma: no cover
-    from ..pipeline import FocusPipeline, FocusResult
+if TYPE_CHECKING:  # pragma: no cover
+    from ..pipeline import FocusPipeline
+    from ..run_context import QuestionRun
 
-_EPS = 1e-8    # deviation: ViCrop divides by the generic map unguarded
+_EPS = 1e-8  # deviation: ViCrop divides by the generic map unguarded
 
 
 @contextlib.contextmanager
@@ -67,8 +69,9 @@ def attention_crop_eager(model: Any) -> Iterator[None]:
             model.set_attn_implementation({"text_config": previous})
 
 
-def attention_crop_map(adapter: VLMAdapter, prefix: ImagePrefix, text: str, layers: Sequence[int],
-                       meter: Meter | None) -> np.ndarray:
+def attention_crop_map(
+    adapter: VLMAdapter, prefix: ImagePrefix, text: str, layers: Sequence[int], meter: Meter | None
+) -> np.ndarray:
     """Attention of the last token of ``text`` (after the prefix) to the visual grid: mean over
     heads and ``layers``, shaped like the prefix's grid. Call inside ``attention_crop_eager``."""
     attentions = adapter.extend(prefix, text, meter, output_attentions=True).outputs.attentions
@@ -79,8 +82,7 @@ def attention_crop_map(adapter: VLMAdapter, prefix: ImagePrefix, text: str, laye
     return torch.stack(rows).mean(dim=0).cpu().numpy().astype(np.float64).reshape(prefix.grid_positions.shape)
 
 
-def vicrop_box(rel: np.ndarray, mapping: GridMapping, native_side: float,
-               ratios: Sequence[float]) -> tuple[Box, float]:
+def vicrop_box(rel: np.ndarray, mapping: GridMapping, native_side: float, ratios: Sequence[float]) -> tuple[Box, float]:
     """ViCrop's adaptive crop on a grid map: see the module docstring, step 5. Returns the box in
     source pixels and the chosen crop side. Deviations: cells sit where ``mapping`` puts them (ViCrop
     spreads its map evenly over the image although its processor centre-crops); ties between windows
@@ -96,12 +98,15 @@ def vicrop_box(rel: np.ndarray, mapping: GridMapping, native_side: float,
         bw, bh = min(max(1, int(side / cell_w)), gw), min(max(1, int(side / cell_h)), gh)
         if bw >= gw and bh >= gh:
             if ratio == ratios[0]:
-                return Box(0, 0, w, h), float(max(w, h))     # the frame is smaller than one crop
+                return Box(0, 0, w, h), float(max(w, h))  # the frame is smaller than one crop
             continue
         sums = integral[bh:, bw:] - integral[:-bh, bw:] - integral[bh:, :-bw] + integral[:-bh, :-bw]
         r, c = np.unravel_index(int(np.argmax(sums)), sums.shape)
-        neighbours = [sums[rr, cc] for rr, cc in ((r, c - 1), (r, c + 1), (r - 1, c), (r + 1, c))
-                      if 0 <= rr < sums.shape[0] and 0 <= cc < sums.shape[1]]
+        neighbours = [
+            sums[rr, cc]
+            for rr, cc in ((r, c - 1), (r, c + 1), (r - 1, c), (r + 1, c))
+            if 0 <= rr < sums.shape[0] and 0 <= cc < sums.shape[1]
+        ]
         diff = (sums[r, c] - (np.mean(neighbours) if neighbours else 0.0)) / (bw * bh)
         if best is None or diff > best[0]:
             best = (float(diff), int(r), int(c), bw, bh, side)
@@ -126,17 +131,27 @@ def vicrop_blocks(width: int, height: int, block_side: int) -> tuple[list[Box], 
     rows = max(1, math.ceil(height / block_side))
     cols = max(1, int(rows * width / height))
     while cols > 1 and (cols - 1) * math.ceil(width / cols) >= width:
-        cols -= 1                                  # a last column with no pixels (tiny frames only)
+        cols -= 1  # a last column with no pixels (tiny frames only)
     while rows > 1 and (rows - 1) * math.ceil(height / rows) >= height:
         rows -= 1
     bw, bh = math.ceil(width / cols), math.ceil(height / rows)
-    blocks = [Box(c * bw, r * bh, min((c + 1) * bw, width), min((r + 1) * bh, height))
-              for r in range(rows) for c in range(cols)]
+    blocks = [
+        Box(c * bw, r * bh, min((c + 1) * bw, width), min((r + 1) * bh, height))
+        for r in range(rows)
+        for c in range(cols)
+    ]
     return blocks, rows, cols
 
 
-def stitch_block_maps(maps: Sequence[np.ndarray], mappings: Sequence[GridMapping], blocks: Sequence[Box],
-                      rows: int, cols: int, width: int, height: int) -> tuple[np.ndarray, GridMapping]:
+def stitch_block_maps(
+    maps: Sequence[np.ndarray],
+    mappings: Sequence[GridMapping],
+    blocks: Sequence[Box],
+    rows: int,
+    cols: int,
+    width: int,
+    height: int,
+) -> tuple[np.ndarray, GridMapping]:
     """One map over the frame from per-block maps: each block gets the first block's grid shape in
     even cells over its own pixels, each cell the value of the block-map cell under its centre (so
     a block's padding never lands on its neighbour), placed as the blocks lie."""
@@ -149,7 +164,7 @@ def stitch_block_maps(maps: Sequence[np.ndarray], mappings: Sequence[GridMapping
         bh, bw = rel.shape
         ci = np.clip(np.searchsorted(np.asarray(mapping.x_edges), (xs[:-1] + xs[1:]) / 2, side="right") - 1, 0, bw - 1)
         ri = np.clip(np.searchsorted(np.asarray(mapping.y_edges), (ys[:-1] + ys[1:]) / 2, side="right") - 1, 0, bh - 1)
-        out[r * gh:(r + 1) * gh, c * gw:(c + 1) * gw] = rel[np.ix_(ri, ci)]
+        out[r * gh : (r + 1) * gh, c * gw : (c + 1) * gw] = rel[np.ix_(ri, ci)]
     x_edges = [0.0]
     for b in blocks[:cols]:
         x_edges.extend(np.linspace(b.x0, b.x1, gw + 1)[1:].tolist())
@@ -159,9 +174,15 @@ def stitch_block_maps(maps: Sequence[np.ndarray], mappings: Sequence[GridMapping
     return out, GridMapping(tuple(x_edges), tuple(y_edges), width, height)
 
 
-def relative_attention(adapter: VLMAdapter, prefix: ImagePrefix, question: str, generic: str,
-                       layers: Sequence[int], meter: Meter, generic_map: np.ndarray | None
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def relative_attention(
+    adapter: VLMAdapter,
+    prefix: ImagePrefix,
+    question: str,
+    generic: str,
+    layers: Sequence[int],
+    meter: Meter,
+    generic_map: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
     """ViCrop's ``rel_attention_llava`` on one image prefix: (A_q / A_g, A_g). ``generic_map``: A_g
     already known for this image (not asked again). Call inside ``attention_crop_eager``."""
     a_q = attention_crop_map(adapter, prefix, adapter.question_text(question), layers, meter)
@@ -178,36 +199,34 @@ def _remember(cache: OrderedDict, key: Hashable | None, value: Any, size: int) -
         cache.popitem(last=False)
 
 
-def run_attention_crop(pipe: "FocusPipeline", image: np.ndarray, choices: Choices, key: Hashable | None,
-                       meter: Meter, clock, result: "FocusResult", check: Callable[[], None],
-                       progress: Callable) -> None:
+def run_attention_crop(pipe: FocusPipeline, ctx: QuestionRun) -> None:
     """The ``attention`` method (ViCrop): relative attention -> one adaptive crop -> [frame, crop] answer."""
-    from ..pipeline import Region
-
-    cfg, adapter = pipe.attention, pipe.adapter
-    question = with_instruction(choices.stem, cfg.instruction)
+    cfg, adapter, result, meter, image = pipe.attention, pipe.adapter, ctx.result, ctx.meter, ctx.image
+    question = with_instruction(ctx.question, cfg.instruction)
     generic = with_instruction(cfg.generic_prompt, cfg.instruction)
+    key = ctx.frame_key
     prefix, result.prefix_cached = pipe.prefix(image, key, meter)
-    clock.lap("prefill")
-    check()
+    ctx.lap("prefill")
+    ctx.check()
     h, w = image.shape[:2]
     layers = layer_indices(adapter.num_layers, cfg.layer_start, cfg.layer_end)
     cache: OrderedDict = pipe.method_cache.setdefault("attention_generic", OrderedDict())
     blocks, rows, cols = vicrop_blocks(w, h, cfg.block_side) if cfg.high_resolution else ([Box(0, 0, w, h)], 1, 1)
     cache_key = (key, generic, tuple(layers), cfg.high_resolution and cfg.block_side) if key is not None else None
     generic_maps: list | None = cache.get(cache_key) if cache_key is not None else None
-    progress("attention", 0, len(blocks), None)
+    ctx.progress("attention", 0, len(blocks), None)
     maps, mappings, generics = [], [], []
     with attention_crop_eager(adapter.model):
         for i, block in enumerate(blocks):
-            check()
+            ctx.check()
             view = prefix if not cfg.high_resolution else adapter.prefill_image(crop(image, block), meter)
-            rel, a_g = relative_attention(adapter, view, question, generic, layers, meter,
-                                          generic_maps[i] if generic_maps is not None else None)
+            rel, a_g = relative_attention(
+                adapter, view, question, generic, layers, meter, generic_maps[i] if generic_maps is not None else None
+            )
             maps.append(rel)
             mappings.append(view.mapping)
             generics.append(a_g)
-            progress("attention", i + 1, len(blocks), None)
+            ctx.progress("attention", i + 1, len(blocks), None)
     if generic_maps is None:
         _remember(cache, cache_key, generics, pipe.prefix_cache_size)
     if cfg.high_resolution:
@@ -221,13 +240,13 @@ def run_attention_crop(pipe: "FocusPipeline", image: np.ndarray, choices: Choice
     result.relevance_mapping = mapping
     result.targets = []
     result.regions = [Region(box, "attention", float(rel.max()))]
-    progress("attention", len(blocks), len(blocks), result.regions[0])
-    clock.lap("attention")
-    check()
-    progress("answer", 0, 0, None)
+    ctx.progress("attention", len(blocks), len(blocks), result.regions[0])
+    ctx.lap("attention")
+    ctx.check()
+    ctx.progress("answer", 0, 0, None)
     # ViCrop's answer: [original, crop] in one prompt, the instruction after the question. Deviation:
     # the images follow the adapter's "USER:" (ViCrop puts them before it), as in every method's prompts.
     ext = adapter.extend_with_image(prefix, crop(image, box), adapter.crop_question_text(question), meter)
-    pipe.respond(ext, choices, meter, result)
+    pipe.respond(ctx, ext)
     result.bbox = box
-    clock.lap("answer")
+    ctx.lap("answer")

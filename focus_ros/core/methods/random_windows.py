@@ -15,18 +15,18 @@ frame size: the same question on the same frame gets the same windows.
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING, Callable, Hashable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..geometry import Box, CellRegion, GridMapping
-from ..models import ImagePrefix, Meter
+from ..results import Region
 from ..targets import TYPE_SINGLE
-from .answer import Choices
 
-if TYPE_CHECKING:   # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover
     from ..config import SearchConfig
-    from ..pipeline import FocusPipeline, FocusResult
+    from ..pipeline import FocusPipeline
+    from ..run_context import QuestionRun
 
 
 def proposal_mapping(mapping: GridMapping, max_grid_side: int) -> GridMapping:
@@ -43,7 +43,7 @@ def _mostly_in_frame(mapping: GridMapping, g: CellRegion) -> bool:
     return full.area > 0 and mapping.cell_box(g.r0, g.c0, g.r1, g.c1).area >= 0.5 * full.area
 
 
-def random_cells(rng: np.random.Generator, mapping: GridMapping, n: int, s: "SearchConfig") -> list[CellRegion]:
+def random_cells(rng: np.random.Generator, mapping: GridMapping, n: int, s: SearchConfig) -> list[CellRegion]:
     """Up to ``n`` random squares of ``s_min..s_max`` cells on the grid, at least half inside the
     frame, pairwise IoU <= ``nms_iou``."""
     gh, gw = mapping.grid_shape
@@ -60,46 +60,28 @@ def random_cells(rng: np.random.Generator, mapping: GridMapping, n: int, s: "Sea
     return kept
 
 
-def run_random_windows(pipe: "FocusPipeline", image: np.ndarray, choices: Choices, key: Hashable | None,
-                       meter: Meter, clock, result: "FocusResult", check: Callable[[], None],
-                       progress: Callable) -> None:
+def run_random_windows(pipe: FocusPipeline, ctx: QuestionRun) -> None:
     """The ``random`` method: FOCUS with random windows instead of the relevance map's."""
-    from ..pipeline import Region
-
-    s, adapter, question = pipe.search, pipe.adapter, choices.stem
-    targets, prefix = pipe.targets_and_prefix(image, question, key, meter, clock, result, check, progress)
-    w, h = result.image_size
-    if not targets:                      # nothing to look for: the whole frame, as FOCUS does
-        pipe.respond(adapter.extend(prefix, adapter.question_text(question), meter), choices, meter, result)
-        result.bbox = Box(0, 0, w, h)
-        clock.lap("answer")
+    s = pipe.search
+    targets, prefix = pipe.targets_and_prefix(ctx)
+    w, h = ctx.size
+    if not targets:  # nothing to look for: the whole frame, as FOCUS does
+        pipe.answer_from_frame(ctx, prefix)
+        ctx.lap("answer")
         return
     mapping = proposal_mapping(prefix.mapping, s.max_grid_side)
     candidates: dict[str, list[Region]] = {}
     for target in targets:
         limit = s.max_steps + (s.max_overrun_steps if s.overrun and target.kind == TYPE_SINGLE else 0)
-        seed = zlib.crc32(f"{question}\n{target.phrase}".encode())
+        seed = zlib.crc32(f"{ctx.question}\n{target.phrase}".encode())
         rng = np.random.default_rng(np.random.SeedSequence([int(s.seed), seed, w, h]))
-        candidates[target.phrase] = pipe.regions_from_cells(random_cells(rng, mapping, limit, s),
-                                                            mapping, target.phrase)
-    clock.lap("windows")
-    chosen: list[Region] = []
-    crop_prefixes: dict[Box, ImagePrefix] = {}
-    total = sum(min(len(c), s.max_steps) for c in candidates.values())
-    done = [0]
-
-    def on_step(region: Region) -> None:
-        done[0] += 1
-        progress("verify", done[0], max(total, done[0]), region)
-
-    for target in targets:
-        chosen.extend(pipe.verify_regions(image, target, candidates[target.phrase], meter, crop_prefixes, check, on_step))
-        result.regions.extend(candidates[target.phrase])
-    clock.lap("verify")
-    check()
-    progress("answer", 0, 0, None)
-    if not chosen:
-        chosen = [Region(Box(0, 0, w, h), targets[0].phrase, 0.0)]
-    result.confidence = float(np.mean([r.confidence for r in chosen]))
-    pipe.answer_from_boxes(image, prefix, [r.box for r in chosen], choices, meter, result, crop_prefixes)
-    clock.lap("answer")
+        candidates[target.phrase] = pipe.regions_from_cells(
+            random_cells(rng, mapping, limit, s), mapping, target.phrase
+        )
+    ctx.lap("windows")
+    chosen, crop_prefixes = pipe.verify_targets(ctx, targets, candidates)
+    ctx.lap("verify")
+    ctx.check()
+    ctx.progress("answer", 0, 0, None)
+    pipe.answer_from_regions(ctx, prefix, targets, chosen, crop_prefixes)
+    ctx.lap("answer")

@@ -10,8 +10,9 @@ docs/benchmark.md lists where we still differ.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
-from typing import Any, Iterable
+from typing import Any
 
 ZOOM_VIEWS = ("auto", "local", "global")
 
@@ -20,25 +21,25 @@ ZOOM_VIEWS = ("auto", "local", "global")
 class ZoomConfig:
     """ZoomEye zoom tree (Shen et al. 2024). Confidences are ZoomEye's ``c = 2 P(Yes) - 1`` in [-1, 1]."""
 
-    answer_threshold: float = 0.6      # ZoomEye's answering_confidence_threshold_upper (P(Yes) >= 0.8)
-    threshold_lower: float = 0.0       # ZoomEye's ..._lower: the search gives up once relaxed below it
+    answer_threshold: float = 0.6  # ZoomEye's answering_confidence_threshold_upper (P(Yes) >= 0.8)
+    threshold_lower: float = 0.0  # ZoomEye's ..._lower: the search gives up once relaxed below it
     threshold_decrease: tuple = (0.1, 0.1, 0.2)  # ZoomEye's relaxation steps; the last one repeats
-    answer_threshold_qwen: float = 0.95          # ZoomEye's upper threshold for Qwen2.5-VL
-    threshold_decrease_qwen: tuple = (0.05, 0.1, 0.2)   # ZoomEye's relaxation steps for Qwen2.5-VL
-    pops_per_level: int = 3            # ZoomEye's pop_limit_func: 3 pops per level of the tree
-    pops_per_relaxation: int = 2       # ZoomEye's num_intervel: pops granted after each relaxation
-    max_depth: int = 5                 # ZoomEye's depth_limit of the type-1 search
-    type2_depth: int = 2               # ZoomEye scores every node down to depth 2 for "all X" targets
-    type2_threshold: float = 0.6       # ZoomEye's visual_cue_threshold on the existence confidence
-    native_side: int = 0               # split nodes whose long side >= this; 0: the encoder's input side (ZoomEye)
-    view: str = "auto"                 # auto: ZoomEye's per model (LLaVA-1.5: crop; multi-image: boxed frame + zoom)
-    bias_local: float = 0.2            # ZoomEye's bias_value (existence weight at the root) for LLaVA-1.5
-    bias_global: float = 0.6           # ZoomEye's bias_value for the multi-image models
-    patch_scale_local: float = 1.0     # ZoomEye shows LLaVA-1.5 the node's patch unscaled
-    patch_scale_global: float = 1.2    # ZoomEye's patch_scale for the multi-image models
-    paste_side: int = 1000             # ZoomEye's side_threshold: two boxes spanning more are pasted side by side
-    decomposed_question: str = "What is the appearance of the {}?"   # ZoomEye's per-target question
-    max_steps: int = 0                 # our extra cap on pops per target; 0: ZoomEye's schedule alone (it always ends)
+    answer_threshold_qwen: float = 0.95  # ZoomEye's upper threshold for Qwen2.5-VL
+    threshold_decrease_qwen: tuple = (0.05, 0.1, 0.2)  # ZoomEye's relaxation steps for Qwen2.5-VL
+    pops_per_level: int = 3  # ZoomEye's pop_limit_func: 3 pops per level of the tree
+    pops_per_relaxation: int = 2  # ZoomEye's num_intervel: pops granted after each relaxation
+    max_depth: int = 5  # ZoomEye's depth_limit of the type-1 search
+    type2_depth: int = 2  # ZoomEye scores every node down to depth 2 for "all X" targets
+    type2_threshold: float = 0.6  # ZoomEye's visual_cue_threshold on the existence confidence
+    native_side: int = 0  # split nodes whose long side >= this; 0: the encoder's input side (ZoomEye)
+    view: str = "auto"  # auto: ZoomEye's per model (LLaVA-1.5: crop; multi-image: boxed frame + zoom)
+    bias_local: float = 0.2  # ZoomEye's bias_value (existence weight at the root) for LLaVA-1.5
+    bias_global: float = 0.6  # ZoomEye's bias_value for the multi-image models
+    patch_scale_local: float = 1.0  # ZoomEye shows LLaVA-1.5 the node's patch unscaled
+    patch_scale_global: float = 1.2  # ZoomEye's patch_scale for the multi-image models
+    paste_side: int = 1000  # ZoomEye's side_threshold: two boxes spanning more are pasted side by side
+    decomposed_question: str = "What is the appearance of the {}?"  # ZoomEye's per-target question
+    max_steps: int = 0  # our extra cap on pops per target; 0: ZoomEye's schedule alone (it always ends)
 
     def validate(self) -> None:
         if self.max_depth < 0 or self.type2_depth < 0 or self.native_side < 0 or self.max_steps < 0:
@@ -64,14 +65,14 @@ class ZoomConfig:
 class AttentionCropConfig:
     """ViCrop relative-attention crop (Zhang et al., ICLR 2025), ``rel_att`` / ``rel_att_high``."""
 
-    layer_start: float = 0.4375        # ViCrop reads attentions[14] of LLaVA-1.5-7B's 32 layers (fraction or index)
-    layer_end: float = 0.46875         # exclusive: that one layer, as ViCrop
-    generic_prompt: str = "Write a general description of the image."   # ViCrop's general_question
-    instruction: str = "Answer the question using a single word or phrase."   # ViCrop ends every prompt with it
-    native_side: int = 0               # crop side = native_side x ratio (px); 0: the encoder's input side (ViCrop: 336)
-    ratios: tuple = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)   # ViCrop's adaptive crop sizes
-    high_resolution: bool = False      # ViCrop's rel_att by default; True: rel_att_high (attention per block)
-    block_side: int = 1024             # ViCrop's res_threshold: rel_att_high's blocks are at most ~this tall
+    layer_start: float = 0.4375  # ViCrop reads attentions[14] of LLaVA-1.5-7B's 32 layers (fraction or index)
+    layer_end: float = 0.46875  # exclusive: that one layer, as ViCrop
+    generic_prompt: str = "Write a general description of the image."  # ViCrop's general_question
+    instruction: str = "Answer the question using a single word or phrase."  # ViCrop ends every prompt with it
+    native_side: int = 0  # crop side = native_side x ratio (px); 0: the encoder's input side (ViCrop: 336)
+    ratios: tuple = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)  # ViCrop's adaptive crop sizes
+    high_resolution: bool = False  # ViCrop's rel_att by default; True: rel_att_high (attention per block)
+    block_side: int = 1024  # ViCrop's res_threshold: rel_att_high's blocks are at most ~this tall
 
     def validate(self) -> None:
         if self.native_side < 0 or not self.ratios or min(self.ratios) <= 0:

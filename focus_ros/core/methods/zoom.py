@@ -48,52 +48,61 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Hashable, Sequence, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from ..geometry import Box, crop, union_all
-from ..models import Extension, ImagePrefix, Meter, VLMAdapter
+from ..models import Extension, ImagePrefix, VLMAdapter
 from ..models.llava import expand_to_square
+from ..results import Region
 from ..targets import TYPE_ALL, Target
-from .answer import Choices
 
-if TYPE_CHECKING:   # pragma: no cover
-    from ..pipeline import FocusPipeline, FocusResult
+if TYPE_CHECKING:  # pragma: no cover
+    from ..pipeline import FocusPipeline
+    from ..run_context import QuestionRun
 
 LOG = logging.getLogger(__name__)
 
-View = Union[ImagePrefix, Extension]
+View = ImagePrefix | Extension
 
 # ZoomEye's prompts, verbatim (its "the the" included: the model was probed with it).
-_ANSWERING = ("Question: {}\nCould you answer the question based on the the available visual information? "
-              "Answer Yes or No.")
+_ANSWERING = (
+    "Question: {}\nCould you answer the question based on the the available visual information? Answer Yes or No."
+)
 LOCAL_PROMPTS = {
     "existence": "Is there a {} in the image? Answer Yes or No.",
-    "latent": ("According to your common sense knowledge and the content of the image, is it possible to find "
-               "a {} in the image? Answer Yes or No and tell the reason."),
+    "latent": (
+        "According to your common sense knowledge and the content of the image, is it possible to find "
+        "a {} in the image? Answer Yes or No and tell the reason."
+    ),
     "answering": _ANSWERING,
 }
 GLOBAL_PROMPTS = {
     "existence": "Is there a {} in the image? Answer Yes or No.",
-    "latent": ("According to your common sense knowledge and the content of image, is it possible to find a {} "
-               "by further zooming in the image? Answer Yes or No and tell the reason."),
+    "latent": (
+        "According to your common sense knowledge and the content of image, is it possible to find a {} "
+        "by further zooming in the image? Answer Yes or No and tell the reason."
+    ),
     "answering": _ANSWERING,
 }
 ZOOM_PROMPTS = {
     "existence": "Is there a {} in the zoomed-in view? Answer Yes or No.",
-    "latent": ("According to your common sense knowledge and the content of the zoomed-in view, along with its "
-               "location in the image, is it possible to find a {} by further zooming in the current view? "
-               "Answer Yes or No and tell the reason."),
+    "latent": (
+        "According to your common sense knowledge and the content of the zoomed-in view, along with its "
+        "location in the image, is it possible to find a {} by further zooming in the current view? "
+        "Answer Yes or No and tell the reason."
+    ),
     "answering": _ANSWERING,
 }
 MAIN_CAPTION = "This is the main image, and the section enclosed by the red rectangle is the focus region.\n"
 ZOOM_CAPTION = "This is the zoomed-in view of the focus region.\n"
-BOX_RGB = (255, 0, 0)   # always red: ZoomEye's switch to blue sets a local variable, so its boxes stay red too
-NEAR_PX = 50            # ZoomEye merges patches closer than this before cropping or drawing them
-QWEN_INPUT_SIDE = 448   # ZoomEye fixes Qwen2.5-VL's "input size" (it has none of its own) to 448 px
+BOX_RGB = (255, 0, 0)  # always red: ZoomEye's switch to blue sets a local variable, so its boxes stay red too
+NEAR_PX = 50  # ZoomEye merges patches closer than this before cropping or drawing them
+QWEN_INPUT_SIDE = 448  # ZoomEye fixes Qwen2.5-VL's "input size" (it has none of its own) to 448 px
 
 
 # ----------------------------------------------------------------------------- the rules, as functions
@@ -232,22 +241,24 @@ def pad_square(image: np.ndarray, fill: tuple[int, int, int]) -> tuple[np.ndarra
     return (square.copy() if square is image else square), (side - w) // 2, (side - h) // 2
 
 
-def draw_rectangle(canvas: np.ndarray, box: tuple[int, int, int, int], thickness: int,
-                   rgb: tuple[int, int, int] = BOX_RGB) -> None:
+def draw_rectangle(
+    canvas: np.ndarray, box: tuple[int, int, int, int], thickness: int, rgb: tuple[int, int, int] = BOX_RGB
+) -> None:
     """An outline ``thickness`` px wide inside ``box`` (inclusive corners, like PIL's rectangle)."""
     if thickness <= 0:
         return
     h, w = canvas.shape[:2]
     x0, y0, x1, y1 = box[0], box[1], min(box[2], w - 1), min(box[3], h - 1)
     colour = np.asarray(rgb, dtype=np.uint8)
-    canvas[y0:min(y0 + thickness, y1 + 1), x0:x1 + 1] = colour
-    canvas[max(y0, y1 - thickness + 1):y1 + 1, x0:x1 + 1] = colour
-    canvas[y0:y1 + 1, x0:min(x0 + thickness, x1 + 1)] = colour
-    canvas[y0:y1 + 1, max(x0, x1 - thickness + 1):x1 + 1] = colour
+    canvas[y0 : min(y0 + thickness, y1 + 1), x0 : x1 + 1] = colour
+    canvas[max(y0, y1 - thickness + 1) : y1 + 1, x0 : x1 + 1] = colour
+    canvas[y0 : y1 + 1, x0 : min(x0 + thickness, x1 + 1)] = colour
+    canvas[y0 : y1 + 1, max(x0, x1 - thickness + 1) : x1 + 1] = colour
 
 
-def boxed_views(image: np.ndarray, patches: Sequence[Box], fill: tuple[int, int, int], input_side: int,
-                keep_aspect: bool) -> tuple[np.ndarray, np.ndarray, Box]:
+def boxed_views(
+    image: np.ndarray, patches: Sequence[Box], fill: tuple[int, int, int], input_side: int, keep_aspect: bool
+) -> tuple[np.ndarray, np.ndarray, Box]:
     """ZoomEye's two images for multi-image models: the frame (padded square, or the frame itself
     when ``keep_aspect``, Qwen) with a rectangle around each merged patch, down-sized to
     ``input_side``; the zoomed-in crop of the rectangles' union (outline included). And that union
@@ -262,10 +273,10 @@ def boxed_views(image: np.ndarray, patches: Sequence[Box], fill: tuple[int, int,
         draw_rectangle(square, drawn, thickness)
         outlined.append(Box(*drawn))
     u = union_all(outlined)
-    zoom = square[int(u.y0):int(u.y1), int(u.x0):int(u.x1)]
+    zoom = square[int(u.y0) : int(u.y1), int(u.x0) : int(u.x1)]
     if keep_aspect:
         h, w = image.shape[:2]
-        main = fit_long_side(square[top:top + h, left:left + w], input_side)
+        main = fit_long_side(square[top : top + h, left : left + w], input_side)
     else:
         main = _resize(square, input_side, input_side)
     return main, zoom, Box(u.x0 - left, u.y0 - top, u.x1 - left, u.y1 - top).clip(*image.shape[1::-1])
@@ -280,8 +291,8 @@ def paste_pair(image: np.ndarray, a: Box, b: Box, side: int, fill: tuple[int, in
     canvas[:] = np.asarray(fill, dtype=np.uint8)
     offset = int(np.clip(int(b.center[1]) - int(a.center[1]), -side, side))
     for k, (box, y) in enumerate(((a, side // 2 - offset // 2), (b, side // 2 + offset // 2))):
-        y = min(max(y, 0), side)                       # PIL's paste clips what falls off the canvas
-        canvas[y:y + side, k * side:(k + 1) * side] = _resize(crop(image, box), side, side)
+        y = min(max(y, 0), side)  # PIL's paste clips what falls off the canvas
+        canvas[y : y + side, k * side : (k + 1) * side] = _resize(crop(image, box), side, side)
     return canvas
 
 
@@ -315,12 +326,13 @@ class Node:
 class ZoomEye:
     """ZoomEye's searches on one frame for one question."""
 
-    def __init__(self, pipe: "FocusPipeline", image: np.ndarray, prefix: ImagePrefix, meter: Meter,
-                 check: Callable[[], None], progress: Callable, on_node: Callable[[Node, str], None]):
+    def __init__(
+        self, pipe: FocusPipeline, ctx: QuestionRun, prefix: ImagePrefix, on_node: Callable[[Node, str], None]
+    ):
         self.cfg, self.adapter = pipe.zoom, pipe.adapter
-        self.image, self.prefix, self.meter = image, prefix, meter
-        self.check, self.progress, self.on_node = check, progress, on_node
-        self.height, self.width = image.shape[:2]
+        self.image, self.prefix, self.meter = ctx.image, prefix, ctx.meter
+        self.check, self.progress, self.on_node = ctx.check, ctx.progress, on_node
+        self.height, self.width = ctx.image.shape[:2]
         view = self.cfg.view if self.cfg.view != "auto" else ("local" if self.adapter.family == "llava" else "global")
         self.local = view == "local"
         self.input_side = model_input_side(self.adapter)
@@ -328,7 +340,7 @@ class ZoomEye:
         self.bias = self.cfg.bias_local if self.local else self.cfg.bias_global
         self.scale = self.cfg.patch_scale_local if self.local else self.cfg.patch_scale_global
         self.fill = background_fill(self.adapter)
-        qwen = self.adapter.family == "qwen2_5_vl"         # ZoomEye tuned its thresholds for Qwen2.5-VL apart
+        qwen = self.adapter.family == "qwen2_5_vl"  # ZoomEye tuned its thresholds for Qwen2.5-VL apart
         self.upper = self.cfg.answer_threshold_qwen if qwen else self.cfg.answer_threshold
         self.decrease = self.cfg.threshold_decrease_qwen if qwen else self.cfg.threshold_decrease
 
@@ -351,8 +363,9 @@ class ZoomEye:
                 pair = paste_pair(self.image, merged[0], merged[1], self.input_side, self.fill)
                 return a.prefill_image(pair, m), shown
             return a.prefill_image(crop(self.image, shown), m), shown
-        main, zoom, shown = boxed_views(self.image, patches, self.fill, self.input_side,
-                                        keep_aspect=a.family == "qwen2_5_vl")
+        main, zoom, shown = boxed_views(
+            self.image, patches, self.fill, self.input_side, keep_aspect=a.family == "qwen2_5_vl"
+        )
         captions = MAIN_CAPTION + a.image_placeholder() + ZOOM_CAPTION
         return a.extend_with_image(a.prefill_image(main, m), zoom, captions, m), shown
 
@@ -368,8 +381,11 @@ class ZoomEye:
         return confidence(self.adapter.yes_probability(ext.logits))
 
     def conf(self, node: Node, kind: str, arg: str) -> float:
-        prompts = (LOCAL_PROMPTS if self.local else GLOBAL_PROMPTS) if node.depth == 0 else \
-            (LOCAL_PROMPTS if self.local else ZOOM_PROMPTS)
+        prompts = (
+            (LOCAL_PROMPTS if self.local else GLOBAL_PROMPTS)
+            if node.depth == 0
+            else (LOCAL_PROMPTS if self.local else ZOOM_PROMPTS)
+        )
         return self.ask(self.view_of(node), prompts[kind].format(arg))
 
     def children(self, node: Node) -> list[Node]:
@@ -398,7 +414,7 @@ class ZoomEye:
         threshold, relaxations = self.upper, iter(schedule)
         queue, trace, accepted = [root], [], []
         bottom_seen = False
-        best: Node | None = None                       # highest c_a popped: what a relaxation would accept
+        best: Node | None = None  # highest c_a popped: what a relaxation would accept
 
         def relax_to(t: float) -> None:
             for n in trace:
@@ -411,7 +427,7 @@ class ZoomEye:
         while queue:
             if cfg.max_steps and len(trace) >= cfg.max_steps:
                 relax_to(schedule[-1])
-                break                                  # our cap: accept what ZoomEye's last relaxation would
+                break  # our cap: accept what ZoomEye's last relaxation would
             self.check()
             node = queue.pop(0)
             trace.append(node)
@@ -440,9 +456,9 @@ class ZoomEye:
             queue.extend(kids)
             for n in queue:
                 self.score(n, max_depth, target.existence_phrase)
-            queue.sort(key=lambda n: -n.priority)      # stable: ties keep their order, as ZoomEye's sort
+            queue.sort(key=lambda n: -n.priority)  # stable: ties keep their order, as ZoomEye's sort
             if node is not root and node not in accepted and node is not best:
-                node.view = None                       # popped and no longer a candidate: free its cache
+                node.view = None  # popped and no longer a candidate: free its cache
         for n in trace + queue:
             if n not in accepted and n is not root:
                 n.view = None
@@ -498,21 +514,18 @@ class ZoomEye:
         return False
 
 
-def run_zoom(pipe: "FocusPipeline", image: np.ndarray, choices: Choices, key: Hashable | None, meter: Meter,
-             clock, result: "FocusResult", check: Callable[[], None], progress: Callable) -> None:
+def run_zoom(pipe: FocusPipeline, ctx: QuestionRun) -> None:
     """The ``zoom`` method: targets (shared extraction), ZoomEye's search per target, its answer view."""
-    from ..pipeline import Region
-
-    adapter, question = pipe.adapter, choices.stem
+    adapter, question, result = pipe.adapter, ctx.question, ctx.result
     # Deviation: the shared target extraction (every method searches the same targets), not
     # ZoomEye's in-context prompt; "all X" targets are those of a counting question.
-    targets, prefix = pipe.targets_and_prefix(image, question, key, meter, clock, result, check, progress)
-    w, h = result.image_size
+    targets, prefix = pipe.targets_and_prefix(ctx)
+    w, h = ctx.size
 
     def on_node(node: Node, phrase: str) -> None:
         result.regions.append(Region(node.box, phrase, float(node.priority), (float(node.existence) + 1.0) / 2.0))
 
-    eye = ZoomEye(pipe, image, prefix, meter, check, progress, on_node)
+    eye = ZoomEye(pipe, ctx, prefix, on_node)
     if len(targets) > 1 and not eye.local and eye.answerable_at_root(targets):
         LOG.debug("a target is answerable on the whole frame: no search")
         targets = []
@@ -523,21 +536,20 @@ def run_zoom(pipe: "FocusPipeline", image: np.ndarray, choices: Choices, key: Ha
             searched.extend(eye.search_all(target))
             continue
         q = question if one_target else pipe.zoom.decomposed_question.format(target.phrase)
-        accepted = eye.search(target, q, force_no_root=eye.local and not one_target,
-                              visit_bottom_first=not one_target)
+        accepted = eye.search(target, q, force_no_root=eye.local and not one_target, visit_bottom_first=not one_target)
         if accepted:
-            searched.append(max(accepted, key=lambda n: n.depth))   # the first of the deepest, as ZoomEye
-    clock.lap("search")
-    check()
-    progress("answer", 0, 0, None)
+            searched.append(max(accepted, key=lambda n: n.depth))  # the first of the deepest, as ZoomEye
+    ctx.lap("search")
+    ctx.check()
+    ctx.progress("answer", 0, 0, None)
     if not searched or any(n.depth == 0 for n in searched):
-        view, result.bbox = prefix, Box(0, 0, w, h)               # the frame alone, from its cached prefix
+        view, result.bbox = prefix, Box(0, 0, w, h)  # the frame alone, from its cached prefix
     elif len(searched) == 1 and searched[0].view is not None:
         view, result.bbox = searched[0].view, eye.patch(searched[0])
     else:
         view, result.bbox = eye.build_view([eye.patch(n) for n in searched])
     # the shared answer step: greedy text up to search.max_new_tokens (ZoomEye: 256), or option likelihood
-    pipe.respond(adapter.extend(view, adapter.question_text(question), meter), choices, meter, result)
+    pipe.respond(ctx, adapter.extend(view, adapter.question_text(question), ctx.meter))
     confs = [n.answering if n.answering is not None else n.existence for n in searched]
     result.confidence = float(np.mean([(c + 1.0) / 2.0 for c in confs])) if confs else -1.0
-    clock.lap("answer")
+    ctx.lap("answer")

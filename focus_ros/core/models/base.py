@@ -89,7 +89,7 @@ def fork_cache(cache: Any) -> Any:
     return new
 
 
-def _resolve_device_dtype(cfg: ModelConfig, cuda_dtype: str = "float16") -> tuple[str, torch.dtype]:
+def resolve_device_dtype(cfg: ModelConfig, cuda_dtype: str = "float16") -> tuple[str, torch.dtype]:
     """The device and dtype ``model.device`` / ``model.dtype`` ask for. ``auto`` dtype: float32 on the
     CPU; on CUDA the family's ``cuda_dtype`` (how its checkpoints ship), bfloat16 falling back to
     float16 on a GPU without bfloat16."""
@@ -134,7 +134,7 @@ class VLMAdapter(ABC):
         """Load model and processor with ``from_pretrained`` (local directory or hub id)."""
         import transformers
 
-        device, dtype = _resolve_device_dtype(cfg, cls.cuda_dtype)
+        device, dtype = resolve_device_dtype(cfg, cls.cuda_dtype)
         model_cls = getattr(transformers, cls.model_class)
         try:
             processor = transformers.AutoProcessor.from_pretrained(
@@ -177,7 +177,7 @@ class VLMAdapter(ABC):
     def text_prompt(self, user_text: str) -> str:
         """A text-only user turn followed by the assistant header."""
 
-    def _image_inputs(self, image: np.ndarray, text: str, add_special_tokens: bool) -> dict:
+    def image_inputs(self, image: np.ndarray, text: str, add_special_tokens: bool) -> dict:
         """Processor inputs (input_ids, pixels, sizes) for ``text`` containing one image placeholder."""
         inputs = self.processor(images=np.ascontiguousarray(image[..., :3]), text=text, return_tensors="pt",
                                 add_special_tokens=add_special_tokens)
@@ -208,7 +208,7 @@ class VLMAdapter(ABC):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be HxWx3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
         h, w = image.shape[:2]
-        inputs = self._image_inputs(image, self.prefix_text(), add_special_tokens=True)
+        inputs = self.image_inputs(image, self.prefix_text(), add_special_tokens=True)
         input_ids = inputs.pop("input_ids")
         inputs.pop("attention_mask", None)
         state = self._prefix_state(input_ids, inputs)
@@ -258,7 +258,7 @@ class VLMAdapter(ABC):
     def extend_with_image(self, prefix: ImagePrefix, image: np.ndarray, text: str,
                           meter: Meter | None = None) -> Extension:
         """Extend a cached prefix with a second image (e.g. a crop) and text: "global view + crop"."""
-        inputs = self._image_inputs(image, text, add_special_tokens=False)
+        inputs = self.image_inputs(image, text, add_special_tokens=False)
         ids = inputs.pop("input_ids")
         inputs.pop("attention_mask", None)
         state = dict(prefix.state)

@@ -45,9 +45,9 @@ class LlavaAdapter(VLMAdapter):
         mean = getattr(self.processor.image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
         return tuple(int(round(255 * m)) for m in mean[:3])
 
-    def _image_inputs(self, image: np.ndarray, text: str, add_special_tokens: bool) -> dict:
+    def image_inputs(self, image: np.ndarray, text: str, add_special_tokens: bool) -> dict:
         # The HF processor resizes + centre-crops; LLaVA-1.5 was trained on padded squares.
-        return super()._image_inputs(expand_to_square(image[..., :3], self._fill()), text, add_special_tokens)
+        return super().image_inputs(expand_to_square(image[..., :3], self._fill()), text, add_special_tokens)
 
     def _grid(self, input_ids: torch.Tensor, inputs: dict,
               image_size: tuple[int, int]) -> tuple[np.ndarray, GridMapping]:

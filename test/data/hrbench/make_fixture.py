@@ -1,6 +1,6 @@
 """Writes this folder's HR-Bench fixture in the published layout of DreamMr/HR-Bench: tab-separated
 tables with a header line (as VLMEvalKit writes them with pandas) and every row's image inline as
-base64 JPEG. The frames are synthetic scenes from focus_ros.core.scenes (seed 42), not HR-Bench data;
+base64 JPEG. The frames are synthetic scenes from focus_ros.eval.scenes (seed 42), not HR-Bench data;
 each question appears once per cycle with its options rotated, as HR-Bench's cycles do.
 
     python test/data/hrbench/make_fixture.py
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import cv2
 
-from focus_ros.core.scenes import SHAPES, SceneSpec, make_scene
+from focus_ros.eval.scenes import SHAPES, SceneSpec, make_scene
 
 HERE = Path(__file__).resolve().parent
 COLUMNS = ["index", "question", "answer", "category", "A", "B", "C", "D", "cycle_category", "image"]
-SPEC = SceneSpec(short_side=(192, 192))          # tiny frames keep the fixture small
+SPEC = SceneSpec(short_side=(192, 192))  # tiny frames keep the fixture small
 SIDES = ["Left", "Right", "Directly above it", "Directly below it"]
 
 
@@ -48,7 +48,7 @@ def write(name: str, questions: list[tuple[int, str]], cycles: int = 2) -> None:
         text, options, right = question(scene, category)
         image = jpeg_base64(scene)
         for cycle in range(cycles):
-            shown = options[cycle:] + options[:cycle]          # cycle k: the options rotated by k
+            shown = options[cycle:] + options[:cycle]  # cycle k: the options rotated by k
             rows.append([index, text, "ABCD"[shown.index(right)], category, *shown, f"cycle_{cycle + 1}", image])
             index += 1
     with (HERE / name).open("w", newline="", encoding="utf-8") as f:

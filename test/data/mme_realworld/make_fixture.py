@@ -5,7 +5,7 @@ three questions on two frames in each:
                                                                        its data.zip unpacked)
     MME-RealWorld-Base64/mme_realworld_lite.tsv                       (yifanzhang114/MME-RealWorld-Base64)
 
-The frames are synthetic scenes from focus_ros.core.scenes (seed 42), not MME-RealWorld data.
+The frames are synthetic scenes from focus_ros.eval.scenes (seed 42), not MME-RealWorld data.
 
     python test/data/mme_realworld/make_fixture.py
 """
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import cv2
 
-from focus_ros.core.scenes import COLORS, SceneSpec, make_scene
+from focus_ros.eval.scenes import COLORS, SceneSpec, make_scene
 
 HERE = Path(__file__).resolve().parent
-SPEC = SceneSpec(short_side=(192, 192))          # tiny frames keep the fixture small
+SPEC = SceneSpec(short_side=(192, 192))  # tiny frames keep the fixture small
 TSV_COLUMNS = ["index", "image", "question", "multi-choice options", "answer", "category", "l2-category"]
 
 
@@ -48,15 +48,36 @@ def questions():
     shape = color.question.split(" the ")[1].rstrip("?")
     colors = [color.answer] + [c for c in COLORS if c != color.answer][:3]
     return [
-        ("monitoring_images/scene_42_3.jpg", street, "Perception", "Monitoring", "Object/counting",
-         f"How many {counted} objects are there in the image?",
-         sorted(numbers) + [f"The image does not feature the {counted} objects."], count.answer),
-        ("monitoring_images/scene_42_3.jpg", street, "Reasoning", "Monitoring", "Object/position",
-         f"Is the {a} object to the left or to the right of the {b} object?",
-         ["left", "right", "above", "below", "The image does not feature the objects."], relation.answer),
-        ("remote_sensing/scene_42_4.jpg", aerial, "Perception", "Remote Sensing", "color",
-         f"What is the color of the {shape} in the image?",
-         sorted(colors) + [f"The image does not feature the {shape}."], color.answer),
+        (
+            "monitoring_images/scene_42_3.jpg",
+            street,
+            "Perception",
+            "Monitoring",
+            "Object/counting",
+            f"How many {counted} objects are there in the image?",
+            sorted(numbers) + [f"The image does not feature the {counted} objects."],
+            count.answer,
+        ),
+        (
+            "monitoring_images/scene_42_3.jpg",
+            street,
+            "Reasoning",
+            "Monitoring",
+            "Object/position",
+            f"Is the {a} object to the left or to the right of the {b} object?",
+            ["left", "right", "above", "below", "The image does not feature the objects."],
+            relation.answer,
+        ),
+        (
+            "remote_sensing/scene_42_4.jpg",
+            aerial,
+            "Perception",
+            "Remote Sensing",
+            "color",
+            f"What is the color of the {shape} in the image?",
+            sorted(colors) + [f"The image does not feature the {shape}."],
+            color.answer,
+        ),
     ]
 
 
@@ -67,12 +88,31 @@ def main() -> None:
         (data / "imgs" / image).parent.mkdir(parents=True, exist_ok=True)
         (data / "imgs" / image).write_bytes(jpeg(scene))
         letter = "ABCDE"[options.index(right)]
-        entries.append({"Question_id": f"{task}/{subtask}/{category}/{n:04d}", "Question Type": "Multiple Choice",
-                        "Image": image, "Text": text, "Answer choices": lettered(options), "Ground truth": letter,
-                        "Task": task, "Subtask": subtask, "Category": category})
+        entries.append(
+            {
+                "Question_id": f"{task}/{subtask}/{category}/{n:04d}",
+                "Question Type": "Multiple Choice",
+                "Image": image,
+                "Text": text,
+                "Answer choices": lettered(options),
+                "Ground truth": letter,
+                "Task": task,
+                "Subtask": subtask,
+                "Category": category,
+            }
+        )
         # pandas writes a list cell as its Python repr
-        rows.append([n, base64.b64encode(jpeg(scene)).decode("ascii"), text, repr(lettered(options)), letter,
-                     f"{task}/{subtask}", category])
+        rows.append(
+            [
+                n,
+                base64.b64encode(jpeg(scene)).decode("ascii"),
+                text,
+                repr(lettered(options)),
+                letter,
+                f"{task}/{subtask}",
+                category,
+            ]
+        )
     (data / "MME-RealWorld-Lite.json").write_text(json.dumps(entries, indent=4) + "\n")
     tsv = HERE / "MME-RealWorld-Base64" / "mme_realworld_lite.tsv"
     tsv.parent.mkdir(parents=True, exist_ok=True)
