@@ -219,16 +219,29 @@ def test_record_writes_answers_with_their_definitions_and_stops_once_every_quest
     answer_pub = graph.node.create_publisher(FocusResult, "/focus/answer", 10)
     overlay_pub = graph.node.create_publisher(Image, "/focus/relevance_overlay", 1)
     overlay = numpy_to_image(sample_rgb(64, 48, seed=3), "rgb8")
-    latest: dict = {}
+    frames: list = []
+    waiting: list[str] = []
     sent: list[FocusResult] = []
 
-    def on_frame(msg):
-        latest["frame"] = msg
-
-    def on_question(msg):
-        sent.append(_focus_result(msg.data, latest.get("frame"), len(sent)))
+    def answer(question: str) -> bool:
+        # Like the node: about a frame of the question's scene. Frames and questions travel on two
+        # topics, so under load a question can arrive before its scene's first frame: it waits.
+        truth = next(q for q in TRUTH.questions if q.question == question)
+        frame = next((f for f in reversed(frames) if truth.covers(stamp_ns(f.header))), None)
+        if frame is None:
+            return False
+        sent.append(_focus_result(question, frame, len(sent)))
         overlay_pub.publish(overlay)
         answer_pub.publish(sent[-1])
+        return True
+
+    def on_frame(msg):
+        frames.append(msg)
+        waiting[:] = [q for q in waiting if not answer(q)]
+
+    def on_question(msg):
+        if not answer(msg.data):
+            waiting.append(msg.data)
 
     subs = [
         graph.node.create_subscription(CompressedImage, COMPRESSED_TOPIC, on_frame, RELIABLE),
