@@ -363,5 +363,17 @@ class FocusPipeline:
         ctx.result.confidence = float(np.mean([r.confidence for r in chosen]))
         self.answer_from_boxes(ctx, prefix, [r.box for r in chosen], crop_prefixes)
 
+    def verify_and_answer(
+        self, ctx: QuestionRun, prefix: ImagePrefix, targets: list[Target], candidates: dict[str, list[Region]]
+    ) -> None:
+        """Steps 4 and 5 (FOCUS and random windows): verify each target's candidates, then answer
+        from the chosen regions; each stage timed on ``ctx``."""
+        chosen, crop_prefixes = self.verify_targets(ctx, targets, candidates)
+        ctx.lap("verify")
+        ctx.check()
+        ctx.progress("answer", 0, 0, None)
+        self.answer_from_regions(ctx, prefix, targets, chosen, crop_prefixes)
+        ctx.lap("answer")
+
 
 __all__ = ["FocusPipeline", "free_memory", "is_out_of_memory"]

@@ -79,9 +79,4 @@ def run_random_windows(pipe: FocusPipeline, ctx: QuestionRun) -> None:
             random_cells(rng, mapping, limit, s), mapping, target.phrase
         )
     ctx.lap("windows")
-    chosen, crop_prefixes = pipe.verify_targets(ctx, targets, candidates)
-    ctx.lap("verify")
-    ctx.check()
-    ctx.progress("answer", 0, 0, None)
-    pipe.answer_from_regions(ctx, prefix, targets, chosen, crop_prefixes)
-    ctx.lap("answer")
+    pipe.verify_and_answer(ctx, prefix, targets, candidates)
