@@ -1,13 +1,17 @@
-"""Start the FOCUS lifecycle node (and optionally RViz).
+r"""Start the FOCUS lifecycle node (and optionally RViz).
 
     ros2 launch focus_ros focus.launch.py model:=llava-hf/llava-1.5-7b-hf image_topic:=/camera/image_raw
+    ros2 launch focus_ros focus.launch.py image_topic:=/camera/image_raw \
+        depth_topic:=/camera/depth/image_raw camera_info_topic:=/camera/camera_info      # the demo bag's
     ros2 launch focus_ros focus.launch.py params_file:=my_focus.yaml rviz:=true
     ros2 launch focus_ros focus.launch.py model_params:=qwen2.5-vl-7b
 
 Arguments: params_file, model_params (a per-model file layered over params_file: a name in
 config/models/ or a path), namespace, image_topic (remapped onto the node's ``image`` and
-``image/compressed``), model (overrides model.path), device (overrides model.device),
-use_sim_time, autostart (configure + activate through lifecycle events), rviz, log_level.
+``image/compressed``), depth_topic and camera_info_topic (remapped onto ``depth/image`` and
+``camera_info``), model (overrides model.path), device (overrides model.device), use_sim_time,
+autostart (configure + activate through lifecycle events), rviz (RViz: the overlay as a camera
+view with the 3-D markers over it, fixed frame ``camera_optical_frame``, no TF needed), log_level.
 Empty ``model`` / ``device`` keep the values of the parameter file.
 """
 
@@ -72,6 +76,10 @@ def _focus_node(context, *args, **kwargs):
     remappings = []
     if image_topic and image_topic != "image":
         remappings = [("image", image_topic), ("image/compressed", image_topic.rstrip("/") + "/compressed")]
+    for argument, name in (("depth_topic", "depth/image"), ("camera_info_topic", "camera_info")):
+        topic = LaunchConfiguration(argument).perform(context).strip()
+        if topic and topic != name:
+            remappings.append((name, topic))
 
     node = LifecycleNode(
         package=PACKAGE,
@@ -131,6 +139,16 @@ def generate_launch_description() -> LaunchDescription:
                 description="camera topic remapped onto the node's 'image' (its /compressed too)",
             ),
             DeclareLaunchArgument(
+                "depth_topic",
+                default_value="depth/image",
+                description="registered depth image (16UC1 mm | 32FC1 m) remapped onto the node's 'depth/image'",
+            ),
+            DeclareLaunchArgument(
+                "camera_info_topic",
+                default_value="camera_info",
+                description="the colour camera's CameraInfo remapped onto the node's 'camera_info'",
+            ),
+            DeclareLaunchArgument(
                 "model",
                 default_value="",
                 description="model directory or hub id (model.path); empty: the parameter file's",
@@ -145,7 +163,9 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument(
                 "rviz",
                 default_value="false",
-                description="start RViz with config/focus.rviz (relevance overlay and map)",
+                description="start RViz with config/focus.rviz: the relevance overlay as a camera view (through "
+                "its camera_info) with the target markers over it, the markers in 3-D, and both images; "
+                "fixed frame camera_optical_frame (no TF needed)",
             ),
             DeclareLaunchArgument("log_level", default_value="info", description="debug | info | warn | error"),
             OpaqueFunction(function=_focus_node),

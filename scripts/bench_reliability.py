@@ -35,7 +35,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = ("topic", "service", "action")
-STATUS = {0: "ok", 1: "error", 2: "canceled", 3: "busy"}
 
 
 # ----------------------------------------------------------------------------- the camera process
@@ -330,10 +329,11 @@ def run(args: argparse.Namespace) -> dict:
         per_channel[channel] = {
             "sent": len(qs),
             "answered": sum(1 for q in qs if len(q.published) == 1),
-            "ok": statuses.count(0),
-            "busy": statuses.count(3),
-            "error": statuses.count(1),
-            "canceled": statuses.count(2),
+            "ok": statuses.count(FocusResult.STATUS_OK),
+            "not_found": statuses.count(FocusResult.STATUS_NOT_FOUND),  # answered, no target confirmed
+            "busy": statuses.count(FocusResult.STATUS_BUSY),
+            "error": statuses.count(FocusResult.STATUS_ERROR),
+            "canceled": statuses.count(FocusResult.STATUS_CANCELED),
             "unanswered": sum(1 for q in qs if not q.published),
             "answered_twice": sum(1 for q in qs if len(q.published) > 1),
             "caller_mismatch": sum(
@@ -341,7 +341,10 @@ def run(args: argparse.Namespace) -> dict:
             ),
         }
     lat_all = [q.latency for q in questions if q.channel == "service" and q.latency is not None]
-    lat_ok = [q.latency for q in questions if q.channel == "service" and q.latency is not None and q.caller_status == 0]
+    answered = (FocusResult.STATUS_OK, FocusResult.STATUS_NOT_FOUND)
+    lat_ok = [
+        q.latency for q in questions if q.channel == "service" and q.latency is not None and q.caller_status in answered
+    ]
     result.update(
         {
             "channels": per_channel,
@@ -385,11 +388,12 @@ def print_table(r: dict) -> None:
         f"questions every {a['interval']:g} s through topic + service + action, queue_size {a['queue_size']}, "
         f"model {Path(a['model']).name}, {os.cpu_count()} CPU cores\n"
     )
-    print("| channel | sent | answered exactly once | ok | busy | error | canceled | unanswered | twice |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| channel | sent | answered exactly once | ok | not found | busy | error | canceled | unanswered | twice |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for ch, c in r["channels"].items():
         print(
-            f"| {ch} | {c['sent']} | {c['answered']} | {c['ok']} | {c['busy']} | {c['error']} | {c['canceled']} "
+            f"| {ch} | {c['sent']} | {c['answered']} | {c['ok']} | {c['not_found']} | {c['busy']} | {c['error']} "
+            f"| {c['canceled']} "
             f"| {c['unanswered']} | {c['answered_twice']} |"
         )
     mem, lat, cam = r["memory_mb"], r["ask_latency_ms"], r["camera"]

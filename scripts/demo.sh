@@ -37,6 +37,7 @@ set -m      # background jobs get their own process group and take SIGINT like a
 "$NODE_EXE" --ros-args --params-file config/focus.yaml \
   -p autostart:=true -p use_sim_time:=true -p queue_size:=32 \
   -r image:=/camera/image_raw -r image/compressed:=/camera/image_raw/compressed \
+  -r depth/image:=/camera/depth/image_raw -r camera_info:=/camera/camera_info \
   > "$OUT/node.log" 2>&1 &
 NODE_PID=$!
 stop_node() {

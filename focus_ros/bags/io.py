@@ -2,7 +2,8 @@
 
 Shared by the replay tool (:mod:`focus_ros.ros.replay`) and the report of a recorded run
 (:mod:`focus_ros.bags.report`): which directory is the bag, an opened reader, and a typestore
-that knows ``focus_ros/msg/FocusResult`` so recorded answers deserialize anywhere.
+that knows this package's messages (``FocusResult`` with its ``TargetResult`` list, ``Region``,
+``Question``) so recorded answers deserialize anywhere.
 """
 
 from __future__ import annotations
@@ -40,17 +41,22 @@ def _msg_dirs(package: str) -> list[Path]:
 
 
 def _register_package(store: Any, package: str) -> bool:
-    """Register every .msg of ``package`` found by :func:`_msg_dirs`; False when none was found."""
+    """Register every .msg of ``package`` found by :func:`_msg_dirs` (the first directory that has
+    a message wins; a later one fills in messages an older install lacks, e.g. a FocusResult
+    referring to a TargetResult the install predates), all in one go so that messages referring to
+    each other resolve; False when none was found."""
     from rosbags.typesys import get_types_from_msg
 
+    files: dict[str, Path] = {}
     for directory in _msg_dirs(package):
-        types: dict = {}
         for f in sorted(directory.glob("*.msg")):
-            types.update(get_types_from_msg(f.read_text(), f"{package}/msg/{f.stem}"))
-        if types:
-            store.register(types)
-            return True
-    return False
+            files.setdefault(f.stem, f)
+    types: dict = {}
+    for stem, f in sorted(files.items()):
+        types.update(get_types_from_msg(f.read_text(), f"{package}/msg/{stem}"))
+    if types:
+        store.register(types)
+    return bool(types)
 
 
 def ros_typestore() -> Any:
@@ -61,7 +67,7 @@ def ros_typestore() -> Any:
 
 
 def focus_typestore() -> Any:
-    """:func:`ros_typestore` plus focus_ros's messages (FocusResult, Region)."""
+    """:func:`ros_typestore` plus focus_ros's messages (FocusResult, TargetResult, Region, Question)."""
     store = ros_typestore()
     if not _register_package(store, "focus_ros"):
         raise BagError("focus_ros msg/*.msg not found (neither installed nor in the source tree)")

@@ -1,11 +1,15 @@
-"""``focus-make-bag``: write the demo rosbag2 bag (synthetic 1920x1080 camera + timed questions).
+"""``focus-make-bag``: write the demo rosbag2 bag (synthetic 1920x1080 RGB-D camera + timed questions).
 
     focus-make-bag OUT [--storage mcap|sqlite3|both] [--scenes N] [--seed S] [--rate HZ]
                    [--seconds-per-scene S] [--question-delay S] [--types shape color ...] [--raw]
+                   [--no-depth]
 
 writes ``OUT/mcap/`` and/or ``OUT/sqlite3/`` (rosbag2 directories: metadata.yaml + .mcap / .db3)
-and ``OUT/ground_truth.json`` (every question with its answer, boxes in source pixels, bag time
-and the header stamps of its scene's frames). The same arguments always give the same bag.
+and ``OUT/ground_truth.json`` (every question with its answer, boxes in source pixels, bag time,
+the header stamps of its scene's frames, and per target its true 3-D point in the camera's
+optical frame; the camera's intrinsics). Every frame has a registered 16UC1 depth image (640x360,
+millimetres, from the scene's known geometry) and the colour image's camera_info unless
+``--no-depth``. The same arguments always give the same bag.
 The defaults make the bag bundled in test/data/demo_bag (`focus-make-bag test/data/demo_bag --force`
 regenerates it; only its mcap/ is bundled, to keep the repository small).
 """
@@ -75,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--raw", action="store_true", help="also write /camera/image_raw (sensor_msgs/Image rgb8, ~6 MB per frame)"
     )
+    p.add_argument(
+        "--no-depth",
+        action="store_true",
+        help="leave out /camera/depth/image_raw and /camera/camera_info (and the targets' 3-D points)",
+    )
     p.add_argument("--force", action="store_true", help="replace bag directories that exist already")
     return p
 
@@ -95,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             raw=args.raw,
             overwrite=args.force,
             jpeg_quality=args.jpeg_quality,
+            depth=not args.no_depth,
         )
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"focus-make-bag: error: {exc}", file=sys.stderr)
@@ -113,6 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{out / GROUND_TRUTH}: {len(truth.questions)} questions on {truth.n_scenes} scenes "
         f"({truth.frame_width}x{truth.frame_height}, {truth.frames_per_scene} frames each)"
     )
+    if truth.camera and truth.depth:
+        fx, _, cx, _, fy, cy = truth.camera["k"][:6]
+        d = truth.camera["d"]
+        print(
+            f"camera: fx={fx:g} fy={fy:g} cx={cx:g} cy={cy:g} {truth.camera['distortion_model']} "
+            f"D={'0' if not any(d) else d}; depth "
+            f"{truth.depth['width']}x{truth.depth['height']} {truth.depth['encoding']} ({truth.depth['unit']}), "
+            f"table {truth.depth['table_near_m']:g}-{truth.depth['table_far_m']:g} m"
+        )
     return 0
 
 

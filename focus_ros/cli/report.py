@@ -5,7 +5,10 @@
 RECORDED is the bag ``focus-replay --record`` wrote; GT is the demo bag's ``ground_truth.json``
 (or its folder). Prints one line per question (true answer, the node's answer, whether it is
 right, the selected box in source pixels and whether it contains the object, forward passes,
-latency) and writes the relevance overlays to DIR as ``qNN_<type>.png``.
+latency), then one line per target of each question (found, the node's 3-D point in the camera's
+optical frame, the true point, the error in cm and whether the target's box holds the object, or
+the node's note when it has no point) with the median error, and writes the relevance overlays
+to DIR as ``qNN_<type>.png``. --json FILE writes every question's row with its targets.
 Exit status: 0 when every question got exactly one answer, 1 otherwise, 2 for unreadable input.
 """
 
@@ -18,7 +21,7 @@ from dataclasses import asdict
 
 from ..bags.demo import load_ground_truth
 from ..bags.io import BagError
-from ..bags.report import build_report, format_report, read_answers, write_overlays
+from ..bags.report import build_report, format_points, format_report, points_json, read_answers, write_overlays
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"focus-report: error: {exc}", file=sys.stderr)
         return 2
     print(format_report(report, truth.start_ns))
+    print()
+    print(format_points(report))
     if args.overlays:
         paths = write_overlays(report, args.overlays)
         print(f"wrote {len(paths)} overlay image(s) to {args.overlays}")
@@ -52,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                 "answers": [{k: v for k, v in asdict(a).items() if k != "overlay"} for a in r.answers],
                 "correct": r.correct,
                 "box_hit": r.box_hit,
+                "points": points_json(r),
             }
             for r in report.rows
         ]

@@ -44,7 +44,7 @@ from .methods import METHODS, AttentionCropConfig, ZoomConfig, run_method
 from .methods.answer import respond
 from .models import Extension, ImagePrefix, Meter, VLMAdapter, load_adapter
 from .relevance import layer_indices, relevance_from_values
-from .results import FocusResult, Progress, Region
+from .results import FocusResult, Progress, Region, TargetOutcome
 from .run_context import QuestionRun
 from .targets import (
     ANSWER_LEAD,
@@ -358,10 +358,21 @@ class FocusPipeline:
     ) -> None:
         """Step 5 (FOCUS and random windows): the answer from the chosen regions, their mean
         confidence recorded; from the whole frame when none was chosen (e.g. a degenerate map)."""
+        ctx.result.target_results = [self.target_outcome(t.phrase, chosen) for t in targets]
         if not chosen:
             chosen = [Region(Box(0, 0, *ctx.size), targets[0].phrase, 0.0)]
         ctx.result.confidence = float(np.mean([r.confidence for r in chosen]))
         self.answer_from_boxes(ctx, prefix, [r.box for r in chosen], crop_prefixes)
+
+    def target_outcome(self, phrase: str, chosen: list[Region]) -> TargetOutcome:
+        """One target's own box (its chosen crops' union) and best confidence, found when that
+        reaches ``search.exist_threshold``."""
+        own = [r for r in chosen if r.target == phrase]
+        if not own:
+            return TargetOutcome(phrase)
+        confidence = max(r.confidence for r in own)
+        found = confidence >= self.search.exist_threshold
+        return TargetOutcome(phrase, union_all([r.box for r in own]), float(confidence), found)
 
     def verify_and_answer(
         self, ctx: QuestionRun, prefix: ImagePrefix, targets: list[Target], candidates: dict[str, list[Region]]

@@ -48,6 +48,26 @@ class Region:
         }
 
 
+@dataclass
+class TargetOutcome:
+    """One target's own result, for a planner: the box the search settled on for this target alone
+    (the union of its kept crops for an "every instance" target; None when nothing was proposed),
+    its existence confidence, and whether that confirms the target (``>= search.exist_threshold``)."""
+
+    phrase: str
+    box: Box | None = None
+    confidence: float = -1.0
+    found: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "phrase": self.phrase,
+            "bbox": self.box.as_list() if self.box else None,
+            "confidence": round(self.confidence, 6),
+            "found": self.found,
+        }
+
+
 class Clock:
     """Wall time per stage of one question: :meth:`lap` adds the time since the previous lap to a stage."""
 
@@ -90,6 +110,19 @@ class FocusResult:
     prefix_cached: bool = False
     target_source: str = ""
     choice: str = ""  # letter of the chosen option of a multiple-choice question
+    # Per target, from the methods that search for each target (focus, random, zoom); empty for
+    # vanilla and attention, which look at the frame (or one crop) without confirming a target.
+    target_results: list[TargetOutcome] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        """Every target confirmed (False when no target was searched for)."""
+        return bool(self.target_results) and all(t.found for t in self.target_results)
+
+    @property
+    def none_found(self) -> bool:
+        """Targets were searched for and not one was confirmed: the answer comes from the best view."""
+        return bool(self.target_results) and not any(t.found for t in self.target_results)
 
     def record_costs(self, meter: Meter, clock: Clock) -> FocusResult:
         """Copy the question's cost (passes, tokens, stage timings) into the result; returns it."""
@@ -119,7 +152,9 @@ class FocusResult:
             "prefix_cached": self.prefix_cached,
             "target_source": self.target_source,
             "choice": self.choice,
+            "target_results": [t.to_dict() for t in self.target_results],
+            "found": self.found,
         }
 
 
-__all__ = ["Cancelled", "Clock", "FocusResult", "Progress", "Region"]
+__all__ = ["Cancelled", "Clock", "FocusResult", "Progress", "Region", "TargetOutcome"]

@@ -1,37 +1,47 @@
-"""The FOCUS lifecycle node: cameras in; questions in (topic, service, action); answers, boxes and
-relevance images out.
+"""The FOCUS lifecycle node: cameras (colour, registered depth, camera_info) in; questions in
+(topics, service, action); answers, per-target boxes and 3-D points, relevance images, markers and
+/diagnostics out (the contract: docs/interfaces.md).
 
 :class:`FocusNode` is the ROS adapter. It owns the parameters (read into one settings snapshot,
 :mod:`focus_ros.ros.params`), the topics, the service and the action with their QoS, and the
 threads; it loads and releases the model in its lifecycle transitions. The work is done by one
 component per responsibility, each converting messages at its edge:
 
-* :class:`~focus_ros.ros.intake.FrameIntake`: image and compressed-image callbacks into the frame store;
-* :class:`~focus_ros.ros.requests.Requests`: question callbacks, their checks, the bounded queue,
-  and exactly one ``focus_ros/FocusResult`` per question;
-* :class:`~focus_ros.ros.worker.Worker`: the inference thread, results and relevance images out.
+* :class:`~focus_ros.ros.intake.FrameIntake`: image, compressed-image, ``depth/image`` and
+  ``camera_info`` callbacks into the frame store (depth is paired with the colour frame by stamp
+  within ``depth.stamp_tolerance``);
+* :class:`~focus_ros.ros.requests.Requests`: question callbacks (the ``question`` String topic, the
+  ``request`` topic of ``focus_ros/Question`` with a request id, the ``ask`` service, the ``query``
+  action), their checks, the bounded queue, and exactly one ``focus_ros/FocusResult`` per question;
+* :class:`~focus_ros.ros.worker.Worker`: the inference thread; results with per-target 3-D points
+  (:mod:`focus_ros.ros.spatial`), ``markers``, relevance images and their camera_info out;
+* :class:`~focus_ros.ros.diagnostics.Diagnostics`: the ``/diagnostics`` report.
 
 Threads (see README "ROS 2 node"):
 
 * the executor (``MultiThreadedExecutor``, :meth:`FocusNode.executor_threads` threads) runs
-  - image intake, one mutually exclusive callback group per camera: store the frame (a zero-copy
-    view or the compressed bytes), nothing else;
-  - questions (topic, ``ask`` service, ``query`` action) in one reentrant group: each request is
-    checked (camera, frame, age) and put on the bounded queue at once (a topic question is bound
-    to the newest frame that had arrived when the middleware received the question, not when its
-    callback ran, so a busy executor does not move it onto a later frame); a service call / action
-    goal then waits for *its own* result, holding one executor thread but nothing else;
-  - parameters and lifecycle transitions in the node's default group;
+  - image intake, one mutually exclusive callback group per camera (its colour, depth and
+    camera_info topics): store the frame (a zero-copy view or the compressed bytes), nothing else;
+  - questions (``question`` and ``request`` topics, ``ask`` service, ``query`` action) in one
+    reentrant group: each request is checked (camera, frame, age) and put on the bounded queue at
+    once (a topic question is bound to the newest frame that had arrived when the middleware
+    received the question, not when its callback ran, so a busy executor does not move it onto a
+    later frame); a service call / action goal then waits for *its own* result, holding one
+    executor thread but nothing else;
+  - parameters, lifecycle transitions and the 1 Hz ``/diagnostics`` timer (which reads counters,
+    never the model) in the node's default group;
 * ONE worker thread owns the model: it takes questions off the queue in order, runs the pipeline
   (with cancel and progress callables), publishes the result, and when idle optionally prefills
   the latest frame (``prefill_on_arrival``).
 
 Every question ends in exactly one ``focus_ros/FocusResult``: published on ``answer`` and handed
-to its caller, with ``status`` OK, ERROR, CANCELED or BUSY. That holds for hostile input too (see
-docs/reliability.md): frames that cannot be used are dropped at intake with a warning throttled
-per topic and problem (the last good frame stays in use), questions that cannot be answered get
-an error at once, an exception inside the model fails only its own question, and running out of
-memory (CUDA or host) is reported and the cached frame prefixes are released.
+to its caller, carrying its ``request_id`` (the caller's, or a UUID the node made), with ``status``
+OK, NOT_FOUND (answered from the best view, no target confirmed), ERROR, CANCELED or BUSY. That
+holds for hostile input too (see docs/reliability.md): frames that cannot be used are dropped at
+intake with a warning throttled per topic and problem (the last good frame stays in use),
+questions that cannot be answered get an error at once, an exception inside the model fails only
+its own question, and running out of memory (CUDA or host) is reported and the cached frame
+prefixes are released.
 """
 
 from __future__ import annotations
@@ -44,24 +54,31 @@ from functools import partial
 from typing import Any
 
 import rclpy.lifecycle
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.action import ActionServer
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.service import Service
 from rclpy.subscription import Subscription
-from sensor_msgs.msg import CompressedImage, Image
+from rclpy.timer import Timer
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
+from visualization_msgs.msg import MarkerArray
 
 from focus_ros.action import Query
 from focus_ros.msg import FocusResult as FocusResultMsg
+from focus_ros.msg import Question
 from focus_ros.srv import Ask
 
 from ..core.config import default_model_path
 from ..core.pipeline import FocusPipeline
 from ..io.images import conversion_backend
+from .diagnostics import PERIOD_S as DIAGNOSTICS_PERIOD_S
+from .diagnostics import Diagnostics
 from .frame_store import FrameStore
 from .intake import FrameIntake
 from .params import NodeParameters, layer_range_problem
@@ -108,12 +125,17 @@ class FocusNode(rclpy.lifecycle.Node):
         self.requests = Requests(self, self.reports)
         self.worker = Worker(self, self.requests, self.reports)
         self.intake = FrameIntake(self, self.reports, wake=self.requests.poke)
+        self.diagnostics = Diagnostics(self)
         # Created on activate, destroyed on deactivate.
         self.entities: list[Any] = []
         self.camera_topics: dict[str, list[str]] = {}
         self.answer_pub: Publisher | None = None
         self.map_pub: Publisher | None = None
         self.overlay_pub: Publisher | None = None
+        self.map_info_pub: Publisher | None = None  # CameraInfo of the published relevance images
+        self.overlay_info_pub: Publisher | None = None
+        self.marker_pub: Publisher | None = None
+        self.diagnostics_pub: Publisher | None = None
         self._action_server: ActionServer | None = None
         self._requests_group = ReentrantCallbackGroup()
 
@@ -188,7 +210,20 @@ class FocusNode(rclpy.lifecycle.Node):
             self.answer_pub = self.create_publisher(FocusResultMsg, "answer", s.qos["answer"])
             self.map_pub = self.create_publisher(Image, "relevance_map", s.qos["relevance"])
             self.overlay_pub = self.create_publisher(Image, "relevance_overlay", s.qos["relevance"])
-            self.entities = [self.answer_pub, self.map_pub, self.overlay_pub]
+            self.map_info_pub = self.create_publisher(CameraInfo, "relevance_map/camera_info", s.qos["relevance"])
+            self.overlay_info_pub = self.create_publisher(
+                CameraInfo, "relevance_overlay/camera_info", s.qos["relevance"]
+            )
+            self.marker_pub = self.create_publisher(MarkerArray, "markers", s.qos["relevance"])
+            self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            self.entities = [self.answer_pub, self.map_pub, self.overlay_pub, self.map_info_pub, self.overlay_info_pub]
+            self.entities += [self.marker_pub, self.diagnostics_pub]
+            # 1 Hz of wall time (bag time may stop), in the default group; never waits for the model
+            self.entities.append(
+                self.create_timer(
+                    DIAGNOSTICS_PERIOD_S, self.diagnostics.publish, clock=Clock(clock_type=ClockType.STEADY_TIME)
+                )
+            )
             for camera in s.cameras:
                 base = "image" if len(s.cameras) == 1 else f"{camera}/image"
                 group = MutuallyExclusiveCallbackGroup()
@@ -215,12 +250,37 @@ class FocusNode(rclpy.lifecycle.Node):
                             callback_group=group,
                         )
                     )
-                self.camera_topics[camera] = [sub.topic_name for sub in subs]
+                self.camera_topics[camera] = [sub.topic_name for sub in subs]  # the colour topics (error messages)
+                prefix = "" if len(s.cameras) == 1 else f"{camera}/"  # registered depth and calibration
+                if s.depth_enabled:
+                    subs.append(
+                        self.create_subscription(
+                            Image,
+                            f"{prefix}depth/image",
+                            partial(self.intake.on_depth, camera, self.resolve_topic_name(f"{prefix}depth/image")),
+                            s.qos["image"],
+                            callback_group=group,
+                        )
+                    )
+                subs.append(
+                    self.create_subscription(
+                        CameraInfo,
+                        f"{prefix}camera_info",
+                        partial(self.intake.on_camera_info, camera, self.resolve_topic_name(f"{prefix}camera_info")),
+                        s.qos["image"],
+                        callback_group=group,
+                    )
+                )
                 self.entities.extend(subs)
             requests = self.requests
             self.entities.append(
                 self.create_subscription(
                     String, "question", requests.on_question, s.qos["question"], callback_group=self._requests_group
+                )
+            )
+            self.entities.append(  # a question with a request id (and a stamp, a camera): same QoS group
+                self.create_subscription(
+                    Question, "request", requests.on_request, s.qos["question"], callback_group=self._requests_group
                 )
             )
             self.entities.append(
@@ -339,11 +399,14 @@ class FocusNode(rclpy.lifecycle.Node):
                     self.destroy_subscription(entity)
                 elif isinstance(entity, Service):
                     self.destroy_service(entity)
+                elif isinstance(entity, Timer):
+                    self.destroy_timer(entity)
             except Exception as exc:  # pragma: no cover - already gone with the context
                 self.get_logger().debug(f"cannot destroy {entity}: {exc}")
         self.entities = []
         self.camera_topics = {}
         self.answer_pub = self.map_pub = self.overlay_pub = None
+        self.map_info_pub = self.overlay_info_pub = self.marker_pub = self.diagnostics_pub = None
 
     def _on_params_changed(self, params: list[Any]) -> None:
         for p in params:

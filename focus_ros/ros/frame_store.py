@@ -4,6 +4,13 @@ Plain Python (no rclpy): the node wraps each received message in a :class:`Frame
 ``decode`` callable turns it into the H x W x 3 RGB array the model needs. Intake only stores
 the frame (a zero-copy view or the compressed bytes as received); the first question that needs
 the frame pays for the conversion, and later questions on the same frame reuse the result.
+
+Per camera it also keeps the latest registered depth images (:class:`DepthImage`, as few as
+colour frames) and the latest ``camera_info``. A depth image is paired with every stored colour
+frame whose stamp is within the tolerance the caller gives (the nearest wins) when either of the
+two arrives, and the frame keeps it: a question that waits in the queue while a 30 Hz depth
+camera moves on still finds the depth of *its* frame, and the memory stays bounded (one depth
+image per stored frame, plus the few unpaired ones).
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ class Frame:
     received_ns: int = 0  # receive time on the node's clock (age of unstamped frames)
     arrived_ns: int = 0  # when the middleware received it (system clock; 0: unknown)
     uid: int = field(default_factory=lambda: next(_UIDS))
+    depth: DepthImage | None = field(default=None, repr=False)  # the registered depth paired with it
     _rgb: np.ndarray | None = field(default=None, repr=False)
     _error: str | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -93,6 +101,38 @@ class Frame:
             return self._rgb
 
 
+@dataclass(eq=False)
+class DepthImage:
+    """One registered depth image: a zero-copy view of its message (which it keeps alive) and the
+    unit that turns its values into metres (0.001 for 16-bit millimetres, 1 for 32-bit metres)."""
+
+    camera: str
+    stamp_ns: int
+    frame_id: str
+    array: np.ndarray = field(repr=False)  # H x W, the message's own buffer
+    unit: float = 1.0
+    encoding: str = ""
+    topic: str = ""
+    received: float = field(default_factory=time.monotonic)
+
+    @property
+    def width(self) -> int:
+        return int(self.array.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.array.shape[0])
+
+
+def _pair(frame: Frame, depth: DepthImage, tolerance_ns: int) -> None:
+    """Give ``frame`` this depth when the stamps are within ``tolerance_ns`` and nearer than its own."""
+    if not frame.stamp_ns or not depth.stamp_ns:
+        return  # an unstamped frame or depth cannot be matched to anything
+    offset = abs(frame.stamp_ns - depth.stamp_ns)
+    if offset <= tolerance_ns and (frame.depth is None or offset < abs(frame.stamp_ns - frame.depth.stamp_ns)):
+        frame.depth = depth
+
+
 class FrameStore:
     """Bounded latest frames per camera (thread-safe).
 
@@ -109,6 +149,8 @@ class FrameStore:
         self.size = int(size)
         self._frames: dict[str, deque[Frame]] = {c: deque(maxlen=self.size) for c in cameras}
         self._received: dict[str, int] = {c: 0 for c in cameras}
+        self._depths: dict[str, deque[DepthImage]] = {c: deque(maxlen=self.size) for c in cameras}
+        self._infos: dict[str, Any] = {}  # camera -> its latest camera_info message
         self._lock = threading.Lock()
 
     @property
@@ -118,17 +160,23 @@ class FrameStore:
     def has_camera(self, camera: str) -> bool:
         return camera in self._frames
 
-    def add(self, frame: Frame) -> Added:
-        """Store ``frame`` unless it duplicates a stored one or arrived out of order (see the module doc)."""
+    def add(self, frame: Frame, pair_within_ns: int | None = None) -> Added:
+        """Store ``frame`` unless it duplicates a stored one or arrived out of order (see the module doc);
+        with ``pair_within_ns``, pair it with the nearest stored depth image within that many ns."""
         with self._lock:
             frames = self._frames.get(frame.camera)
             if frames is None:
                 raise KeyError(f"unknown camera {frame.camera!r}; known: {list(self._frames)}")
             self._received[frame.camera] += 1
+            if pair_within_ns is not None:
+                for depth in self._depths[frame.camera]:
+                    _pair(frame, depth, pair_within_ns)
             if frame.stamp_ns:
                 for i, old in enumerate(frames):
                     if old.stamp_ns == frame.stamp_ns:
                         if old.source == "compressed" and frame.source == "raw":
+                            if frame.depth is None:
+                                frame.depth = old.depth
                             frames[i] = frame
                             return Added.REPLACED
                         return Added.DUPLICATE
@@ -183,6 +231,51 @@ class FrameStore:
                     best, best_d = f, d
             return best
 
+    def add_depth(self, depth: DepthImage, pair_within_ns: int = 0) -> bool:
+        """Keep ``depth`` (the oldest of the camera's depth images goes) and pair it with the stored
+        frames within ``pair_within_ns`` of its stamp; True when it was paired with one."""
+        with self._lock:
+            depths = self._depths.get(depth.camera)
+            if depths is None:
+                raise KeyError(f"unknown camera {depth.camera!r}; known: {list(self._frames)}")
+            depths.append(depth)
+            for frame in self._frames[depth.camera]:
+                _pair(frame, depth, pair_within_ns)
+            return any(f.depth is depth for f in self._frames[depth.camera])
+
+    def depth_for(self, frame: Frame, tolerance_ns: int) -> tuple[DepthImage | None, int | None]:
+        """The depth image nearest ``frame``'s stamp within ``tolerance_ns`` (its own pairing or a
+        stored one), and the offset in ns of the nearest depth image at all (None: none known)."""
+        with self._lock:
+            candidates = list(self._depths.get(frame.camera, ()))
+        if frame.depth is not None:
+            candidates.append(frame.depth)
+        if not frame.stamp_ns:
+            return None, None
+        stamped = [d for d in candidates if d.stamp_ns]
+        if not stamped:
+            return None, None
+        best = min(stamped, key=lambda d: abs(d.stamp_ns - frame.stamp_ns))
+        offset = abs(best.stamp_ns - frame.stamp_ns)
+        return (best if offset <= tolerance_ns else None), offset
+
+    def latest_depth(self, camera: str) -> DepthImage | None:
+        with self._lock:
+            depths = self._depths.get(camera)
+            return depths[-1] if depths else None
+
+    def set_camera_info(self, camera: str, info: Any) -> None:
+        """Keep ``info`` as the camera's calibration (the latest wins: intrinsics are taken as constant)."""
+        with self._lock:
+            if camera not in self._frames:
+                raise KeyError(f"unknown camera {camera!r}; known: {list(self._frames)}")
+            self._infos[camera] = info
+
+    def camera_info(self, camera: str) -> Any:
+        """The camera's latest camera_info message (None before the first one)."""
+        with self._lock:
+            return self._infos.get(camera)
+
     def stamps(self, camera: str) -> list[int]:
         """Stamps (ns) of the stored frames of ``camera``, oldest first."""
         with self._lock:
@@ -192,6 +285,9 @@ class FrameStore:
         with self._lock:
             for frames in self._frames.values():
                 frames.clear()
+            for depths in self._depths.values():
+                depths.clear()
+            self._infos.clear()
 
 
-__all__ = ["Added", "CLOCK_RESET_NS", "Frame", "FrameStore"]
+__all__ = ["Added", "CLOCK_RESET_NS", "DepthImage", "Frame", "FrameStore"]

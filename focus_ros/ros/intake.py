@@ -5,6 +5,12 @@ nothing per frame: a raw frame is kept as a zero-copy view of its message, a com
 received, and both are converted to RGB only when a question needs them
 (:mod:`focus_ros.ros.frame_store`). A frame that cannot be used is dropped with a warning
 throttled per topic and problem; the camera keeps its last good frame.
+
+Registered depth images (``depth/image``) are kept the same way, as zero-copy views, and paired
+with the colour frames by stamp (within ``depth.stamp_tolerance``); ``camera_info`` is checked (a
+usable calibration) and kept as the camera's latest. Every camera's frames received and dropped
+are counted per camera (``<camera>/frames_received``, ``<camera>/frames_dropped``, and the same
+for ``depth`` and ``camera_info``) for /diagnostics.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rclpy.subscription import MessageInfo
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from ..io.images import ImageError, check_frame_size, compressed_size, compressed_to_rgb, image_to_rgb, image_view
-from .frame_store import Added, Frame
+from .frame_store import Added, DepthImage, Frame
 from .reports import Reports, first_line
+from .spatial import camera_model, depth_view
 from .stamps import arrival_ns, stamp_ns, stamp_text
 
 if TYPE_CHECKING:
@@ -42,6 +49,12 @@ class FrameIntake:
 
     def on_compressed(self, camera: str, topic: str, msg: CompressedImage, info: MessageInfo) -> None:
         self._guarded(topic, self._take_compressed, camera, topic, msg, arrival_ns(info))
+
+    def on_depth(self, camera: str, topic: str, msg: Image, info: MessageInfo) -> None:
+        self._guarded(topic, self._take_depth, camera, topic, msg)
+
+    def on_camera_info(self, camera: str, topic: str, msg: CameraInfo, info: MessageInfo) -> None:
+        self._guarded(topic, self._take_camera_info, camera, topic, msg)
 
     def _guarded(self, topic: str, handler: Callable[..., None], *args: Any) -> None:
         """Run an intake handler; an unexpected exception is reported and the frame dropped. An
@@ -107,7 +120,42 @@ class FrameIntake:
             )
         )
 
+    def _take_depth(self, camera: str, topic: str, msg: Image) -> None:
+        frames = self.node.frames
+        count = self.reports.count
+        count(f"{camera}/depth_received")
+        try:
+            check_frame_size(int(msg.width), int(msg.height), self.node.params.current.max_image_side)
+            array, unit = depth_view(msg)
+        except ImageError as exc:
+            count(f"{camera}/depth_dropped")
+            count(f"depth_rejected_{exc.kind}")
+            self.reports.report(topic, f"depth_{exc.kind}", f"depth image dropped: {exc}")
+            return
+        if frames is None:
+            return
+        depth = DepthImage(camera, stamp_ns(msg.header.stamp), msg.header.frame_id, array, unit, msg.encoding, topic)
+        if not depth.stamp_ns:
+            count(f"{camera}/depth_dropped")
+            self.reports.report(topic, "depth_stamp_zero", "depth image dropped: it has no stamp (0) to pair it by")
+            return
+        frames.add_depth(depth, int(self.node.params.current.depth_stamp_tolerance * 1e9))
+
+    def _take_camera_info(self, camera: str, topic: str, msg: CameraInfo) -> None:
+        self.reports.count(f"{camera}/camera_info_received")
+        try:
+            camera_model(msg)
+        except ValueError as exc:
+            self.reports.count(f"{camera}/camera_info_dropped")
+            self.reports.report(topic, "camera_info", f"camera_info ignored: {exc}")
+            return
+        frames = self.node.frames
+        if frames is not None:
+            frames.set_camera_info(camera, msg)
+
     def _reject(self, camera: str, topic: str, exc: ImageError) -> None:
+        self.reports.count(f"{camera}/frames_dropped")
+        self.reports.count(f"{camera}/frames_received")
         self.reports.count("frames_malformed")
         self.reports.count(f"frames_rejected_{exc.kind}")
         self.reports.report(topic, exc.kind, f"frame dropped: {exc}; camera {camera!r} keeps its last good frame")
@@ -121,8 +169,11 @@ class FrameIntake:
         topic = frame.topic
         previous = frames.latest(frame.camera, usable_only=False)
         newest = frames.newest_stamp(frame.camera)
-        added = frames.add(frame)
+        settings = self.node.params.current
+        added = frames.add(frame, int(settings.depth_stamp_tolerance * 1e9) if settings.depth_enabled else None)
+        count(f"{frame.camera}/frames_received")
         if added is Added.OUT_OF_ORDER:
+            count(f"{frame.camera}/frames_dropped")
             count("frames_out_of_order")
             report(
                 topic,
@@ -162,7 +213,6 @@ class FrameIntake:
                 info=True,
             )
         count("frames_received")
-        settings = self.node.params.current
         if added and frame.camera == settings.cameras[0] and settings.prefill_on_arrival:
             self.wake()
 

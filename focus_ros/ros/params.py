@@ -66,14 +66,22 @@ class Spec:
 RELIABILITIES = ("best_effort", "reliable")
 QOS_TOPICS = {
     # group: (default reliability, default depth, what it applies to)
-    "image": ("best_effort", 1, "camera subscriptions (image and image/compressed); sensor-data QoS"),
-    "question": ("reliable", 10, "the question subscription (std_msgs/String)"),
+    "image": (
+        "best_effort",
+        1,
+        "camera subscriptions (image, image/compressed, depth/image, camera_info); sensor-data QoS",
+    ),
+    "question": (
+        "reliable",
+        10,
+        "the question subscriptions: question (std_msgs/String) and request (focus_ros/Question)",
+    ),
     "answer": ("reliable", 10, "the answer publisher (focus_ros/FocusResult)"),
     "relevance": (
         "reliable",
         1,
-        "the relevance_map and relevance_overlay publishers (reliable also "
-        "reaches best-effort subscribers such as RViz's default)",
+        "the relevance_map and relevance_overlay publishers, their camera_info and markers "
+        "(reliable also reaches best-effort subscribers such as RViz's default)",
     ),
 }
 
@@ -126,7 +134,8 @@ NODE_PARAMETERS: tuple[Spec, ...] = (
         "max_frame_age",
         5.0,
         "refuse to answer about a latest frame older than this, seconds, by its "
-        "header stamp (receive time for unstamped frames); 0 disables",
+        "header stamp (receive time for unstamped frames); 0 disables; /diagnostics warns about a camera "
+        "silent this long (5 s when 0)",
         low=0.0,
         high=86400.0,
     ),
@@ -134,6 +143,23 @@ NODE_PARAMETERS: tuple[Spec, ...] = (
         "stamp_tolerance",
         0.0,
         "a question naming a frame stamp takes the stored frame nearest to it within this many seconds (0: exact)",
+        low=0.0,
+        high=60.0,
+    ),
+    Spec(
+        "depth.enabled",
+        True,
+        "subscribe each camera's registered depth image (depth/image: 16UC1 millimetres or 32FC1 metres) "
+        "and give every target a 3-D point; paired with the analysed frame by stamp within "
+        "depth.stamp_tolerance (camera_info, for pan/tilt, is subscribed either way)",
+        read_only=True,
+    ),
+    Spec(
+        "depth.stamp_tolerance",
+        # a driver's registered depth may carry its own capture stamp, a few ms from the colour frame's
+        0.02,
+        "a depth image is paired with the colour frame nearest its stamp within this many seconds "
+        "(0: only the exact stamp)",
         low=0.0,
         high=60.0,
     ),
@@ -338,6 +364,8 @@ class NodeSettings:
     prefill_on_arrival: bool  # prefill the default camera's latest frame while idle
     max_frame_age: float  # s; 0: no limit
     stamp_tolerance: float  # s; a question naming a stamp takes a frame this near
+    depth_enabled: bool  # depth/image subscribed, 3-D points computed
+    depth_stamp_tolerance: float  # s; a depth image pairs with the colour frame this near
     method: str  # one of METHODS
     max_image_side: int  # px; larger frames are refused at intake
     max_question_length: int  # characters
@@ -372,6 +400,8 @@ def read_settings(get: Callable[[str], Any]) -> NodeSettings:
         prefill_on_arrival=bool(get("prefill_on_arrival")),
         max_frame_age=float(get("max_frame_age")),
         stamp_tolerance=float(get("stamp_tolerance")),
+        depth_enabled=bool(get("depth.enabled")),
+        depth_stamp_tolerance=float(get("depth.stamp_tolerance")),
         method=str(get("method")),
         max_image_side=int(get("max_image_side")),
         max_question_length=int(get("max_question_length")),

@@ -52,6 +52,10 @@ DEFAULT_RECORD_TOPICS: dict[str, str] = {
 IMAGE_TYPES = frozenset({"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"})
 QUESTION_TYPE = "std_msgs/msg/String"
 ANSWER_GRACE_S = 1.0  # recording goes on this long after the last answer
+# wait_subscribers: once one topic has a subscriber, the others get this long more. A node creates
+# its subscriptions together as it activates, so a topic still without one by then has none coming
+# (depth or camera_info nobody remapped, a node with depth.enabled false): do not wait the full time.
+SUBSCRIBER_SETTLE_S = 5.0
 
 
 @dataclass
@@ -312,7 +316,8 @@ def replay(
     ``topics``: bag topics to play (default all). ``loop``: start over at the end until
     ``stop_event`` is set (stamps are published as recorded). ``clock_hz`` > 0: publish bag time
     on ``/clock`` at that rate. ``delay``: seconds to wait before the first message.
-    ``wait_subscribers``: wait up to that long until every publisher has a subscriber.
+    ``wait_subscribers``: wait up to that long until every publisher has a subscriber (once one
+    has, the others get ``SUBSCRIBER_SETTLE_S`` more).
     ``remap``: ``FROM:=TO`` items or a mapping, applied to bag topic names. ``record``: path of a
     new bag of ``record_topics`` (``/topic`` or ``/topic:pkg/msg/Type``; default ``/focus/answer``
     and ``/focus/relevance_overlay``) in ``record_storage``, kept open after playback for up to
@@ -439,13 +444,23 @@ def replay(
     return stats
 
 
-def _wait_for_subscribers(publishers: Mapping[tuple[str, str], Any], timeout: float, stop: threading.Event) -> None:
-    """Wait until every publisher has a matched subscription, at most ``timeout`` s."""
+def _wait_for_subscribers(
+    publishers: Mapping[tuple[str, str], Any],
+    timeout: float,
+    stop: threading.Event,
+    settle: float = SUBSCRIBER_SETTLE_S,
+) -> None:
+    """Wait until every publisher has a matched subscription, at most ``timeout`` s, and at most
+    ``settle`` s after the first publisher got one."""
     deadline = time.monotonic() + timeout
+    first_matched = False
     while True:
         lonely = sorted(name for (name, _), pub in publishers.items() if pub.get_subscription_count() == 0)
         if not lonely:
             return
+        if not first_matched and len(lonely) < len(publishers):
+            first_matched = True
+            deadline = min(deadline, time.monotonic() + settle)
         if time.monotonic() >= deadline or stop.is_set():
             logger.warning("starting although no subscriber matched on: %s", ", ".join(lonely))
             return
@@ -455,6 +470,7 @@ def _wait_for_subscribers(publishers: Mapping[tuple[str, str], Any], timeout: fl
 __all__ = [
     "ANSWER_TOPIC",
     "DEFAULT_RECORD_TOPICS",
+    "SUBSCRIBER_SETTLE_S",
     "BagError",
     "ReplayStats",
     "Recorder",

@@ -1,12 +1,16 @@
-"""Questions in (``question`` topic, ``ask`` service, ``query`` action), each answered exactly once.
+"""Questions in (``question`` and ``request`` topics, ``ask`` service, ``query`` action), each answered
+exactly once.
 
-Every request becomes a :class:`Job`. It is checked at once (node active, question length, camera,
-frame, frame age) and put on the bounded :class:`JobQueue` the worker takes from; a request that
-cannot be answered, or finds the queue full, is finished at once with ERROR or BUSY. A service
-call or action goal then waits for *its own* result, holding one executor thread and nothing
-else. Whatever happens, :meth:`Requests.finish` delivers one ``focus_ros/FocusResult`` per job:
-published on ``answer`` and handed to its caller (:meth:`Job.claim_finish` makes a second
-delivery a no-op).
+Every request becomes a :class:`Job` with a request id: the caller's (``request`` topic, service,
+action), or a UUID the node makes when it is empty (always for the plain ``question`` topic); every
+result, BUSY and ERROR ones included, carries it in ``FocusResult.request_id``. The job is checked
+at once (node active, question length, camera, frame, frame age) and put on the bounded
+:class:`JobQueue` the worker takes from; a request that cannot be answered, or finds the queue
+full, is finished at once with ERROR or BUSY. A service call or action goal then waits for *its
+own* result, holding one executor thread and nothing else. Whatever happens,
+:meth:`Requests.finish` delivers one ``focus_ros/FocusResult`` per job: published on ``answer``
+and handed to its caller (:meth:`Job.claim_finish` makes a second delivery a no-op); a result
+never leaves with ``STATUS_UNSET``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -24,11 +29,22 @@ from std_msgs.msg import String
 
 from focus_ros.action import Query
 from focus_ros.msg import FocusResult as FocusResultMsg
+from focus_ros.msg import Question
 from focus_ros.srv import Ask
 
 from .frame_store import Frame
 from .reports import Reports, first_line, quote
-from .results import STATUS_BUSY, STATUS_CANCELED, STATUS_ERROR, STATUS_OK, base_result, error_result
+from .results import (
+    ANSWERED,
+    STATUS_BUSY,
+    STATUS_CANCELED,
+    STATUS_ERROR,
+    STATUS_NOT_FOUND,
+    STATUS_UNSET,
+    base_result,
+    error_result,
+    not_found_note,
+)
 from .stamps import arrival_ns, stamp_ns, stamp_text
 
 if TYPE_CHECKING:
@@ -36,6 +52,11 @@ if TYPE_CHECKING:
 
 # How long a stop waits for the callers blocked in ask / query to return their answers.
 CALLERS_TIMEOUT_S = 2.0
+
+
+def new_request_id() -> str:
+    """A request id for a caller that gave none: a random UUID (unique without coordination)."""
+    return str(uuid.uuid4())
 
 
 class Job:
@@ -48,10 +69,12 @@ class Job:
         source: str,
         cancel: Callable[[], bool] | None = None,
         feedback: Callable[[Any], None] | None = None,
+        request_id: str = "",
     ):
         self.question = question
         self.camera = camera
-        self.source = source  # "topic", "service" or "action"
+        self.source = source  # "topic", "request", "service" or "action"
+        self.request_id = request_id or new_request_id()
         self.by_stamp = False  # the caller named the frame (no fallback to another)
         self.user_cancel = cancel or (lambda: False)
         self.cancel: Callable[[], bool] = self.user_cancel  # the node adds its own stop check
@@ -63,6 +86,7 @@ class Job:
         self.started = False
         self.done = threading.Event()
         self.result: FocusResultMsg | None = None
+        self.message = ""  # the service's summary: the answer (with why no target was confirmed) or the error
         self._finishing = False
         self._lock = threading.Lock()
 
@@ -194,13 +218,18 @@ class Requests:
         job.asked_ns = arrival_ns(info)
         self.submit(job)
 
+    def on_request(self, msg: Question, info: MessageInfo) -> None:
+        """The ``request`` topic: a question with an id; ``header.stamp`` names the frame like Ask's
+        stamp, zero means the newest frame that had arrived when the request did (as ``question``)."""
+        job = Job(msg.question, msg.camera, "request", request_id=msg.request_id)
+        job.asked_ns = arrival_ns(info)
+        self.submit(job, msg.header.stamp)
+
     def on_ask(self, request: Ask.Request, response: Ask.Response) -> Ask.Response:
-        job = Job(request.question, request.camera, "service")
-        self.submit(job, request.stamp)
-        self._wait(job)
-        response.result = job.result
-        response.success = job.result.status == STATUS_OK
-        response.message = job.result.answer if response.success else job.result.error
+        job = Job(request.question, request.camera, "service", request_id=request.request_id)
+        response.result = self._answer_caller(job, request.stamp)
+        response.success = response.result.status in ANSWERED
+        response.message = job.message
         return response
 
     def on_goal(self, goal_request: Any) -> GoalResponse:
@@ -217,12 +246,11 @@ class Requests:
             "action",
             cancel=lambda: goal_handle.is_cancel_requested,
             feedback=goal_handle.publish_feedback,
+            request_id=goal.request_id,
         )
-        self.submit(job, goal.stamp)
-        self._wait(job, withdraw=lambda: goal_handle.is_cancel_requested)
-        result = job.result
+        result = self._answer_caller(job, goal.stamp, withdraw=lambda: goal_handle.is_cancel_requested)
         try:
-            if result.status == STATUS_OK:
+            if result.status in ANSWERED:
                 goal_handle.succeed()
             elif result.status == STATUS_CANCELED and goal_handle.is_cancel_requested:
                 goal_handle.canceled()
@@ -230,7 +258,24 @@ class Requests:
                 goal_handle.abort()
         except Exception as exc:  # the goal handle may be gone when shutting down
             self.logger.debug(f"cannot finish goal: {exc}")
+        # Never raise from here: rclpy would then send a default-constructed result (status UNSET).
         return Query.Result(result=result)
+
+    def _answer_caller(self, job: Job, stamp: Any, withdraw: Callable[[], bool] | None = None) -> FocusResultMsg:
+        """Submit ``job`` and block this executor thread until its one result, which is returned;
+        a fault here still gives the caller an ERROR result (and publishes it), never nothing."""
+        try:
+            self.submit(job, stamp)
+            self._wait(job, withdraw)
+        except Exception as exc:  # a bug must cost this question an error, not the caller its answer
+            self.reports.count("internal_errors")
+            self.logger.error(f"unexpected error waiting for {quote(job.question)}: {exc}\n{traceback.format_exc()}")
+            self.finish_error(job, STATUS_ERROR, f"internal error: {type(exc).__name__}: {first_line(exc)}")
+            job.done.wait(CALLERS_TIMEOUT_S)  # when the worker was delivering it at that moment
+        if job.result is None:  # pragma: no cover - finish() always sets it before done
+            job.result = error_result(self.new_result(job), STATUS_ERROR, "internal error: no result was produced")
+            job.message = job.result.error
+        return job.result
 
     # ================================================================== checks
     def submit(self, job: Job, stamp: Any = None) -> None:
@@ -354,7 +399,7 @@ class Requests:
         header = job.frame.header if job.frame is not None else None
         pipeline = self.node.pipeline
         model = pipeline.adapter.name if pipeline is not None else ""
-        return base_result(job.question, job.camera, header, model, job.method)
+        return base_result(job.question, job.camera, header, model, job.method, request_id=job.request_id)
 
     def finish_error(self, job: Job, status: int, error: str) -> None:
         msg = error_result(self.new_result(job), status, error, time.monotonic() - job.requested)
@@ -364,6 +409,14 @@ class Requests:
         """Deliver ``job``'s one result: publish it on ``answer``, hand it to its caller, count and log it."""
         if not job.claim_finish():
             return
+        msg.request_id = job.request_id
+        if msg.status == STATUS_UNSET:  # pragma: no cover - a bug: never let it read as an outcome
+            error_result(msg, STATUS_ERROR, "internal error: the result had no status")
+        note = ""
+        if msg.status == STATUS_NOT_FOUND:
+            pipeline = self.node.pipeline  # its search settings are the ones this question ran with
+            note = not_found_note(msg, pipeline.search.exist_threshold if pipeline is not None else float("nan"))
+        job.message = (f"{msg.answer} ({note})" if note else msg.answer) if msg.status in ANSWERED else msg.error
         job.result = msg
         pub = self.node.answer_pub
         if pub is not None:
@@ -373,17 +426,18 @@ class Requests:
                 self.logger.debug(f"cannot publish the answer: {exc}")
         job.done.set()
         self.reports.count(f"status_{msg.status}")
-        if msg.status == STATUS_OK:
+        asked = f"[{job.camera}] {quote(job.question)} ({job.request_id})"
+        if msg.status in ANSWERED:
             roi = msg.selected_roi
             self.logger.info(
-                f"[{job.camera}] {quote(job.question)} -> {msg.answer!r} roi=({roi.x_offset},{roi.y_offset},"
+                f"{asked} -> {msg.answer!r}{f' [{note}]' if note else ''} roi=({roi.x_offset},{roi.y_offset},"
                 f"{roi.width}x{roi.height}) conf={msg.confidence:.2f} passes={msg.forward_passes} "
                 f"latency={msg.latency.sec + msg.latency.nanosec * 1e-9:.2f}s via {job.source}"
             )
         elif msg.status == STATUS_BUSY:  # a flood of questions must not flood the log as well
-            self.reports.report("questions", "busy", f"{quote(job.question)} via {job.source}: {msg.error}")
+            self.reports.report("questions", "busy", f"{asked} via {job.source}: {msg.error}")
         else:
-            self.logger.warning(f"[{job.camera}] {quote(job.question)} via {job.source}: {msg.error}")
+            self.logger.warning(f"{asked} via {job.source}: {msg.error}")
 
 
-__all__ = ["CALLERS_TIMEOUT_S", "Job", "JobQueue", "Requests"]
+__all__ = ["CALLERS_TIMEOUT_S", "Job", "JobQueue", "Requests", "new_request_id"]

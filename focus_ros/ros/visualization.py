@@ -2,12 +2,15 @@
 
 The relevance maps live on the model's visual-token grid; a :class:`~focus_ros.core.geometry.GridMapping`
 says exactly which source pixels every cell covers (resize, pad-to-square and tiling included),
-so the heat-map is painted cell by cell onto a down-scaled copy of the frame.
+so the heat-map is painted cell by cell onto a down-scaled copy of the frame. The overlay also
+draws each target's own box with its phrase (``target_results``): the selected box is the view
+the answer was read from, which spans every target of a relation or count question.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,6 +19,7 @@ from ..core.geometry import Box, GridMapping
 
 SELECTED_COLOUR = (0, 255, 0)  # RGB
 CANDIDATE_COLOUR = (255, 200, 0)
+TARGET_COLOUR = (255, 0, 255)  # each target's own box: magenta stands out on the JET heat-map
 
 
 def downscale(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -94,6 +98,19 @@ def _text_banner(img: np.ndarray, lines: Iterable[str]) -> None:
         )
 
 
+def target_boxes(result: Any) -> list[tuple[str, Box]]:
+    """(phrase, own box) of every target of a core result that kept a region."""
+    return [(t.phrase, t.box) for t in getattr(result, "target_results", ()) if t.box is not None]
+
+
+def _label_box(img: np.ndarray, text: str, box: Box, scale: float, colour: tuple[int, int, int]) -> None:
+    h, w = img.shape[:2]
+    size = max(0.35, min(0.8, w / 1600.0))
+    x = int(np.clip(np.floor(box.x0 * scale), 0, w - 1))
+    y = int(np.clip(np.floor(box.y0 * scale) - 4, 12, h - 1))  # above the box, inside the image
+    cv2.putText(img, text[:40], (x, y), cv2.FONT_HERSHEY_SIMPLEX, size, colour, 1, cv2.LINE_AA)
+
+
 def render_overlay(
     small_rgb: np.ndarray,
     scale: float,
@@ -102,9 +119,11 @@ def render_overlay(
     selected: Box | None,
     question: str = "",
     answer: str = "",
+    targets: Sequence[tuple[str, Box]] = (),
     alpha: float = 0.45,
 ) -> np.ndarray:
-    """The down-scaled frame with the heat-map blended in, candidate boxes, the selected box and the answer."""
+    """The down-scaled frame with the heat-map blended in, candidate boxes, the selected box, each
+    target's own box with its phrase, and the answer."""
     out = small_rgb.copy()
     if heat is not None:
         out = cv2.addWeighted(out, 1.0 - alpha, colorize(heat), alpha, 0.0)
@@ -113,8 +132,11 @@ def render_overlay(
         _draw_box(out, box, scale, CANDIDATE_COLOUR, thick)
     if selected is not None:
         _draw_box(out, selected, scale, SELECTED_COLOUR, thick * 2 + 1)
+    for phrase, box in targets:
+        _draw_box(out, box, scale, TARGET_COLOUR, thick)
+        _label_box(out, phrase, box, scale, TARGET_COLOUR)
     _text_banner(out, [f"Q: {question}" if question else "", f"A: {answer}" if answer else ""])
     return out
 
 
-__all__ = ["downscale", "heat_on_frame", "colorize", "to_mono8", "render_overlay"]
+__all__ = ["downscale", "heat_on_frame", "colorize", "to_mono8", "render_overlay", "target_boxes"]

@@ -9,6 +9,11 @@ latest frame prefilled (``prefill_on_arrival``).
 Failures stay with their question: an exception inside the model fails only that question, a frame
 that does not decode is replaced by the newest good one still fresh enough, and running out of
 memory (CUDA or host) is reported and the cached frame prefixes are released.
+
+Each answered result gets its targets' 3-D points from the depth paired with its frame
+(:func:`focus_ros.ros.spatial.fill_points`) before it is delivered; then the RViz markers and,
+with the relevance images, their camera_info scaled to them. The worker also keeps what
+/diagnostics reports about it: the last latency and the inference failures in a row.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from focus_ros.action import Query
 
 from ..core.pipeline import free_memory, is_out_of_memory
 from ..core.results import Cancelled
+from . import spatial
 from . import visualization as viz
 from .image_msgs import rgb_to_image
 from .reports import Reports, first_line, quote
@@ -52,6 +58,10 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._prefilled_uid = 0
+        # For /diagnostics (read from the executor: plain attributes, replaced whole).
+        self.last_latency_s: float | None = None  # request to answer, of the last answered question
+        self.failures_in_row = 0  # inference failures (exception in the model, out of memory) since the last answer
+        self.last_failure = ""
 
     # ================================================================== thread
     @property
@@ -89,6 +99,7 @@ class Worker:
             try:
                 self._process(job)
             except Exception as exc:  # never let one question kill the worker
+                self._failed(f"{type(exc).__name__}: {first_line(exc)}")
                 self.reports.count("internal_errors")
                 size = f"{job.frame.width}x{job.frame.height} " if job.frame is not None else ""
                 self.logger.error(
@@ -99,6 +110,10 @@ class Worker:
                     STATUS_ERROR,
                     f"internal error while answering about the {size}frame: {type(exc).__name__}: {first_line(exc)}",
                 )
+
+    def _failed(self, why: str) -> None:
+        self.failures_in_row += 1
+        self.last_failure = why
 
     # ================================================================== memory
     def release_memory(self) -> None:
@@ -178,6 +193,7 @@ class Worker:
             # tensors (KV caches, activations) alive and emptying the CUDA cache would free nothing.
             del image
             self.release_memory()
+            self._failed(out_of_memory)
             self.reports.count("out_of_memory")
             self.logger.error(
                 f"out of memory on {quote(job.question)} about the {job.frame.width}x"
@@ -193,8 +209,36 @@ class Worker:
             )
             return
         msg = fill_result(requests.new_result(job), result, time.monotonic() - job.requested)
+        self._fill_points(job, msg)
+        self.failures_in_row = 0
+        self.last_latency_s = time.monotonic() - job.requested
         requests.finish(job, msg)
+        self._publish_markers(msg)
         self._publish_relevance(job, result, image)
+
+    # ================================================================== 3-D points and markers
+    def _fill_points(self, job: Job, msg: Any) -> None:
+        """Each target's point, extent, pan, tilt and note; a failure here costs the points, never the answer."""
+        settings = self.node.params.current
+        try:
+            spatial.fill_points(
+                msg, job.frame, self.node.frames, settings.depth_enabled, int(settings.depth_stamp_tolerance * 1e9)
+            )
+        except Exception as exc:
+            why = f"3-D points not computed: {type(exc).__name__}: {first_line(exc)}"
+            self.reports.count("points_failed")
+            self.reports.report(job.frame.topic or job.camera, "points", why)
+            for target in msg.target_results:
+                target.has_point, target.note = False, why
+
+    def _publish_markers(self, msg: Any) -> None:
+        pub = self.node.marker_pub
+        if pub is None or pub.get_subscription_count() == 0:
+            return
+        try:
+            pub.publish(spatial.markers(msg))
+        except Exception as exc:
+            self.reports.report("markers", "publish", f"markers not published: {type(exc).__name__}: {first_line(exc)}")
 
     def _decode(self, job: Job) -> Any:
         """The job's frame as RGB. When the latest frame does not decode, the newest good one (still
@@ -249,21 +293,36 @@ class Worker:
             if result.relevance_maps and mapping is not None:
                 heat = viz.heat_on_frame(list(result.relevance_maps.values()), mapping, small.shape[1], small.shape[0])
             header = job.frame.header
+            frames = self.node.frames
+            camera_info = frames.camera_info(job.frame.camera) if frames is not None else None
+            # the camera seen through the published (down-scaled) images, for RViz's Camera display
+            info = (
+                spatial.scaled_camera_info(camera_info, small.shape[1], small.shape[0], header) if camera_info else None
+            )
             self.reports.count("relevance_computed")
             if want_map and heat is not None:
                 if settings.relevance_encoding == "mono8":
                     map_pub.publish(rgb_to_image(viz.to_mono8(heat), "mono8", header))
                 else:
                     map_pub.publish(rgb_to_image(viz.colorize(heat), "rgb8", header))
+                self._publish_info(self.node.map_info_pub, info)
             if want_overlay:
                 chosen = result.bbox
                 candidates = [r.box for r in result.regions]
-                overlay = viz.render_overlay(small, scale, heat, candidates, chosen, job.question, result.answer)
+                overlay = viz.render_overlay(
+                    small, scale, heat, candidates, chosen, job.question, result.answer, viz.target_boxes(result)
+                )
                 overlay_pub.publish(rgb_to_image(overlay, "rgb8", header))
+                self._publish_info(self.node.overlay_info_pub, info)
         except Exception as exc:
             self.reports.report(
                 "relevance", "publish", f"relevance images not published: {type(exc).__name__}: {first_line(exc)}"
             )
+
+    @staticmethod
+    def _publish_info(pub: Any, info: Any) -> None:
+        if pub is not None and info is not None:
+            pub.publish(info)
 
 
 __all__ = ["IDLE_POLL_S", "Worker"]

@@ -112,7 +112,8 @@ def test_every_question_of_the_bag_gets_exactly_one_answer_about_a_frame_of_its_
     assert [len(r.answers) for r in report.rows] == [1] * len(truth.questions), run["log"][-3000:]
     for row in report.rows:
         a = row.answer
-        assert a.status == "ok", (row.truth.question, a.error)
+        # an answer: OK, or NOT_FOUND when no target was confirmed (which of the two: the pipeline test below)
+        assert a.status in ("ok", "not_found"), (row.truth.question, a.error)
         # the source frame's header, never "now": a frame of the question's own scene, the latest
         # when the node took the question (within two frame periods of the question's bag time:
         # DDS delivery and a busy 2-core machine move either a little)
@@ -172,4 +173,5 @@ def test_the_node_over_dds_answers_exactly_as_the_core_pipeline_does_on_the_same
         roi = roi_from_box(result.bbox, image.shape[1], image.shape[0], whole_is_zero=True)
         box = [roi.x_offset, roi.y_offset, roi.x_offset + roi.width, roi.y_offset + roi.height] if roi.width else None
         assert (a.answer, a.box) == (clean_text(result.answer), box), a.question
+        assert a.status == ("not_found" if result.none_found else "ok"), a.question
         assert math.isclose(a.confidence, result.confidence, abs_tol=1e-4) or a.confidence < 0

@@ -27,18 +27,22 @@ def _header(store, stamp_ns: int):
     )
 
 
-def _result(store, question: str, answer: str, stamp_ns: int, box=None, status: int = 0, error: str = ""):
+def _result(store, question: str, answer: str, stamp_ns: int, box=None, status: str = "OK", error: str = ""):
     T = store.types
     roi = T["sensor_msgs/msg/RegionOfInterest"]
     x0, y0, x1, y1 = box or (0, 0, 0, 0)
-    return T["focus_ros/msg/FocusResult"](
+    FocusResult = T["focus_ros/msg/FocusResult"]
+    return FocusResult(
         header=_header(store, stamp_ns),
+        request_id="",
         question=question,
         answer=answer,
         targets=[],
         question_type=1,
         regions=[],
         selected_roi=roi(x_offset=x0, y_offset=y0, height=y1 - y0, width=x1 - x0, do_rectify=False),
+        found=False,
+        target_results=[],
         confidence=0.5,
         forward_passes=9,
         tokens_prefilled=100,
@@ -46,7 +50,7 @@ def _result(store, question: str, answer: str, stamp_ns: int, box=None, status: 
         model="m",
         method="focus",
         camera="camera",
-        status=status,
+        status=getattr(FocusResult, f"STATUS_{status}"),
         error=error,
     )
 
@@ -137,7 +141,10 @@ def test_a_missing_answer_an_error_or_an_answer_about_another_scene_is_reported_
     if case == "missing":
         del msgs[4]
     elif case == "error":
-        msgs[4] = ("/focus/answer", _result(store, q.question, "", q.first_frame_ns, status=1, error="no frame yet"))
+        msgs[4] = (
+            "/focus/answer",
+            _result(store, q.question, "", q.first_frame_ns, status="ERROR", error="no frame yet"),
+        )
     else:  # the same question answered on the previous scene's frame: not this question's answer
         msgs[4] = ("/focus/answer", _result(store, q.question, q.answer, TRUTH.questions[0].first_frame_ns))
     bag = _write(tmp_path / "answers", msgs)

@@ -22,7 +22,7 @@ CORE = REPO / "focus_ros" / "core"
 _PROBE = textwrap.dedent(
     """
     import json, sys
-    from focus_ros.msg import FocusResult, Region
+    from focus_ros.msg import FocusResult, Question, Region, TargetResult
     from focus_ros.srv import Ask
     from focus_ros.action import Query
     import focus_ros, focus_ros.core, focus_ros.msg
@@ -47,6 +47,10 @@ _PROBE = textwrap.dedent(
         method="focus",
         camera="front",
         status=FocusResult.STATUS_OK,
+        request_id="planner-1",
+        found=True,
+        target_results=[TargetResult(phrase="red object", roi=RegionOfInterest(x_offset=10, y_offset=20, width=30,
+                                     height=40), confidence=0.75, found=True, pan=0.25, tilt=-0.5)],
     )
     msg.header.frame_id = "camera_optical"
     back = deserialize_message(serialize_message(msg), FocusResult)
@@ -58,18 +62,24 @@ _PROBE = textwrap.dedent(
     print(json.dumps({
         "fields": sorted(FocusResult.get_fields_and_field_types()),
         "region_fields": sorted(Region.get_fields_and_field_types()),
+        "target_fields": sorted(TargetResult.get_fields_and_field_types()),
+        "question_fields": sorted(Question.get_fields_and_field_types()),
         "ask_request": sorted(Ask.Request.get_fields_and_field_types()),
         "ask_response": sorted(Ask.Response.get_fields_and_field_types()),
         "goal": sorted(Query.Goal.get_fields_and_field_types()),
         "result": sorted(Query.Result.get_fields_and_field_types()),
         "feedback": sorted(Query.Feedback.get_fields_and_field_types()),
-        "constants": [FocusResult.TYPE_SINGLE, FocusResult.TYPE_ALL, FocusResult.STATUS_OK,
-                      FocusResult.STATUS_ERROR, FocusResult.STATUS_CANCELED,
-                      FocusResult.STATUS_BUSY],
+        "constants": [FocusResult.TYPE_SINGLE, FocusResult.TYPE_ALL, FocusResult.STATUS_UNSET,
+                      FocusResult.STATUS_OK, FocusResult.STATUS_NOT_FOUND, FocusResult.STATUS_ERROR,
+                      FocusResult.STATUS_CANCELED, FocusResult.STATUS_BUSY],
+        "default_status": FocusResult().status,
         "roundtrip_equal": back == msg,
+        "roundtrip_target": [back.target_results[0].phrase, back.target_results[0].roi.width,
+                             back.target_results[0].found, back.request_id],
         "roundtrip_roi_x": back.regions[0].roi.x_offset,
         "feedback_stage": fb.stage,
         "stamp_is_zero": req.stamp.sec == 0 and req.stamp.nanosec == 0 and goal.camera == "",
+        "request_id_is_empty": req.request_id == "" and goal.request_id == "",
         "focus_ros_file": focus_ros.__file__,
         "msg_file": focus_ros.msg.__file__,
         "core_file": focus_ros.core.__file__,
@@ -117,19 +127,30 @@ def test_generated_interfaces_and_core_import_together_and_focus_result_roundtri
         "camera",
         "status",
         "error",
+        "request_id",
+        "found",
+        "target_results",
     ):
         assert field in info["fields"], field
     assert info["region_fields"] == sorted(["roi", "target", "confidence", "relevance"])
-    assert info["ask_request"] == sorted(["question", "camera", "stamp"])
+    assert info["target_fields"] == sorted(
+        ["phrase", "roi", "confidence", "found", "has_point", "point", "extent", "pan", "tilt", "note"]
+    )
+    assert info["question_fields"] == sorted(["header", "request_id", "question", "camera"])
+    assert info["ask_request"] == sorted(["question", "camera", "stamp", "request_id"])
     assert info["ask_response"] == sorted(["success", "message", "result"])
-    assert info["goal"] == sorted(["question", "camera", "stamp"])
+    assert info["goal"] == sorted(["question", "camera", "stamp", "request_id"])
     assert info["result"] == ["result"]
     assert info["feedback"] == sorted(["stage", "step", "total_steps", "candidate_roi", "candidate_confidence"])
-    assert info["constants"] == [1, 2, 0, 1, 2, 3]
+    # 0 is reserved: a default-constructed result (an aborted goal's) never reads as success
+    assert info["constants"] == [1, 2, 0, 1, 2, 3, 4, 5]
+    assert info["default_status"] == 0
     assert info["roundtrip_equal"] is True
+    assert info["roundtrip_target"] == ["red object", 30, True, "planner-1"]
     assert info["roundtrip_roi_x"] == 10
     assert info["feedback_stage"] == "verify"
     assert info["stamp_is_zero"] is True
+    assert info["request_id_is_empty"] is True
 
 
 def _focus_ros_install_prefix():

@@ -33,6 +33,9 @@ QUICK = {
     "search.min_anchor_distance": 2,
     "search.s_min": 3,
     "search.s_max": 7,
+    # The random-weight miniature's existence confidences mean nothing: threshold 0 confirms every verified
+    # target, so an answered question reads STATUS_OK here (NOT_FOUND: test_ros_target_results.py).
+    "search.exist_threshold": 0.0,
 }
 QUEUE = 4
 
@@ -40,8 +43,9 @@ QUEUE = 4
 # ----------------------------------------------------------------------------- the 4K stream (short benchmark)
 def test_a_4k_stream_at_30_hz_with_questions_on_every_channel_answers_each_once_with_bounded_memory(tmp_path):
     """Expected: 4 s of 3840x2160 rgb8 at 30 Hz from a camera process, 3 questions (topic + service + action)
-    every 0.5 s: every question gets exactly one result on 'answer' and its caller the same status; only OK or
-    BUSY (a full queue), never a lost one; at least one OK per channel (the first round finds the queue empty);
+    every 0.5 s: every question gets exactly one result on 'answer' and its caller the same status; only an
+    answer (OK, or NOT_FOUND from the miniature's meaningless existence confidences) or BUSY (a full queue),
+    never a lost one; at least one answer per channel (the first round finds the queue empty);
     the node's private memory (RssAnon) grows by less than 600 MiB: ~90 MiB were measured here (170-260 MiB
     with glibc's default mmap threshold, see focus_node_main), the frames the store and the queue hold plus one
     question's 4K pre-processing, while keeping one 25 MB frame per received frame would be ~3 GiB (the 60 s
@@ -70,7 +74,8 @@ def test_a_4k_stream_at_30_hz_with_questions_on_every_channel_answers_each_once_
         assert c["sent"] == 8, (channel, c)
         assert c["answered"] == c["sent"] and c["unanswered"] == 0 and c["answered_twice"] == 0, (channel, c)
         assert c["caller_mismatch"] == 0, (channel, c)
-        assert c["ok"] + c["busy"] == c["sent"] and c["ok"] >= 1, (channel, c)
+        answered = c["ok"] + c["not_found"]
+        assert answered + c["busy"] == c["sent"] and answered >= 1, (channel, c)
     assert r["camera"]["sent"] > 0 and r["sentinel_seen"] and r["node_exit_code"] == 0
     assert r["memory_mb"]["RssAnon"]["growth"] < 600, r["memory_mb"]
 

@@ -1,6 +1,7 @@
 """focus_ros.ros.replay and ``focus-replay`` over real DDS: the bundled demo bag (test/data/demo_bag)
-is played into subscribers of a private rclpy context: every message, in order, with its original
-stamps and the bag's timing; topic filter, remap, /clock for use_sim_time nodes, sqlite3 bags;
+is played into subscribers of a private rclpy context: every message (colour, depth, camera_info,
+questions), in order, with its original stamps and the bag's timing; topic filter, remap, a short
+wait for topics nobody subscribes; /clock for use_sim_time nodes, sqlite3 bags;
 recording of answers into a bag that rosbags reads back with the right definitions; clean stops
 (stop event, SIGINT) and clear errors for bad bags."""
 
@@ -22,14 +23,22 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_helpers import sample_rgb, stamp_ns, wait_for
 from rosbags.highlevel import AnyReader
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import String
 
-from focus_ros.bags.demo import COMPRESSED_TOPIC, QUESTION_TOPIC, START_NS, load_ground_truth, write_demo_bag
+from focus_ros.bags.demo import (
+    CAMERA_INFO_TOPIC,
+    COMPRESSED_TOPIC,
+    DEPTH_TOPIC,
+    QUESTION_TOPIC,
+    START_NS,
+    load_ground_truth,
+    write_demo_bag,
+)
 from focus_ros.cli.replay import main as replay_main
 from focus_ros.msg import FocusResult, Region
 from focus_ros.ros.image_msgs import numpy_to_image
-from focus_ros.ros.replay import BagError, focus_typestore, replay
+from focus_ros.ros.replay import SUBSCRIBER_SETTLE_S, BagError, focus_typestore, replay
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "demo_bag"
 TRUTH = load_ground_truth(BUNDLED)
@@ -39,10 +48,15 @@ FRAME_STAMPS = [
     for k in range(TRUTH.frames_per_scene)
 ]
 N_Q = len(TRUTH.questions)  # 3 a scene: shape, relation, count
-# Bag order: frames and questions by time, a frame first when both fall on the same instant.
+# Every frame has its colour image, registered depth image and camera_info, all with its stamp.
+FRAME_TOPICS = (COMPRESSED_TOPIC, DEPTH_TOPIC, CAMERA_INFO_TOPIC)
+# Bag order of colour frames and questions: by time, a frame first when both fall on the same instant.
 BAG_ORDER = sorted(
     [(t, 0, COMPRESSED_TOPIC) for t in FRAME_STAMPS] + [(q.time_ns, 1, QUESTION_TOPIC) for q in TRUTH.questions]
 )
+N_MESSAGES = len(FRAME_TOPICS) * len(FRAME_STAMPS) + N_Q
+PUBLISHED = {COMPRESSED_TOPIC: len(FRAME_STAMPS), DEPTH_TOPIC: len(FRAME_STAMPS)}
+PUBLISHED |= {CAMERA_INFO_TOPIC: len(FRAME_STAMPS), QUESTION_TOPIC: N_Q}
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -61,8 +75,11 @@ class Graph:
         self.executor.add_node(self.sim_node)
         self._lock = threading.Lock()
         self.received: list[tuple[float, str, object]] = []
+        # Every topic of the bag has a subscriber, so wait_subscribers never waits out its timeout.
         for topic, cls in (
             (COMPRESSED_TOPIC, CompressedImage),
+            (DEPTH_TOPIC, Image),
+            (CAMERA_INFO_TOPIC, CameraInfo),
             (QUESTION_TOPIC, String),
             ("/remapped/question", String),
         ):
@@ -110,21 +127,33 @@ def _fresh(graph):
 
 def test_replay_delivers_every_message_in_order_with_original_stamps_and_bag_timing(graph):
     stats = replay(BUNDLED, rate=4.0, wait_subscribers=10.0, context=graph.context)
-    wait_for(lambda: len(graph.received) >= len(BAG_ORDER), 10.0)
+    wait_for(lambda: len(graph.received) >= N_MESSAGES, 10.0)
     time.sleep(0.2)
     got = graph.take()
-    assert stats.published == {COMPRESSED_TOPIC: len(FRAME_STAMPS), QUESTION_TOPIC: N_Q}
+    assert stats.published == PUBLISHED
     assert stats.loops == 1 and stats.questions == N_Q and not stats.interrupted
-    assert [t for _, t, _ in got] == [topic for _, _, topic in BAG_ORDER]
-    frames = [m for _, t, m in got if t == COMPRESSED_TOPIC]
-    assert [stamp_ns(m.header) for m in frames] == FRAME_STAMPS
-    assert {m.header.frame_id for m in frames} == {"camera_optical_frame"} and {m.format for m in frames} == {"jpeg"}
+    # Colour frames and questions interleave as in the bag (a question is about the frames before it).
+    # A frame's depth and camera_info share its instant and travel on their own topics, so they are
+    # checked per topic: DDS orders samples within a topic, not across topics.
+    assert [t for _, t, _ in got if t in (COMPRESSED_TOPIC, QUESTION_TOPIC)] == [topic for _, _, topic in BAG_ORDER]
+    for topic in FRAME_TOPICS:
+        frames = [m for _, t, m in got if t == topic]
+        assert [stamp_ns(m.header) for m in frames] == FRAME_STAMPS, topic
+        assert {m.header.frame_id for m in frames} == {"camera_optical_frame"}, topic
+    assert {m.format for _, t, m in got if t == COMPRESSED_TOPIC} == {"jpeg"}
+    depths = [m for _, t, m in got if t == DEPTH_TOPIC]
+    assert {(m.encoding, m.width, m.height) for m in depths} == {("16UC1", TRUTH.depth["width"], TRUTH.depth["height"])}
+    infos = [m for _, t, m in got if t == CAMERA_INFO_TOPIC]
+    assert {(m.width, m.height, tuple(m.k)) for m in infos} == {
+        (TRUTH.camera["width"], TRUTH.camera["height"], tuple(TRUTH.camera["k"]))
+    }
     assert [m.data for _, t, m in got if t == QUESTION_TOPIC] == [q.question for q in TRUTH.questions]
     # Arrival times follow the bag time / 4 (generous bounds: a loaded 2-core machine).
-    bag_times = [t - START_NS for t, _, _ in BAG_ORDER]
+    question_times = iter(q.time_ns for q in TRUTH.questions)
     t0 = got[0][0]
-    for (arrived, _, _), bag_ns in zip(got, bag_times):
-        assert abs((arrived - t0) - bag_ns / 4e9) < 0.5
+    for arrived, topic, msg in got:
+        bag_ns = (next(question_times) if topic == QUESTION_TOPIC else stamp_ns(msg.header)) - START_NS
+        assert abs((arrived - t0) - bag_ns / 4e9) < 0.5, topic
     assert 3.0 < stats.playback_s < 5.0
 
 
@@ -153,6 +182,21 @@ def test_remap_renames_bag_topics(graph):
     assert [(t, m.data) for _, t, m in got] == [("/remapped/question", q.question) for q in TRUTH.questions]
 
 
+def test_wait_subscribers_gives_topics_nobody_subscribes_only_a_short_settle_after_the_first_match(graph):
+    # A node subscribes all its topics at once; a bag topic it does not take (depth nobody remapped,
+    # depth.enabled false) must not hold playback for the whole --wait-subscribers time.
+    stats = replay(
+        BUNDLED,
+        rate=20.0,
+        topics=[QUESTION_TOPIC, COMPRESSED_TOPIC],
+        remap=[f"{COMPRESSED_TOPIC}:=/nobody/listens"],
+        wait_subscribers=120.0,
+        context=graph.context,
+    )
+    assert stats.published == {QUESTION_TOPIC: N_Q, "/nobody/listens": len(FRAME_STAMPS)}
+    assert SUBSCRIBER_SETTLE_S <= stats.wall_s < SUBSCRIBER_SETTLE_S + 15.0
+
+
 def test_clock_publishes_bag_time_that_use_sim_time_nodes_follow(graph):
     stats = replay(
         BUNDLED, rate=10.0, topics=[QUESTION_TOPIC], clock_hz=50.0, wait_subscribers=10.0, context=graph.context
@@ -171,11 +215,12 @@ def test_clock_publishes_bag_time_that_use_sim_time_nodes_follow(graph):
 def test_sqlite3_bags_replay_like_mcap(graph, tmp_path):
     case = write_demo_bag(tmp_path, storage="sqlite3")
     stats = replay(case / "sqlite3", rate=20.0, wait_subscribers=10.0, context=graph.context)
-    wait_for(lambda: len(graph.received) >= len(BAG_ORDER), 10.0)
+    wait_for(lambda: len(graph.received) >= N_MESSAGES, 10.0)
     time.sleep(0.2)
-    frames = [m for _, t, m in graph.take(COMPRESSED_TOPIC)]
-    assert stats.published == {COMPRESSED_TOPIC: len(FRAME_STAMPS), QUESTION_TOPIC: N_Q}
-    assert [stamp_ns(m.header) for m in frames] == FRAME_STAMPS
+    got = graph.take()
+    assert stats.published == PUBLISHED
+    for topic in FRAME_TOPICS:
+        assert [stamp_ns(m.header) for _, t, m in got if t == topic] == FRAME_STAMPS, topic
 
 
 def _focus_result(question: str, frame: CompressedImage | None, n: int) -> FocusResult:

@@ -58,7 +58,7 @@ from PIL import Image
 from ..geometry import Box, crop, union_all
 from ..models import Extension, ImagePrefix, VLMAdapter
 from ..models.llava import expand_to_square
-from ..results import Region
+from ..results import Region, TargetOutcome
 from ..targets import TYPE_ALL, Target
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -514,6 +514,16 @@ class ZoomEye:
         return False
 
 
+def zoom_outcome(eye: ZoomEye, phrase: str, nodes: list[Node]) -> TargetOutcome:
+    """A target's own result: the patches ZoomEye accepted for it (found: its own stopping rule said
+    so), with the mean of their confidences mapped to 0..1."""
+    if not nodes:
+        return TargetOutcome(phrase)
+    confs = [n.answering if n.answering is not None else n.existence for n in nodes]
+    confidence = float(np.mean([(c + 1.0) / 2.0 for c in confs if c is not None] or [0.0]))
+    return TargetOutcome(phrase, union_all([eye.patch(n) for n in nodes]), confidence, True)
+
+
 def run_zoom(pipe: FocusPipeline, ctx: QuestionRun) -> None:
     """The ``zoom`` method: targets (shared extraction), ZoomEye's search per target, its answer view."""
     adapter, question, result = pipe.adapter, ctx.question, ctx.result
@@ -533,12 +543,15 @@ def run_zoom(pipe: FocusPipeline, ctx: QuestionRun) -> None:
     searched: list[Node] = []
     for target in targets:
         if target.kind == TYPE_ALL:
-            searched.extend(eye.search_all(target))
-            continue
-        q = question if one_target else pipe.zoom.decomposed_question.format(target.phrase)
-        accepted = eye.search(target, q, force_no_root=eye.local and not one_target, visit_bottom_first=not one_target)
-        if accepted:
-            searched.append(max(accepted, key=lambda n: n.depth))  # the first of the deepest, as ZoomEye
+            found = eye.search_all(target)
+        else:
+            q = question if one_target else pipe.zoom.decomposed_question.format(target.phrase)
+            accepted = eye.search(
+                target, q, force_no_root=eye.local and not one_target, visit_bottom_first=not one_target
+            )
+            found = [max(accepted, key=lambda n: n.depth)] if accepted else []  # the first of the deepest, as ZoomEye
+        searched.extend(found)
+        result.target_results.append(zoom_outcome(eye, target.phrase, found))
     ctx.lap("search")
     ctx.check()
     ctx.progress("answer", 0, 0, None)
