@@ -40,6 +40,7 @@ from .geometry import (
     square_box,
     union_all,
 )
+from .memo import FrameMemo
 from .methods import METHODS, AttentionCropConfig, ZoomConfig, run_method
 from .methods.answer import respond
 from .models import Extension, ImagePrefix, Meter, VLMAdapter, load_adapter
@@ -91,6 +92,7 @@ class FocusPipeline:
         prefix_cache_size: int = 2,
         zoom: ZoomConfig | None = None,
         attention: AttentionCropConfig | None = None,
+        memo_bytes: int = 64 * 1024 * 1024,
     ):
         search.validate()
         self.adapter = adapter
@@ -102,6 +104,9 @@ class FocusPipeline:
         self.method_cache: dict[str, OrderedDict] = {}  # baselines' per-frame state, keyed like prefixes
         self._prefixes: OrderedDict[Hashable, ImagePrefix] = OrderedDict()
         self.prefix_cache_size = max(0, prefix_cache_size)
+        # relevance maps and existence confidences per cached frame (core/memo.py); 64 MiB holds
+        # thousands of 24x24 maps and confidences, a small share of one frame prefix's KV cache
+        self.memo = FrameMemo(memo_bytes)
 
     @classmethod
     def from_configs(cls, model: ModelConfig, search: SearchConfig, **kwargs: Any) -> FocusPipeline:
@@ -121,6 +126,7 @@ class FocusPipeline:
             self._prefixes[key] = prefix
             while len(self._prefixes) > self.prefix_cache_size:
                 self._prefixes.popitem(last=False)
+            self.memo.keep_frames(list(self._prefixes))  # a frame's memo lives as long as its prefix
         return prefix, False
 
     def cached_keys(self) -> list[Hashable]:
@@ -131,6 +137,7 @@ class FocusPipeline:
         """Forget every cached frame prefix (and the baselines' per-frame state)."""
         self._prefixes.clear()
         self.method_cache.clear()
+        self.memo.clear()
 
     def release_memory(self) -> None:
         """After running out of memory: drop the cached prefixes and give freed memory back (the

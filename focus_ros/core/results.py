@@ -104,6 +104,7 @@ class FocusResult:
     forward_passes: int = 0
     tokens_prefilled: int = 0
     generated_tokens: int = 0
+    reused_passes: int = 0  # passes a memo saved (relevance, existence, extraction prefix): not run
     timings: dict[str, float] = field(default_factory=dict)
     image_size: tuple[int, int] = (0, 0)
     model: str = ""
@@ -129,6 +130,7 @@ class FocusResult:
         self.forward_passes = meter.forward_passes
         self.tokens_prefilled = meter.tokens_prefilled
         self.generated_tokens = meter.generated_tokens
+        self.reused_passes = meter.reused_passes
         self.timings = clock.total()
         return self
 
@@ -146,6 +148,7 @@ class FocusResult:
             "forward_passes": self.forward_passes,
             "tokens_prefilled": self.tokens_prefilled,
             "generated_tokens": self.generated_tokens,
+            "reused_passes": self.reused_passes,
             "timings": {k: round(v, 6) for k, v in self.timings.items()},
             "image_size": list(self.image_size),
             "model": self.model,

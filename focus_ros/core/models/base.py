@@ -32,6 +32,7 @@ class Meter:
     forward_passes: int = 0
     tokens_prefilled: int = 0
     generated_tokens: int = 0
+    reused_passes: int = 0  # passes a memo (frame or model level) saved: not run, not in forward_passes
 
     def prefill(self, tokens: int) -> None:
         self.forward_passes += 1
