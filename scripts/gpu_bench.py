@@ -2,7 +2,7 @@
 """GPU timings of a real-size LLaVA-1.5-7B (built from its config, random weights, float16).
 
     python scripts/gpu_bench.py [--attn sdpa flash_attention_2] [--methods vanilla focus zoom]
-                                [--repeats 3] [--json timings.json]
+                                [--repeats 3] [--stages] [--verify-crops 6] [--json timings.json]
 
 No checkpoint is needed: the architecture of llava-hf/llava-1.5-7b-hf (CLIP ViT-L/14-336 + Llama-2-7B,
 32 layers, hidden 4096, vocabulary 32064) is built from its configuration with random weights, with
@@ -16,7 +16,12 @@ Prints, per attention implementation (sdpa, and flash_attention_2 when flash-att
 method: seconds per question for the first question on a frame (the frame prefix is prefilled)
 and for a second question on the same frame (prefix from the cache), forward passes, prefilled
 tokens and peak GPU memory; then the cost of a fresh prefill of image + question against the same
-question on the cached prefix. ``--tiny --device cpu`` runs the same logic on a tiny configuration
+question on the cached prefix; then the verify stage alone at ``--verify-crops`` crops (6), one crop
+per forward (``search.verify_batch`` 1) against all of them in one batched forward (verify_batch 6),
+with how far their existence confidences differ. ``--stages`` also prints where each question's
+time goes (pipeline stages and the model calls inside them; the GPU is synchronised after every
+model call for this, which costs the CPU/GPU overlap, so leave it off for the end-to-end seconds).
+``--tiny --device cpu`` runs the same logic on a tiny configuration
 (for checking the script without a GPU); without a CUDA device and without ``--tiny`` it says so and
 exits with status 2.
 """
@@ -77,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(ROOT / "models" / "miniatures" / "llava"),
         help="folder with a LLaVA tokenizer + image processor (default: the LLaVA miniature)",
     )
+    p.add_argument("--verify-crops", type=int, default=6, help="crops in the verify-stage timing (0: skip it)")
+    p.add_argument("--verify-crop-side", type=int, default=400, help="side of those crops in frame pixels")
+    p.add_argument("--stages", action="store_true", help="also print seconds per stage (synchronises the GPU)")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     return p
 
@@ -234,6 +242,7 @@ def bench_attn(args, pipe, attn: str, image) -> tuple[list[dict], dict]:
                     "generated_tokens": r.generated_tokens,
                     "peak_gib": peak if cuda else None,
                     "prefix_cached": r.prefix_cached,
+                    "timings": {k: round(v, 6) for k, v in r.timings.items()},
                 }
             )
     # the cached prefix against a fresh prefill of image + question
@@ -267,6 +276,93 @@ def bench_attn(args, pipe, attn: str, image) -> tuple[list[dict], dict]:
     if cuda:
         torch.cuda.empty_cache()
     return rows, prefix_row
+
+
+def verify_boxes(width: int, height: int, n: int, side: int):
+    """``n`` square crops of ``side`` pixels spread over the frame in two rows, left to right."""
+    from focus_ros.core.geometry import Box
+
+    side = min(side, width, height)
+    cols = -(-n // 2)
+    out = []
+    for i in range(n):
+        row, col = divmod(i, cols)
+        x = (width - side) * (col / max(1, cols - 1))
+        y = (height - side) * (row / max(1, (n - 1) // cols))
+        out.append(Box(x, y, x + side, y + side))
+    return out
+
+
+def bench_verify(args, pipe, attn: str, image) -> dict | None:
+    """The verify stage alone (``pipe.verify_regions``) on ``--verify-crops`` fixed crops of one target,
+    one crop per forward (``search.verify_batch`` 1) and all in one batched forward; median seconds."""
+    from dataclasses import replace
+
+    from focus_ros.core.results import Region
+    from focus_ros.core.run_context import QuestionRun
+    from focus_ros.core.targets import Target
+
+    n = args.verify_crops
+    if n < 1:
+        return None
+    h, w = image.shape[:2]
+    boxes = verify_boxes(w, h, n, args.verify_crop_side)
+    target = Target("red object")
+    base = pipe.search
+    seconds, confidences = {}, {}
+    try:
+        for batch in (1, n):
+            try:
+                pipe.search = replace(base, max_steps=n, overrun=False, verify_batch=batch)
+            except TypeError:  # a SearchConfig without verify_batch: nothing to compare
+                print("gpu_bench: search.verify_batch is not a setting here: verify timing skipped", file=sys.stderr)
+                return None
+            times = []
+            for rep in range(args.repeats + 1):  # the first run warms up (kernels for the batch shape)
+                regions = [Region(b, target.phrase, 0.0) for b in boxes]
+                ctx = QuestionRun.start(image, "Is there a red object?", "focus", pipe.adapter.name)
+                sync(args.device)
+                t0 = time.perf_counter()
+                pipe.verify_regions(ctx, target, regions, {}, lambda region: None)
+                sync(args.device)
+                if rep:
+                    times.append(time.perf_counter() - t0)
+            seconds[batch] = statistics.median(times)
+            confidences[batch] = [r.confidence for r in regions]
+    finally:
+        pipe.search = base
+    return {
+        "attn": attn,
+        "crops": n,
+        "crop_side": int(boxes[0].width),
+        "one_at_a_time_seconds": seconds[1],
+        "batched_seconds": seconds[n],
+        "speedup": seconds[1] / seconds[n],
+        "max_confidence_diff": max(abs(a - b) for a, b in zip(confidences[1], confidences[n])),
+    }
+
+
+STAGES = (
+    "targets",
+    "prefill",
+    "relevance",
+    "verify",
+    "answer",
+    "model.preprocess",
+    "model.prefill",
+    "model.extend",
+    "model.generate",
+    "total",
+)
+
+
+def print_stages(rows: list[dict]) -> None:
+    """Milliseconds per stage of every row (pipeline stages, then the model calls inside them)."""
+    print("seconds per stage, ms (model.* run inside the stages before them):")
+    print(f"{'attention':18} {'method':9} {'question':7}" + "".join(f"{s:>17}" for s in STAGES))
+    for r in rows:
+        cells = "".join(f"{r['timings'].get(s, 0.0) * 1000:17.1f}" for s in STAGES)
+        print(f"{r['attn']:18} {r['method']:9} {r['question']:7}{cells}")
 
 
 def flash_available() -> bool:
@@ -303,15 +399,18 @@ def main(argv: list[str] | None = None) -> int:
     w, h = args.frame
     image = frame(w, h)
     pipe = build_pipeline(args)
-    rows, prefix_rows = [], []
+    pipe.adapter.sync_timings = args.stages  # model-call seconds after their kernels, not at launch
+    rows, prefix_rows, verify_rows = [], [], []
     for attn in attns:
         try:
             r, pr = bench_attn(args, pipe, attn, image)
+            vr = bench_verify(args, pipe, attn, image)
         except (ImportError, ValueError, RuntimeError) as exc:
             print(f"gpu_bench: {attn} skipped: {str(exc).splitlines()[0]}", file=sys.stderr)
             continue
         rows += r
         prefix_rows.append(pr)
+        verify_rows += [vr] if vr else []
     size = "tiny configuration" if args.tiny else "LLaVA-1.5-7B architecture"
     dtype = "float16" if args.device == "cuda" else "float32"
     print(
@@ -341,10 +440,26 @@ def main(argv: list[str] | None = None) -> int:
             f"the cached prefix {p['cached_seconds'] * 1000:.1f} ms ({p['prefix_tokens']} prefix tokens, "
             f"{p['question_tokens']} question tokens; the prefix's KV cache holds {p['kv_cache_mib']:.0f} MiB)"
         )
+    for v in verify_rows:
+        print(
+            f"{v['attn']}: verify stage, {v['crops']} crops of {v['crop_side']} px: one at a time (search.verify_batch "
+            f"1) {v['one_at_a_time_seconds'] * 1000:.1f} ms, batched (verify_batch {v['crops']}) "
+            f"{v['batched_seconds'] * 1000:.1f} ms: {v['speedup']:.2f}x; confidences differ by at most "
+            f"{v['max_confidence_diff']:.1e}"
+        )
+    if args.stages:
+        print_stages(rows)
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {"device": device_name, "tiny": args.tiny, "rows": rows, "prefix": prefix_rows, "args": vars(args)},
+                {
+                    "device": device_name,
+                    "tiny": args.tiny,
+                    "rows": rows,
+                    "prefix": prefix_rows,
+                    "verify": verify_rows,
+                    "args": vars(args),
+                },
                 indent=1,
             )
             + "\n"

@@ -109,13 +109,16 @@ def expected_rgb(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
 # ----------------------------------------------------------------------------- ROS graph
 
 # Search settings for a question that keeps the model busy for a while: many small candidates,
-# all verified (~250 candidates x ~20 ms on the LLaVA miniature). Tests cancel it once they have
-# what they need, so it never runs to the end.
+# all verified one at a time (on a 640x480 frame ~470 candidates, ~12 s, on the LLaVA miniature,
+# ~540 and ~7 s on OneVision's, on an idle 2-core CPU). Tests cancel it once they have what they
+# need, so it never runs to the end.
 LONG_SEARCH = {
-    "search.max_steps": 300,
-    "search.top_k_anchors": 300,
+    "search.verify_batch": 1,  # one crop a pass: cancel checks between passes, no 1000-crop batch
+    "search.max_steps": 1000,
+    "search.top_k_anchors": 1000,
     "search.nms_iou": 1.0,
     "search.min_anchor_distance": 1,
+    "search.max_grid_side": 0,  # no pooling (OneVision's default pools): every cell a candidate
     "search.s_min": 2,
     "search.s_max": 3,
 }

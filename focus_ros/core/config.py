@@ -64,6 +64,7 @@ class ModelConfig:
     device: str = "auto"  # auto: cuda when available, else cpu
     attn_implementation: str = "sdpa"  # FOCUS reads values, not attention weights, so sdpa/flash work
     local_files_only: bool = False  # set by users who must never touch a hub
+    preshrink: bool = True  # OpenCV shrinks frames before the image processor: same answers, ~5x cheaper
 
     def validate(self) -> None:
         if not self.path:
@@ -101,6 +102,7 @@ class SearchConfig:
     max_steps: int = 6  # paper: check 4-8 candidates per question
     overrun: bool = True  # paper's "overrun": keep checking until a Yes
     max_overrun_steps: int = 6  # bound on the overrun so a question always ends
+    verify_batch: int = 0  # crops per batched forward; 0: all first max_steps at once (they always run); 1: one by one
     exist_threshold: float = 0.5  # Yes beats No
     type2_threshold: float = 0.6  # paper: keep every box with c > ~0.6 for "all X" targets
     far_apart_area_ratio: float = 4.0  # union > 4x the boxes' area: paste crops onto one canvas
@@ -114,7 +116,7 @@ class SearchConfig:
         for name in ("top_k_anchors", "s_min", "s_max", "max_steps", "max_new_tokens", "max_target_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"search.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("min_anchor_distance", "max_overrun_steps", "max_grid_side", "min_crop_side"):
+        for name in ("min_anchor_distance", "max_overrun_steps", "max_grid_side", "min_crop_side", "verify_batch"):
             if getattr(self, name) < 0:
                 raise ValueError(f"search.{name} must be >= 0, got {getattr(self, name)}")
         if self.s_max < self.s_min:

@@ -3,8 +3,13 @@ verification and the answer step, on one adapter.
 
 A frame's image prefix is prefilled once (:meth:`FocusPipeline.prefix`, a small LRU keyed by the
 caller's frame key); every existence prompt and the final answer on that frame extend a fork of
-its KV cache. Verification crops are prefilled once each, and the chosen crop's prefix is reused
-for the answer.
+its KV cache. Verification crops are prefilled once each (a target's first ``search.max_steps``
+together, in one batched forward), and the chosen crop's prefix is reused for the answer.
+What depends only on the model or the frame is not computed twice: the few-shot
+target-extraction prompt's examples are prefilled once per model
+(:meth:`FocusPipeline.extraction_extension`), and a target's relevance map is kept per cached
+frame in :attr:`FocusPipeline.memo` (:mod:`.memo`); a result counts the passes such reuse saved in
+``reused_passes``, never in ``forward_passes``.
 
 :meth:`FocusPipeline.run` validates a question, builds its :class:`~.run_context.QuestionRun`
 and hands it to the method's runner (:mod:`focus_ros.core.methods`: vanilla, FOCUS, and the
@@ -52,7 +57,7 @@ from .targets import (
     TYPE_ALL,
     TYPE_SINGLE,
     Target,
-    extraction_prompt,
+    extraction_prompt_parts,
     for_question_type,
     parse_targets,
     question_type,
@@ -60,6 +65,16 @@ from .targets import (
 )
 
 LOG = logging.getLogger(__name__)
+
+# What verifying one crop costs in model passes, batched or not: its image prefix, then its
+# existence prompt (a batched forward of N crops counts 2N, the passes one at a time would run, so
+# accuracy-vs-passes comparisons with the baselines do not depend on batching).
+PASSES_PER_CROP = 2
+
+
+def _box_key(box: Box) -> tuple[float, float, float, float]:
+    """A crop box as the plain tuple the existence memo is keyed by."""
+    return (box.x0, box.y0, box.x1, box.y1)
 
 
 # torch.OutOfMemoryError (torch >= 2.5; older: torch.cuda.OutOfMemoryError) is what CUDA raises.
@@ -107,6 +122,8 @@ class FocusPipeline:
         # relevance maps and existence confidences per cached frame (core/memo.py); 64 MiB holds
         # thousands of 24x24 maps and confidences, a small share of one frame prefix's KV cache
         self.memo = FrameMemo(memo_bytes)
+        # the extraction prompt's in-context examples, prefilled once per model (extraction_extension)
+        self._extraction_head: Extension | None = None
 
     @classmethod
     def from_configs(cls, model: ModelConfig, search: SearchConfig, **kwargs: Any) -> FocusPipeline:
@@ -133,21 +150,31 @@ class FocusPipeline:
         """The frame keys whose prefixes are cached now, least recently used first."""
         return list(self._prefixes)
 
+    def memo_frame(self, frame_key: Hashable | None) -> Hashable | None:
+        """The key under which :attr:`memo` keeps results of this frame: the frame key while its
+        prefix is cached, else None (never memoised: an anonymous frame, or one the prefix cache
+        does not hold, whose memo entries would outlive it)."""
+        return frame_key if frame_key is not None and frame_key in self._prefixes else None
+
     def clear_cache(self) -> None:
-        """Forget every cached frame prefix (and the baselines' per-frame state)."""
+        """Forget every cached frame prefix, the frame memo and the baselines' per-frame state.
+        The extraction prompt's prefix stays: it depends on the model only."""
         self._prefixes.clear()
         self.method_cache.clear()
         self.memo.clear()
 
     def release_memory(self) -> None:
-        """After running out of memory: drop the cached prefixes and give freed memory back (the
-        caller must already have let go of the failed question's tensors, its traceback included)."""
+        """After running out of memory: drop the cached prefixes (the extraction prompt's too) and
+        give freed memory back (the caller must already have let go of the failed question's
+        tensors, its traceback included)."""
         self.clear_cache()
+        self._extraction_head = None
         free_memory()
 
     def release(self) -> None:
         """Drop the cached prefixes and the model, and give their memory back (lifecycle cleanup)."""
         self.clear_cache()
+        self._extraction_head = None
         self.adapter.release()
         free_memory()
 
@@ -227,15 +254,53 @@ class FocusPipeline:
     def extract_targets(self, question: str, meter: Meter | None = None) -> tuple[list[Target], str]:
         """Step 1: the question's targets, from the model (few-shot) or the rule parser; and the source."""
         if self.search.target_extraction == "model":
-            user = extraction_prompt(question).rsplit(f"\n{ANSWER_LEAD}", 1)[0]
-            text = self.adapter.text_prompt(user) + ANSWER_LEAD
-            ext = self.adapter.extend(None, text, meter)
+            ext = self.extraction_extension(question, meter)
             reply = self.adapter.decode(ext, self.search.max_target_tokens, meter)
             targets = parse_targets(reply)
             if targets:
                 return targets, "model"
             LOG.debug("model listed no targets (%r); using the question's", reply)
         return targets_from_question(question), "question"
+
+    def extraction_split(self, question: str) -> tuple[str, str]:
+        """The model's whole extraction prompt for ``question`` in two: the head, the same for every
+        question (the family's prompt up to and including the in-context examples), and the tail,
+        the question's own part; head + tail is the prompt. The head is empty when the family's
+        prompt does not hold the examples verbatim."""
+        shared, own = extraction_prompt_parts(question)
+        user = (shared + own).rsplit(f"\n{ANSWER_LEAD}", 1)[0]
+        text = self.adapter.text_prompt(user) + ANSWER_LEAD
+        at = text.find(shared)
+        cut = at + len(shared) if at >= 0 else 0
+        return text[:cut], text[cut:]
+
+    def extraction_extension(self, question: str, meter: Meter | None = None) -> Extension:
+        """The extraction prompt prefilled, ready to decode. Its head is prefilled once per model and
+        kept (a pass it saves a later question counts in ``meter.reused_passes``); each question
+        prefills only its tail after a fork of the head's cache. When the tokenizer would give the
+        head and tail apart other ids than the whole (a merge across the split), the whole prompt
+        is prefilled at once instead: the logits are always those of a fresh prefill."""
+        adapter = self.adapter
+        head, tail = self.extraction_split(question)
+        if not head or not self._tokenizes_apart(head, tail):
+            LOG.debug("extraction prompt not split at its examples: prefilling it whole")
+            return adapter.extend(None, head + tail, meter)
+        kept = self._extraction_head
+        if kept is not None and kept.text == head:
+            if meter:
+                meter.reused_passes += 1
+        else:
+            kept = self._extraction_head = adapter.extend(None, head, meter)
+        return adapter.extend(kept, tail, meter)
+
+    def _tokenizes_apart(self, head: str, tail: str) -> bool:
+        """True when ids(head) + ids(tail) == ids(head + tail) (no token spans the split)."""
+        tokenizer = self.adapter.tokenizer
+
+        def ids(text: str) -> list[int]:
+            return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+        return ids(head) + ids(tail) == ids(head + tail)
 
     def targets_and_prefix(self, ctx: QuestionRun) -> tuple[list[Target], ImagePrefix]:
         """The first two stages every search method shares: the question's targets (recorded in
@@ -254,26 +319,49 @@ class FocusPipeline:
 
     # ----------------------------------------------------------------- steps 2-4
     def relevance(
-        self, prefix: ImagePrefix, target: str, meter: Meter | None = None
+        self, prefix: ImagePrefix, target: str, meter: Meter | None = None, frame_key: Hashable | None = None
     ) -> tuple[np.ndarray, np.ndarray, GridMapping]:
-        """Step 2: the target's relevance on the model grid, the map used for proposals, its mapping."""
+        """Step 2: the target's relevance on the model grid, the map used for proposals, its mapping.
+
+        With the frame's key (``ctx.frame_key``; its prefix cached) the maps are kept in
+        :attr:`memo`, per target phrase and the settings that shape them: a later question about
+        the same target on the same frame gets them without a model pass (counted in
+        ``meter.reused_passes``). The caller owns the arrays it gets (copies of the memo's)."""
+        s = self.search
+        frame = self.memo_frame(frame_key)
+        key = (target, s.layer_start, s.layer_end, s.contrast_quantile, s.smooth_sigma, s.max_grid_side)
+        kept = self.memo.get(frame, "relevance", key)
+        if kept is not None:
+            if meter:
+                meter.reused_passes += 1
+            rel_map, grid_map = kept
+            return rel_map.copy(), grid_map.copy(), self._pooled_mapping(prefix.mapping, rel_map.shape)
         ext = self.adapter.extend(prefix, self.adapter.existence_text(target), meter)
         target_pos = self.adapter.token_span(ext, target)
-        layers = layer_indices(self.adapter.num_layers, self.search.layer_start, self.search.layer_end)
+        layers = layer_indices(self.adapter.num_layers, s.layer_start, s.layer_end)
         image_pos = torch.as_tensor(prefix.grid_positions.reshape(-1), dtype=torch.long)
-        q = self.search.contrast_quantile
+        q = s.contrast_quantile
         rel = relevance_from_values(
             self.adapter.values(ext.cache, layers), target_pos, image_pos, contrast_quantile=q if q >= 0 else None
         )
         rel_map = rel.reshape(prefix.grid_positions.shape)
-        grid_map, mapping = rel_map, prefix.mapping
-        if self.search.smooth_sigma > 0:
-            grid_map = gaussian_smooth(grid_map, self.search.smooth_sigma)
+        grid_map = gaussian_smooth(rel_map, s.smooth_sigma) if s.smooth_sigma > 0 else rel_map
+        factor = self._pool_factor(grid_map.shape)
+        if factor > 1:
+            grid_map = block_reduce(grid_map, factor)
+        if frame is not None:
+            self.memo.put(frame, "relevance", key, (rel_map.copy(), grid_map.copy()))
+        return rel_map, grid_map, self._pooled_mapping(prefix.mapping, rel_map.shape)
+
+    def _pool_factor(self, shape: tuple[int, ...]) -> int:
+        """How many cells of a grid of ``shape`` pool into one proposal cell (``search.max_grid_side``)."""
         side = self.search.max_grid_side
-        if side and max(grid_map.shape) > side:
-            factor = -(-max(grid_map.shape) // side)
-            grid_map, mapping = block_reduce(grid_map, factor), mapping.downsample(factor)
-        return rel_map, grid_map, mapping
+        return -(-max(shape) // side) if side and max(shape) > side else 1
+
+    def _pooled_mapping(self, mapping: GridMapping, shape: tuple[int, ...]) -> GridMapping:
+        """The mapping of the proposal grid made from a relevance map of ``shape`` on ``mapping``."""
+        factor = self._pool_factor(shape)
+        return mapping.downsample(factor) if factor > 1 else mapping
 
     def proposals(self, grid_map: np.ndarray, mapping: GridMapping, target: str) -> list[Region]:
         """Step 3: proposals on the grid, mapped to source pixels (with margin / minimum size)."""
@@ -332,23 +420,79 @@ class FocusPipeline:
         """Step 4a: existence confidence on the crops, best first; "overrun" until a Yes (type 1).
         A type-2 target (every instance: "all X", or any target of a counting question) keeps
         every verified crop above ``search.type2_threshold``. The best crop's prefix is left in
-        ``crop_prefixes`` for the answer."""
-        s, adapter = self.search, self.adapter
+        ``crop_prefixes`` for the answer (none when its confidence came from the memo: the answer
+        step encodes that crop itself).
+
+        The first ``search.max_steps`` crops always run, so they are verified ``search.verify_batch``
+        at a time in one batched forward (:meth:`~.models.base.VLMAdapter.existence_batch`: the same
+        confidences as one at a time, and the best crop's prefix sliced from the batch's cache with
+        no extra pass); the overrun, which stops at the first Yes, goes one crop at a time. A crop's
+        confidence is kept per cached frame in :attr:`memo` (by box and existence phrase): a hit
+        runs no pass and adds the two a crop costs (its prefix, its prompt) to
+        ``meter.reused_passes``; only misses are batched. ``on_step`` hears every crop, in order."""
+        s, adapter, image = self.search, self.adapter, ctx.image
         limit = s.max_steps + (s.max_overrun_steps if s.overrun and target.kind == TYPE_SINGLE else 0)
+        phrase = target.existence_phrase
+        text = adapter.existence_text(phrase)
+        frame = self.memo_frame(ctx.frame_key)
         best: Region | None = None
-        for i, region in enumerate(regions[:limit]):
-            if i >= s.max_steps and best is not None and best.confidence >= s.exist_threshold:
-                break  # overrun only continues while no candidate said Yes
-            ctx.check()
-            crop_prefix = adapter.prefill_image(crop(ctx.image, region.box), ctx.meter)
-            ext = adapter.extend(crop_prefix, adapter.existence_text(target.existence_phrase), ctx.meter)
-            region.confidence = adapter.yes_probability(ext.logits)
+
+        def remembered(region: Region) -> float | None:
+            confidence = self.memo.get(frame, "exist", (_box_key(region.box), phrase))
+            if confidence is not None:
+                ctx.meter.reused_passes += PASSES_PER_CROP
+            return confidence
+
+        def settle(region: Region, confidence: float, crop_prefix: Callable[[], ImagePrefix] | None) -> None:
+            nonlocal best
+            region.confidence = confidence
             on_step(region)
-            if best is None or region.confidence > best.confidence:
+            if best is None or confidence > best.confidence:
                 if best is not None:
                     crop_prefixes.pop(best.box, None)
                 best = region
-                crop_prefixes[region.box] = crop_prefix  # kept for the answer: no re-encode
+                if crop_prefix is not None:
+                    crop_prefixes[region.box] = crop_prefix()  # kept for the answer: no re-encode
+
+        def one(region: Region) -> tuple[float, ImagePrefix]:
+            crop_prefix = adapter.prefill_image(crop(image, region.box), ctx.meter)
+            confidence = adapter.yes_probability(adapter.extend(crop_prefix, text, ctx.meter).logits)
+            self.memo.put(frame, "exist", (_box_key(region.box), phrase), confidence)
+            return confidence, crop_prefix
+
+        def flush(waiting: list[tuple[Region, float | None]]) -> None:
+            """Verify the waiting misses (one forward), then settle every waiting crop in order."""
+            ctx.check()
+            misses = [r for r, c in waiting if c is None]
+            found: dict[int, tuple[float, Callable[[], ImagePrefix]]] = {}
+            if len(misses) == 1:
+                confidence, crop_prefix = one(misses[0])
+                found[id(misses[0])] = (confidence, lambda: crop_prefix)
+            elif misses:
+                batch = adapter.existence_batch([crop(image, r.box) for r in misses], text, ctx.meter)
+                for i, (region, confidence) in enumerate(zip(misses, batch.confidences)):
+                    self.memo.put(frame, "exist", (_box_key(region.box), phrase), confidence)
+                    found[id(region)] = (confidence, lambda i=i: adapter.batch_prefix(batch, i))
+            for region, confidence in waiting:
+                if confidence is None:
+                    settle(region, *found[id(region)])
+                else:
+                    settle(region, confidence, None)
+
+        head = regions[: min(s.max_steps, limit)]
+        size = s.verify_batch or s.max_steps
+        waiting: list[tuple[Region, float | None]] = []
+        for region in head:
+            waiting.append((region, remembered(region)))
+            if sum(c is None for _, c in waiting) == size:
+                flush(waiting)
+                waiting = []
+        if waiting:
+            flush(waiting)
+        for region in regions[len(head) : limit]:
+            if best is not None and best.confidence >= s.exist_threshold:
+                break  # overrun only continues while no candidate said Yes
+            flush([(region, remembered(region))])
         if target.kind == TYPE_ALL:
             kept = [r for r in regions if r.confidence > s.type2_threshold]
             if kept:

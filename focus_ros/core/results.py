@@ -132,6 +132,9 @@ class FocusResult:
         self.generated_tokens = meter.generated_tokens
         self.reused_passes = meter.reused_passes
         self.timings = clock.total()
+        # the model calls' time by kind ("model.preprocess", "model.prefill", "model.extend",
+        # "model.generate"): it runs inside the stages above, so it is not added to "total"
+        self.timings.update({f"model.{kind}": s for kind, s in meter.seconds.items()})
         return self
 
     def to_dict(self) -> dict:

@@ -83,9 +83,16 @@ def singular(phrase: str) -> str:
 
 def extraction_prompt(question: str) -> str:
     """Few-shot text prompt whose continuation lists the question's targets."""
-    parts = [f"Question: {q}\n{QUERY}\n{ANSWER_LEAD} {a}\n" for q, a in FEW_SHOT]
-    parts.append(f"Question: {question.strip()}\n{QUERY}\n{ANSWER_LEAD}")
-    return "\n".join(parts)
+    return "".join(extraction_prompt_parts(question))
+
+
+def extraction_prompt_parts(question: str) -> tuple[str, str]:
+    """The extraction prompt in two: the in-context examples, the same text for every question
+    (so a model can prefill them once), and the question's own part. The split falls right after
+    a blank line, where tokenizers start a new token (the caller still checks that tokenizing the
+    two apart gives the ids of the whole)."""
+    shared = "".join(f"Question: {q}\n{QUERY}\n{ANSWER_LEAD} {a}\n\n" for q, a in FEW_SHOT)
+    return shared, f"Question: {question.strip()}\n{QUERY}\n{ANSWER_LEAD}"
 
 
 def _clean(phrase: str) -> str:

@@ -183,7 +183,7 @@ class FocusNode(rclpy.lifecycle.Node):
         )
         t0 = time.perf_counter()
         try:
-            pipeline = FocusPipeline.from_configs(model_cfg, search_cfg)
+            pipeline = FocusPipeline.from_configs(model_cfg, search_cfg, memo_bytes=settings.memo_mb * 2**20)
         except Exception as exc:  # OSError, ValueError, RuntimeError, safetensors errors ... from the loaders
             return self._fail_transition(
                 f"configure failed: cannot load model {model_cfg.path!r}: {type(exc).__name__}: {first_line(exc)}"

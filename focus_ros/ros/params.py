@@ -125,6 +125,15 @@ NODE_PARAMETERS: tuple[Spec, ...] = (
         high=64,
     ),
     Spec(
+        "memo_mb",
+        64,
+        "MiB kept of per-frame results (relevance maps, existence confidences) so a second question on a "
+        "cached frame reuses them; least recently used first out, 0 disables",
+        read_only=True,
+        low=0,
+        high=65536,
+    ),
+    Spec(
         "prefill_on_arrival",
         False,
         "keep the image prefix of the default camera's latest frame prefilled "
@@ -226,6 +235,11 @@ _MODEL_DOCS: dict[str, tuple[str, tuple[str, ...]]] = {
         ATTN_IMPLEMENTATIONS,
     ),
     "model.local_files_only": ("never contact a model hub", ()),
+    "model.preshrink": (
+        "shrink frames with OpenCV before the image processor (same answers, far cheaper); "
+        "false: the processor alone, as transformers does",
+        (),
+    ),
 }
 
 # search.* : (description, low, high, choices). Defaults are the LLaVA-1.5 paper settings;
@@ -270,6 +284,13 @@ _SEARCH_DOCS: dict[str, tuple[str, Any, Any, tuple[str, ...]]] = {
     "max_steps": ("step 4: candidates verified per target", 1, 1000, ()),
     "overrun": ("step 4: keep verifying past max_steps until a Yes (the paper's overrun)", None, None, ()),
     "max_overrun_steps": ("step 4: bound on the overrun", 0, 1000, ()),
+    "verify_batch": (
+        "step 4: crops verified per batched forward (same confidences as one at a time); 0: all of the "
+        "first max_steps at once, 1: one at a time",
+        0,
+        1000,
+        (),
+    ),
     "exist_threshold": ("step 4: existence probability that counts as Yes", 0.0, 1.0, ()),
     "type2_threshold": ("step 4: keep every region above this for 'all X' questions", 0.0, 1.0, ()),
     "far_apart_area_ratio": (
@@ -360,6 +381,7 @@ class NodeSettings:
     image_transport: str  # raw, compressed or both
     queue_size: int  # questions waiting at most; one more is BUSY
     frame_store_size: int  # frames kept per camera
+    memo_mb: int  # MiB of per-frame memo (relevance maps, existence confidences) in the pipeline
     qos: Mapping[str, QoSProfile]  # per QOS_TOPICS group
     prefill_on_arrival: bool  # prefill the default camera's latest frame while idle
     max_frame_age: float  # s; 0: no limit
@@ -396,6 +418,7 @@ def read_settings(get: Callable[[str], Any]) -> NodeSettings:
         image_transport=str(get("image_transport")),
         queue_size=int(get("queue_size")),
         frame_store_size=int(get("frame_store_size")),
+        memo_mb=int(get("memo_mb")),
         qos=MappingProxyType(qos),
         prefill_on_arrival=bool(get("prefill_on_arrival")),
         max_frame_age=float(get("max_frame_age")),

@@ -26,7 +26,7 @@ def frame(w=1280, h=720, seed=0):
 
 def fresh_last_logits(adapter, image, ids, extra_images=()):
     """Next-token logits of one full prefill (no cache) of ``ids`` with the images' pixels."""
-    images = [image, *extra_images]
+    images = [adapter.processor_image(i) for i in (image, *extra_images)]  # as image_inputs shows them
     inputs = adapter.image_inputs(images[0], adapter.prefix_text(), add_special_tokens=True)
     if extra_images:
         inputs = dict(

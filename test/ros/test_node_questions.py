@@ -35,6 +35,8 @@ BASE = {
     # The random-weight miniature's existence confidences mean nothing: threshold 0 confirms every verified
     # target, so an answered question reads STATUS_OK here (NOT_FOUND: test_ros_target_results.py).
     "search.exist_threshold": 0.0,
+    "search.verify_batch": 0,  # the default: the first max_steps crops in one batch
+    "search.max_grid_side": 0,  # LLaVA's default: no pooling
 }
 LONG = LONG_SEARCH  # a question that keeps the model busy until the test cancels it
 

@@ -31,9 +31,10 @@ from focus_ros.ros.image_msgs import numpy_to_image
 
 QUESTION = "What colour is the red cup?"
 SEARCH = {"search.target_extraction": "rule", "search.max_steps": 1, "search.overrun": False, "max_frame_age": 0.0}
-# 2 x 8,000,000 px: LLaVA pads frames to a square at full resolution, 8e6^2 x 3 bytes = 192 TB,
-# beyond any machine's address space, so the allocation fails at once (MemoryError), whatever
-# the overcommit policy, without touching memory.
+# 2 x 8,000,000 px: LLaVA's processor alone (model.preshrink false: no OpenCV shrink first) pads
+# frames to a square at full resolution, 8e6^2 x 3 bytes = 192 TB, beyond any machine's address
+# space, so the allocation fails at once (MemoryError), whatever the overcommit policy, without
+# touching memory.
 WIDE = 8_000_000
 
 
@@ -45,7 +46,7 @@ def missing(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ros(missing):
     harness = NodeHarness(
-        {"model.path": str(missing), "model.local_files_only": True, **SEARCH},
+        {"model.path": str(missing), "model.local_files_only": True, "model.preshrink": False, **SEARCH},
         configure=False,
         namespace="focus_faults",
     )  # its own namespace: see ros_helpers.RosoutLog

@@ -44,7 +44,7 @@ def run_focus(pipe: FocusPipeline, ctx: QuestionRun) -> None:
     ctx.progress("relevance", 0, len(targets), None)
     candidates: dict[str, list[Region]] = {}
     for target in targets:
-        rel_map, grid_map, mapping = pipe.relevance(prefix, target.existence_phrase, ctx.meter)
+        rel_map, grid_map, mapping = pipe.relevance(prefix, target.existence_phrase, ctx.meter, ctx.frame_key)
         result.relevance_maps[target.phrase] = rel_map
         candidates[target.phrase] = pipe.proposals(grid_map, mapping, target.phrase)
         ctx.check()

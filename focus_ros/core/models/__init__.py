@@ -28,8 +28,10 @@ def check_transformers(version: str | None = None) -> None:
 
         version = transformers.__version__
     if Version(version) < Version(MIN_TRANSFORMERS):
-        raise RuntimeError(f"transformers {version} is too old: focus_ros needs >= {MIN_TRANSFORMERS} (pinned in "
-                           "pyproject.toml; run scripts/setup.sh or pip install -e .)")
+        raise RuntimeError(
+            f"transformers {version} is too old: focus_ros needs >= {MIN_TRANSFORMERS} (pinned in "
+            "pyproject.toml; run scripts/setup.sh or pip install -e .)"
+        )
 
 
 def load_adapter(cfg: ModelConfig) -> VLMAdapter:
@@ -38,4 +40,13 @@ def load_adapter(cfg: ModelConfig) -> VLMAdapter:
     return ADAPTERS[resolve_family(cfg)].load(cfg)
 
 
-__all__ = ["ADAPTERS", "MIN_TRANSFORMERS", "check_transformers", "load_adapter", "VLMAdapter", "ImagePrefix", "Extension", "Meter"]
+__all__ = [
+    "ADAPTERS",
+    "MIN_TRANSFORMERS",
+    "check_transformers",
+    "load_adapter",
+    "VLMAdapter",
+    "ImagePrefix",
+    "Extension",
+    "Meter",
+]

@@ -33,10 +33,19 @@ class Meter:
     tokens_prefilled: int = 0
     generated_tokens: int = 0
     reused_passes: int = 0  # passes a memo (frame or model level) saved: not run, not in forward_passes
+    # wall seconds of the model calls by kind: "preprocess" (image processor), "prefill" (an image
+    # prefix), "extend" (text, or text + image, after a prefix), "generate" (greedy decoding)
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def prefill(self, tokens: int) -> None:
         self.forward_passes += 1
         self.tokens_prefilled += tokens
+
+    def lap(self, stage: str, since: float) -> float:
+        """Add the time since ``since`` (a ``time.perf_counter()`` reading) to ``stage``; returns now."""
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - since
+        return now
 
 
 @dataclass
@@ -47,11 +56,11 @@ class ImagePrefix:
     """
 
     cache: Any
-    input_ids: torch.Tensor            # [1, L] ids of the prefix
-    grid_positions: np.ndarray         # [gh, gw] sequence index of each visual-grid token
-    mapping: GridMapping               # grid cell -> source pixels
-    image_size: tuple[int, int]        # (width, height) of the source image
-    state: dict = field(default_factory=dict)   # family specifics (Qwen: rope delta, mm types)
+    input_ids: torch.Tensor  # [1, L] ids of the prefix
+    grid_positions: np.ndarray  # [gh, gw] sequence index of each visual-grid token
+    mapping: GridMapping  # grid cell -> source pixels
+    image_size: tuple[int, int]  # (width, height) of the source image
+    state: dict = field(default_factory=dict)  # family specifics (Qwen: rope delta, mm types)
     seconds: float = 0.0
 
     @property
@@ -64,18 +73,39 @@ class Extension:
     """A prefix extended by some tokens: logits of the last token and the grown (forked) cache."""
 
     cache: Any
-    logits: torch.Tensor               # [vocab] next-token logits after the last new token
-    input_ids: torch.Tensor            # [1, n] the new tokens
-    start: int                         # sequence index of the first new token
-    offsets: list[tuple[int, int]]     # character span of each new text token (for target lookup)
+    logits: torch.Tensor  # [vocab] next-token logits after the last new token
+    input_ids: torch.Tensor  # [1, n] the new tokens
+    start: int  # sequence index of the first new token
+    offsets: list[tuple[int, int]]  # character span of each new text token (for target lookup)
     text: str
     state: dict = field(default_factory=dict)
-    outputs: Any = None                # the model call's raw outputs (all logits / attention weights
-                                       # when the caller asked for them through ``model_kwargs``)
+    outputs: Any = None  # the model call's raw outputs (all logits / attention weights
+    # when the caller asked for them through ``model_kwargs``)
 
     @property
     def end(self) -> int:
         return self.start + int(self.input_ids.shape[1])
+
+
+@dataclass
+class CropSample:
+    """One image of a batch: its prefix ids, processor inputs (pixels, sizes), family state, size."""
+
+    prefix_ids: torch.Tensor  # [1, P] the image prefix's ids (no padding)
+    inputs: dict  # processor outputs other than ids / mask
+    state: dict  # as an ImagePrefix's state
+    image_size: tuple[int, int]  # (width, height) of the image
+
+
+@dataclass
+class CropBatch:
+    """Images prefilled together, each as its own prefix followed by the same text, in one forward
+    (:meth:`VLMAdapter.existence_batch`): P(Yes) per image and the shared, right-padded KV cache,
+    from which :meth:`VLMAdapter.batch_prefix` slices one image's prefix."""
+
+    confidences: list[float]
+    cache: Any  # per layer [B, heads, longest row, head_dim]
+    samples: list[CropSample]
 
 
 def fork_cache(cache: Any) -> Any:
@@ -113,14 +143,20 @@ class VLMAdapter(ABC):
     """Shared implementation; subclasses fill in the family-specific hooks."""
 
     family: ClassVar[str]
-    model_class: ClassVar[str]          # transformers class name, imported lazily
-    cuda_dtype: ClassVar[str] = "float16"   # model.dtype auto on CUDA: how the family's checkpoints ship
+    model_class: ClassVar[str]  # transformers class name, imported lazily
+    cuda_dtype: ClassVar[str] = "float16"  # model.dtype auto on CUDA: how the family's checkpoints ship
+    preshrink: bool = False  # a family with an OpenCV pre-shrink (preprocess.py) sets it; model.preshrink can veto
+    # Profilers set this: on CUDA every timed model stage then waits for its kernels, so Meter.seconds
+    # holds GPU time, not launch time (off by default: the wait costs the CPU/GPU overlap).
+    sync_timings: bool = False
 
     def __init__(self, model: Any, processor: Any, config: ModelConfig):
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.config = config
+        # the family's OpenCV pre-shrink (preprocess.py) unless the config asks for the processor alone
+        self.preshrink = type(self).preshrink and config.preshrink
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self._yes_ids = self._single_token_ids(("Yes", " Yes", "yes", " yes"))
@@ -131,22 +167,26 @@ class VLMAdapter(ABC):
 
     # ----------------------------------------------------------------- loading
     @classmethod
-    def load(cls, cfg: ModelConfig) -> "VLMAdapter":
+    def load(cls, cfg: ModelConfig) -> VLMAdapter:
         """Load model and processor with ``from_pretrained`` (local directory or hub id)."""
         import transformers
 
         device, dtype = resolve_device_dtype(cfg, cls.cuda_dtype)
         model_cls = getattr(transformers, cls.model_class)
         try:
-            processor = transformers.AutoProcessor.from_pretrained(
-                cfg.path, local_files_only=cfg.local_files_only)
-            model = model_cls.from_pretrained(cfg.path, dtype=dtype, attn_implementation=cfg.attn_implementation,
-                                              local_files_only=cfg.local_files_only)
-        except ImportError as exc:   # e.g. flash_attention_2 requested but flash-attn missing
+            processor = transformers.AutoProcessor.from_pretrained(cfg.path, local_files_only=cfg.local_files_only)
+            model = model_cls.from_pretrained(
+                cfg.path,
+                dtype=dtype,
+                attn_implementation=cfg.attn_implementation,
+                local_files_only=cfg.local_files_only,
+            )
+        except ImportError as exc:  # e.g. flash_attention_2 requested but flash-attn missing
             raise RuntimeError(f"cannot load {cfg.path!r} with attention {cfg.attn_implementation!r}: {exc}") from exc
         model.to(device).eval()
-        LOG.info("loaded %s (%s) on %s as %s, attention %s", cfg.path, cls.family, device, dtype,
-                 cfg.attn_implementation)
+        LOG.info(
+            "loaded %s (%s) on %s as %s, attention %s", cfg.path, cls.family, device, dtype, cfg.attn_implementation
+        )
         return cls(model, processor, cfg)
 
     @property
@@ -180,13 +220,18 @@ class VLMAdapter(ABC):
 
     def image_inputs(self, image: np.ndarray, text: str, add_special_tokens: bool) -> dict:
         """Processor inputs (input_ids, pixels, sizes) for ``text`` containing one image placeholder."""
-        inputs = self.processor(images=np.ascontiguousarray(image[..., :3]), text=text, return_tensors="pt",
-                                add_special_tokens=add_special_tokens)
+        inputs = self.processor(
+            images=np.ascontiguousarray(image[..., :3]),
+            text=text,
+            return_tensors="pt",
+            add_special_tokens=add_special_tokens,
+        )
         return dict(inputs)
 
     @abstractmethod
-    def _grid(self, input_ids: torch.Tensor, inputs: dict,
-              image_size: tuple[int, int]) -> tuple[np.ndarray, GridMapping]:
+    def _grid(
+        self, input_ids: torch.Tensor, inputs: dict, image_size: tuple[int, int]
+    ) -> tuple[np.ndarray, GridMapping]:
         """Sequence positions of the visual grid tokens and their mapping to source pixels."""
 
     def existence_text(self, target: str) -> str:
@@ -194,8 +239,7 @@ class VLMAdapter(ABC):
         return self.question_text(f"Is there a {target} in the image? Answer the question using a single word.")
 
     # ----------------------------------------------------------------- model calls
-    def _forward(self, input_ids: torch.Tensor, cache: Any, start: int, state: dict,
-                 vision: dict | None = None) -> Any:
+    def _forward(self, input_ids: torch.Tensor, cache: Any, start: int, state: dict, vision: dict | None = None) -> Any:
         """Run the model on new tokens at sequence index ``start``; returns its outputs (``.cache``,
         ``.logits`` of the last token unless ``vision`` asks for ``logits_to_keep=0``)."""
         kwargs = dict(vision or {})
@@ -210,6 +254,7 @@ class VLMAdapter(ABC):
             raise ValueError(f"image must be HxWx3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
         h, w = image.shape[:2]
         inputs = self.image_inputs(image, self.prefix_text(), add_special_tokens=True)
+        t1 = self._timed(meter, "preprocess", t0)
         input_ids = inputs.pop("input_ids")
         inputs.pop("attention_mask", None)
         state = self._prefix_state(input_ids, inputs)
@@ -217,16 +262,27 @@ class VLMAdapter(ABC):
         grid_positions, mapping = self._grid(input_ids, inputs, (w, h))
         if meter:
             meter.prefill(int(input_ids.shape[1]))
-        return ImagePrefix(cache=cache, input_ids=input_ids, grid_positions=grid_positions, mapping=mapping,
-                           image_size=(w, h), state=state, seconds=time.perf_counter() - t0)
+            self._timed(meter, "prefill", t1)
+        return ImagePrefix(
+            cache=cache,
+            input_ids=input_ids,
+            grid_positions=grid_positions,
+            mapping=mapping,
+            image_size=(w, h),
+            state=state,
+            seconds=time.perf_counter() - t0,
+        )
 
     def _prefix_state(self, input_ids: torch.Tensor, inputs: dict) -> dict:
         return {}
 
     def _vision_kwargs(self, inputs: dict, state: dict, start: int) -> dict:
         """Keyword arguments that carry pixels into the model call."""
-        return {k: (v.to(self.device, self.dtype) if k.startswith("pixel_values") else v.to(self.device))
-                for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+        return {
+            k: (v.to(self.device, self.dtype) if k.startswith("pixel_values") else v.to(self.device))
+            for k, v in inputs.items()
+            if isinstance(v, torch.Tensor)
+        }
 
     def _tokenize(self, text: str) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -234,12 +290,14 @@ class VLMAdapter(ABC):
         return ids, [tuple(o) for o in enc["offset_mapping"]]
 
     @torch.inference_mode()
-    def extend(self, prefix: ImagePrefix | Extension | None, text: str,
-               meter: Meter | None = None, **model_kwargs: Any) -> Extension:
+    def extend(
+        self, prefix: ImagePrefix | Extension | None, text: str, meter: Meter | None = None, **model_kwargs: Any
+    ) -> Extension:
         """Prefill ``text`` after a cached prefix (forked, never modified), or alone if ``prefix`` is None.
 
         ``model_kwargs`` go to the model call (e.g. ``logits_to_keep=0`` for every token's logits);
         the raw outputs are kept in ``Extension.outputs``."""
+        t0 = time.perf_counter()
         ids, offsets = self._tokenize(text)
         if ids.shape[1] == 0:
             raise ValueError("nothing to extend with: empty text")
@@ -252,14 +310,26 @@ class VLMAdapter(ABC):
         out = self._forward(ids, cache, start, state, vision=model_kwargs)
         if meter:
             meter.prefill(int(ids.shape[1]))
-        return Extension(cache=out.cache, logits=out.logits[0, -1].float(), input_ids=ids, start=start,
-                         offsets=offsets, text=text, state=state, outputs=out if model_kwargs else None)
+            self._timed(meter, "extend", t0)
+        return Extension(
+            cache=out.cache,
+            logits=out.logits[0, -1].float(),
+            input_ids=ids,
+            start=start,
+            offsets=offsets,
+            text=text,
+            state=state,
+            outputs=out if model_kwargs else None,
+        )
 
     @torch.inference_mode()
-    def extend_with_image(self, prefix: ImagePrefix, image: np.ndarray, text: str,
-                          meter: Meter | None = None) -> Extension:
+    def extend_with_image(
+        self, prefix: ImagePrefix, image: np.ndarray, text: str, meter: Meter | None = None
+    ) -> Extension:
         """Extend a cached prefix with a second image (e.g. a crop) and text: "global view + crop"."""
+        t0 = time.perf_counter()
         inputs = self.image_inputs(image, text, add_special_tokens=False)
+        t1 = self._timed(meter, "preprocess", t0)
         ids = inputs.pop("input_ids")
         inputs.pop("attention_mask", None)
         state = dict(prefix.state)
@@ -268,12 +338,105 @@ class VLMAdapter(ABC):
         out = self._forward(ids, fork_cache(prefix.cache), start, state, vision=vision)
         if meter:
             meter.prefill(int(ids.shape[1]))
-        return Extension(cache=out.cache, logits=out.logits[0, -1].float(), input_ids=ids, start=start, offsets=[],
-                         text=text, state=state)
+            self._timed(meter, "extend", t1)
+        return Extension(
+            cache=out.cache,
+            logits=out.logits[0, -1].float(),
+            input_ids=ids,
+            start=start,
+            offsets=[],
+            text=text,
+            state=state,
+        )
 
-    def _extension_vision_kwargs(self, prefix: ImagePrefix, ids: torch.Tensor, inputs: dict,
-                                 state: dict) -> dict:
+    def _extension_vision_kwargs(self, prefix: ImagePrefix, ids: torch.Tensor, inputs: dict, state: dict) -> dict:
         return self._vision_kwargs(inputs, state, prefix.length)
+
+    # ----------------------------------------------------------------- batched existence prompts
+    @torch.inference_mode()
+    def existence_batch(self, images: list[np.ndarray], text: str, meter: Meter | None = None) -> CropBatch:
+        """P(Yes) after ``text`` for each image shown alone, all images in ONE forward: the same
+        numbers as :meth:`prefill_image` then :meth:`extend` one image at a time.
+
+        Each row is the image's own prefix followed by ``text`` (tokenised apart, as :meth:`extend`
+        does). Rows of different lengths (any-res tiles, dynamic resolution) are padded on the right,
+        after the text, by repeating their last token: under the causal mask no real token sees a later
+        one, so no attention mask is needed, positions start at 0 in every row as in a prefill of one
+        image, a row's first P cached tokens are exactly its prefix's cache, and the logits are read at
+        each row's own last token. Families with their own positions (Qwen2.5-VL's 3-D rope) fill
+        them per row in :meth:`_batch_vision_kwargs`.
+
+        The meter counts what one-at-a-time verification counts (per image: the prefix, then the
+        text), so a question's passes and tokens do not depend on how its crops were batched."""
+        if not images:
+            raise ValueError("existence_batch needs at least one image")
+        t0 = time.perf_counter()
+        text_ids, _ = self._tokenize(text)
+        if text_ids.shape[1] == 0:
+            raise ValueError("nothing to extend with: empty text")
+        samples, rows = [], []
+        for image in images:
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"image must be HxWx3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
+            inputs = self.image_inputs(image, self.prefix_text(), add_special_tokens=True)
+            prefix_ids = inputs.pop("input_ids")
+            inputs.pop("attention_mask", None)
+            state = self._prefix_state(prefix_ids, inputs)
+            samples.append(CropSample(prefix_ids, inputs, state, (int(image.shape[1]), int(image.shape[0]))))
+            rows.append(torch.cat([prefix_ids, text_ids], dim=1))
+        t1 = self._timed(meter, "preprocess", t0)
+        lengths = [int(r.shape[1]) for r in rows]
+        width = max(lengths)
+        ids = torch.cat([torch.cat([r, r[:, -1:].expand(1, width - r.shape[1])], dim=1) for r in rows])
+        vision = self._batch_vision_kwargs(samples, width)
+        # one logit row per sample, at its own last real token
+        vision["logits_to_keep"] = torch.tensor(lengths, device=self.device).sub(1).view(-1, 1)
+        out = self._forward(ids, None, 0, {}, vision=vision)
+        if meter:
+            for sample in samples:
+                meter.prefill(int(sample.prefix_ids.shape[1]))
+                meter.prefill(int(text_ids.shape[1]))
+            self._timed(meter, "prefill", t1)  # crop prefixes and their prompts: one forward
+        confidences = [self.yes_probability(out.logits[i, 0].float()) for i in range(len(rows))]
+        return CropBatch(confidences=confidences, cache=out.cache, samples=samples)
+
+    def _batch_vision_kwargs(self, samples: list[CropSample], width: int) -> dict:
+        """The samples' processor inputs stacked along the batch: tensors concatenated on dim 0,
+        shorter ones zero-padded in their other dims first (OneVision's tile count differs per image:
+        the model reads only the tiles its ``image_sizes`` entry implies, as for the processor's own
+        padded batches)."""
+        stacked = {}
+        for key, first in samples[0].inputs.items():
+            if not isinstance(first, torch.Tensor):
+                continue
+            parts = [s.inputs[key] for s in samples]
+            if first.dim() > 1:
+                shape = [max(p.shape[d] for p in parts) for d in range(1, first.dim())]
+                parts = [_zero_pad(p, shape) for p in parts]
+            stacked[key] = torch.cat(parts, dim=0)
+        return {
+            k: (v.to(self.device, self.dtype) if k.startswith("pixel_values") else v.to(self.device))
+            for k, v in stacked.items()
+        }
+
+    def batch_prefix(self, batch: CropBatch, index: int) -> ImagePrefix:
+        """Image ``index``'s prefix sliced out of a batch's cache (copied, so the batch can go): the
+        same cache a :meth:`prefill_image` of that image builds, with no model call."""
+        sample = batch.samples[index]
+        length = int(sample.prefix_ids.shape[1])
+        cache = fork_cache(batch.cache)
+        for layer in cache.layers:
+            layer.keys = layer.keys[index : index + 1, :, :length].clone()
+            layer.values = layer.values[index : index + 1, :, :length].clone()
+        grid_positions, mapping = self._grid(sample.prefix_ids, sample.inputs, sample.image_size)
+        return ImagePrefix(
+            cache=cache,
+            input_ids=sample.prefix_ids,
+            grid_positions=grid_positions,
+            mapping=mapping,
+            image_size=sample.image_size,
+            state=dict(sample.state),
+        )
 
     def yes_probability(self, logits: torch.Tensor) -> float:
         """softmax(logit_Yes, logit_No)[Yes], each the best of its single-token spellings."""
@@ -284,6 +447,7 @@ class VLMAdapter(ABC):
     @torch.inference_mode()
     def decode(self, ext: Extension, max_new_tokens: int, meter: Meter | None = None) -> str:
         """Greedy continuation after an extension (which it consumes)."""
+        t0 = time.perf_counter()
         tokens: list[int] = []
         logits, cache, pos = ext.logits, ext.cache, ext.end
         for _ in range(max_new_tokens):
@@ -296,7 +460,17 @@ class VLMAdapter(ABC):
             pos += 1
         if meter:
             meter.generated_tokens += len(tokens)
+            self._timed(meter, "generate", t0)
         return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+    def _timed(self, meter: Meter | None, stage: str, since: float) -> float:
+        """Charge the time since ``since`` to ``stage`` on ``meter`` (after the kernels, with
+        ``sync_timings`` on CUDA); returns now."""
+        if meter is None:
+            return time.perf_counter()
+        if self.sync_timings and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return meter.lap(stage, since)
 
     def values(self, cache: Any, layers: list[int]) -> list[torch.Tensor]:
         """Cached value vectors [kv_heads, seq, head_dim] of the given layers (batch element 0)."""
@@ -324,9 +498,12 @@ class VLMAdapter(ABC):
         for tok in (self.tokenizer.eos_token, "<|im_end|>", "<|endoftext|>", "</s>"):
             if tok and tok in self.tokenizer.get_vocab():
                 stop.add(self.tokenizer.convert_tokens_to_ids(tok))
-        eos = getattr(self.model.generation_config, "eos_token_id", None) if hasattr(self.model, "generation_config") \
+        eos = (
+            getattr(self.model.generation_config, "eos_token_id", None)
+            if hasattr(self.model, "generation_config")
             else None
-        for e in (eos if isinstance(eos, list) else [eos]):
+        )
+        for e in eos if isinstance(eos, list) else [eos]:
             if isinstance(e, int):
                 stop.add(e)
         return stop
@@ -336,6 +513,15 @@ class VLMAdapter(ABC):
         self.model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _zero_pad(tensor: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    """``tensor`` zero-padded at the end of every dim but the first up to ``shape`` (those dims)."""
+    if list(tensor.shape[1:]) == shape:
+        return tensor
+    out = tensor.new_zeros((tensor.shape[0], *shape))
+    out[tuple(slice(0, n) for n in tensor.shape)] = tensor
+    return out
 
 
 def image_token_positions(input_ids: torch.Tensor, token_id: int) -> np.ndarray:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
 
 from ..geometry import GridMapping, pad_to_square_mapping
 from .base import VLMAdapter, image_token_id, image_token_positions
+from .preprocess import LLAVA_PRESHRINK, shrink_and_pad_square, square_side
 
 
 def expand_to_square(image: np.ndarray, fill: tuple[int, int, int]) -> np.ndarray:
@@ -19,7 +21,7 @@ def expand_to_square(image: np.ndarray, fill: tuple[int, int, int]) -> np.ndarra
     out = np.empty((side, side, 3), dtype=np.uint8)
     out[:] = np.asarray(fill, dtype=np.uint8)
     y, x = (side - h) // 2, (side - w) // 2
-    out[y:y + h, x:x + w] = image
+    out[y : y + h, x : x + w] = image
     return out
 
 
@@ -45,12 +47,24 @@ class LlavaAdapter(VLMAdapter):
         mean = getattr(self.processor.image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
         return tuple(int(round(255 * m)) for m in mean[:3])
 
+    # Shrink with OpenCV to twice the processor's input square before it sees the image
+    # (preprocess.py); False: the processor alone, as before (the equivalence tests' reference).
+    preshrink = True
+
+    def processor_image(self, image: np.ndarray) -> np.ndarray:
+        """The image as :meth:`image_inputs` hands it to the processor: padded to a square, shrunk first."""
+        image, fill = image[..., :3], self._fill()
+        side = square_side(self.processor.image_processor) if self.preshrink else None
+        square = shrink_and_pad_square(image, LLAVA_PRESHRINK * side, fill) if side else None
+        return expand_to_square(image, fill) if square is None else square
+
     def image_inputs(self, image: np.ndarray, text: str, add_special_tokens: bool) -> dict:
         # The HF processor resizes + centre-crops; LLaVA-1.5 was trained on padded squares.
-        return super().image_inputs(expand_to_square(image[..., :3], self._fill()), text, add_special_tokens)
+        return super().image_inputs(self.processor_image(image), text, add_special_tokens)
 
-    def _grid(self, input_ids: torch.Tensor, inputs: dict,
-              image_size: tuple[int, int]) -> tuple[np.ndarray, GridMapping]:
+    def _grid(
+        self, input_ids: torch.Tensor, inputs: dict, image_size: tuple[int, int]
+    ) -> tuple[np.ndarray, GridMapping]:
         pos = image_token_positions(input_ids, image_token_id(self.model.config))
         side = int(round(math.sqrt(len(pos))))
         if side * side != len(pos):
