@@ -47,7 +47,7 @@ def print_vision_against_answers(adapter, checkpoint: str, scenes, answers, devi
     answers on the same windows, and the LM's accuracy where the tower reads the shape and where not."""
     vc = adapter.model.config.vision_config
     heads = Heads(vc.hidden_size)
-    heads.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["heads"])
+    heads.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["heads"])
     heads.to(device).eval()
     reads = vision_shape_reads(
         adapter.model,

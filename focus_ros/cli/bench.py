@@ -3,7 +3,7 @@
     focus-bench [--model DIR_OR_ID] [--scenes DIR | --n N --seed S | --vstar DIR | --hrbench PATH
                  | --mme-realworld PATH]
                 [--methods vanilla focus zoom attention random] [--out DIR]
-                [--sweep search.NAME=V1,V2 ...]
+                [--sweep search.NAME=V1,V2 ...] [--resume]
 
 prints, per method and question type, accuracy, mean forward passes, mean prefilled tokens and
 mean seconds per question; writes OUT/results.json (settings, summary, every question with every
@@ -14,6 +14,12 @@ writes N scenes to OUT/scenes (as ``focus-scenes`` would); ``--scenes`` reads su
 (the annotation JSON with its images, or a base64 table), their base64 images decoded once into
 OUT/images (docs/benchmark_readers.md). ``--sweep`` answers once per combination of search settings
 with the model loaded once and writes OUT/sweep.json instead.
+
+Every answer is appended to OUT/answers.jsonl (and flushed) as soon as it exists, and OUT/run.json
+records what the answers belong to (model, questions, types, settings). ``--resume`` continues an
+interrupted run in the same OUT: it answers only what answers.jsonl lacks and summarises old and
+new answers as one full run would; it refuses an OUT whose run.json names another model, question
+set, types or settings. Without ``--resume`` an OUT that already holds answers is refused.
 """
 
 from __future__ import annotations
@@ -94,8 +100,85 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. --methods focus --sweep search.s_min=1,2 --sweep search.s_max=2,3)",
     )
     p.add_argument("--out", default="out/bench", help="output folder (default out/bench)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in OUT: skip the answers OUT/answers.jsonl already holds (same model, "
+        "questions, types and settings, checked against OUT/run.json)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+ANSWERS, MANIFEST = "answers.jsonl", "run.json"
+
+
+def _manifest(args: argparse.Namespace, pipeline, source: dict) -> dict:
+    """What answers in OUT belong to: a resumed run must match every entry (methods, --limit and
+    the sweep grid may change: they only choose which answers to add)."""
+    adapter = pipeline.adapter
+    model = Path(args.model).expanduser()
+    return {
+        "model": str(model.resolve()) if model.exists() else args.model,  # one folder, however it was named
+        "family": adapter.family,
+        "dtype": str(adapter.dtype).replace("torch.", ""),
+        "source": source,
+        "types": sorted(args.types) if args.types else None,
+        "multiple_choice": bool(args.choices),
+        "search": asdict(pipeline.search),
+        "zoom": asdict(pipeline.zoom),
+        "attention": asdict(pipeline.attention),
+    }
+
+
+def _previous_answers(args: argparse.Namespace, out: Path, manifest: dict) -> list[dict]:
+    """The answers an earlier run left in OUT (``--resume``; [] otherwise), after checking its
+    run.json against ``manifest``; then run.json is (re)written for this run."""
+    from ..eval import bench
+
+    answers, path = out / ANSWERS, out / MANIFEST
+    old: list[dict] = []
+    if args.resume and answers.is_file():
+        if not path.is_file():
+            raise CliError(
+                f"--resume: {answers} has no {path.name} beside it, so it cannot be checked; use a new --out"
+            )
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--resume: cannot read {path} ({exc})") from exc
+        now = json.loads(json.dumps(manifest, default=str))  # as it reads back from run.json
+        differ = [k for k in now if before.get(k) != now[k]]
+        if differ:
+            what = "; ".join(f"{k}: {before.get(k)!r} there, {now[k]!r} now" for k in differ)
+            raise CliError(f"--resume: {out} holds answers of another run ({what}); use a new --out")
+        try:
+            old = bench.read_answers(answers)
+        except ValueError as exc:
+            raise CliError(f"--resume: {exc}") from exc
+    elif answers.is_file():
+        answers.unlink()  # empty: main() refused one with answers before anything ran
+    path.write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+    return [{k: v for k, v in r.items() if k not in ("image", "question", "gold")} for r in old]
+
+
+def _answer_log(out: Path, by_id: dict, sweep_of=lambda: None):
+    """An ``answers.jsonl`` appender for :func:`run_bench`'s ``sink``: each line flushed at once."""
+    from ..eval import bench
+
+    f = (out / ANSWERS).open("a")
+
+    def sink(rec: dict) -> None:
+        f.write(bench.answer_line(by_id[rec["id"]], rec, sweep_of()))
+        f.flush()  # a killed process loses at most the answer being written
+
+    return f, sink
+
+
+def _in_order(records, items, methods) -> list[dict]:
+    """``records`` of these items and methods in a full run's order (methods, then questions)."""
+    rank = {(m, it.id): i for i, (m, it) in enumerate((m, it) for m in methods for it in items)}
+    return sorted((r for r in records if (r["method"], r["id"]) in rank), key=lambda r: rank[r["method"], r["id"]])
 
 
 def _items(args: argparse.Namespace, out: Path):
@@ -151,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
             raise CliError(str(exc)) from exc
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
+        if not args.resume and (out / ANSWERS).is_file() and (out / ANSWERS).stat().st_size:
+            # overwriting would throw away an interrupted run's answers, the loss --resume exists for
+            raise CliError(
+                f"{out / ANSWERS} holds answers of an earlier run: pass --resume to continue it, or a new --out"
+            )
         try:
             items, source = _items(args, out)
         except (FileNotFoundError, ValueError, ImportError) as exc:  # ImportError: parquet without pyarrow
@@ -165,16 +253,22 @@ def main(argv: list[str] | None = None) -> int:
             raise CliError("no questions to ask (check --types / --limit)")
         pipeline = load_pipeline(args)
         pipeline.zoom, pipeline.attention = zoom, attention
+        old = _previous_answers(args, out, _manifest(args, pipeline, source))
     except CliError as exc:
         print(f"focus-bench: error: {exc}", file=sys.stderr)
         return 2
     command = "focus-bench " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.sweep:
-        return _sweep(args, pipeline, items, sweep, source, out, command)
+        return _sweep(args, pipeline, items, sweep, source, out, command, old)
     adapter = pipeline.adapter
+    old = [r for r in old if not r.get("sweep")]
     t0 = time.perf_counter()
-    records = bench.run_bench(pipeline, items, args.methods, progress=not args.no_progress)
+    f, sink = _answer_log(out, {it.id: it for it in items})
+    with f:
+        done = {(r["method"], r["id"]) for r in old}
+        new = bench.run_bench(pipeline, items, args.methods, progress=not args.no_progress, done=done, sink=sink)
     wall = time.perf_counter() - t0
+    records = _in_order(old + new, items, args.methods)
     summary = bench.summarise(records)
     config = {
         "model": args.model,
@@ -190,10 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         "zoom": asdict(pipeline.zoom),
         "attention": asdict(pipeline.attention),
         "wall_seconds": round(wall, 3),
+        "resumed_answers": len(records) - len(new),
         "command": command,
     }
     diagnosis = bench.diagnose(items, records)
-    paths = bench.write_results(out, items, records, summary, config, diagnosis)
+    paths = {"results": bench.write_results(out, items, records, summary, config, diagnosis), "answers": out / ANSWERS}
     title = f"{Path(args.model).name} ({adapter.family}), {len(items)} questions" + (
         ", multiple choice" if args.choices else ""
     )
@@ -217,17 +312,23 @@ def main(argv: list[str] | None = None) -> int:
     errors = sum("error" in r for r in records)
     if errors:
         print(f"{errors} question(s) failed; see {paths['results']}")
-    print(f"wrote {paths['results']}, {paths['answers']}, {png}")
+    resumed = f" ({config['resumed_answers']} answers from before --resume)" if config["resumed_answers"] else ""
+    print(f"wrote {paths['results']}, {paths['answers']}{resumed}, {png}")
     return 1 if errors else 0
 
 
-def _sweep(args: argparse.Namespace, pipeline, items, sweep: list[dict], source: dict, out: Path, command: str) -> int:
-    """``--sweep``: the methods on the same questions once per combination of search settings."""
+def _sweep(
+    args: argparse.Namespace, pipeline, items, sweep: list[dict], source: dict, out: Path, command: str, old: list[dict]
+) -> int:
+    """``--sweep``: the methods on the same questions once per combination of search settings; each
+    answer is appended with its settings, so ``--resume`` skips the combinations' answers it has."""
     from ..core.config import search_with
     from ..eval import bench
 
     base, runs = pipeline.search, []
+    current: dict = {}
     t0 = time.perf_counter()
+    f, sink = _answer_log(out, {it.id: it for it in items}, lambda: current)
     try:
         for settings in sweep:
             try:
@@ -235,7 +336,11 @@ def _sweep(args: argparse.Namespace, pipeline, items, sweep: list[dict], source:
             except ValueError as exc:  # e.g. s_max below s_min: that combination is not a setting
                 runs.append({"settings": settings, "skipped": str(exc)})
                 continue
-            records = bench.run_bench(pipeline, items, args.methods, progress=not args.no_progress)
+            current = settings
+            before = [{k: v for k, v in r.items() if k != "sweep"} for r in old if r.get("sweep") == settings]
+            done = {(r["method"], r["id"]) for r in before}
+            new = bench.run_bench(pipeline, items, args.methods, progress=not args.no_progress, done=done, sink=sink)
+            records = _in_order(before + new, items, args.methods)
             runs.append(
                 {
                     "settings": settings,
@@ -246,6 +351,7 @@ def _sweep(args: argparse.Namespace, pipeline, items, sweep: list[dict], source:
             )
     finally:
         pipeline.search = base
+        f.close()
     wall = time.perf_counter() - t0
     method = "focus" if "focus" in args.methods else args.methods[0]
     best = bench.best_run(runs, method)

@@ -2,7 +2,8 @@
 
     focus-replay BAG [--rate R] [--loop] [--topics T ...] [--clock [HZ]] [--delay S]
                  [--wait-subscribers S] [--record OUT] [--record-topics T ...]
-                 [--record-storage mcap|sqlite3] [--record-timeout S] [--remap FROM:=TO ...]
+                 [--record-storage mcap|sqlite3] [--record-timeout S] [--record-queue N]
+                 [--remap FROM:=TO ...]
 
 Like ``ros2 bag play`` (with ``--record``, plus ``ros2 bag record``) where rosbag2 is not
 installed: every message is republished as recorded (serialized bytes, original header stamps)
@@ -10,8 +11,12 @@ with the bag's timing divided by ``--rate``. BAG is a rosbag2 directory, its .mc
 directory holding bag directories (the demo bag's ``test/data/demo_bag``: its mcap/ is played).
 With ``--record OUT`` the answers (default ``/focus/answer`` and ``/focus/relevance_overlay``)
 are written to a new bag until the bag is done, then until ``--record-timeout`` s pass or as
-many answers as questions arrived. Ctrl-C stops and closes the recorded bag properly.
-Exit status: 0 done, 2 missing/unreadable bag or bad arguments, 1 other errors.
+many answers as questions arrived. Ctrl-C stops and closes the recorded bag properly. The
+recorded counts are messages written to the bag; messages dropped because the writer fell more
+than --record-queue messages behind are counted and reported. A writer error (disk full, file
+too large) stops recording and playback, is reported with its reason, and exits with status 3.
+Exit status: 0 done, 1 other errors, 2 missing/unreadable bag or bad arguments,
+3 recording failed (the counts say what the bag holds).
 
 Needs rclpy and the bag's message packages (source the ROS 2 / focus_ros workspace).
 """
@@ -25,6 +30,9 @@ import sys
 import threading
 
 from ..bags.io import STORAGES
+
+RECORD_QUEUE_SIZE = 200  # focus_ros.ros.replay's default (that module needs rclpy; --help must not)
+EXIT_RECORD_FAILED = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep recording up to S seconds after the bag is done (default 0; stops earlier "
         "once as many answers as questions arrived)",
     )
+    p.add_argument(
+        "--record-queue",
+        type=int,
+        default=RECORD_QUEUE_SIZE,
+        metavar="N",
+        help=f"messages that may wait for the bag writer (default {RECORD_QUEUE_SIZE}); more are dropped and counted",
+    )
     p.add_argument("--answer-topic", default="/focus/answer", help="topic counted as answers (default /focus/answer)")
     p.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO", help="rename bag topics")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -110,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             record_topics=args.record_topics,
             record_storage=args.record_storage,
             record_timeout=args.record_timeout,
+            record_queue=args.record_queue,
             answer_topic=args.answer_topic,
             stop_event=stop,
         )
@@ -133,7 +149,17 @@ def main(argv: list[str] | None = None) -> int:
             f"({stats.answers} answers for {stats.questions} questions):"
         )
         for topic, n in sorted(stats.recorded.items()):
-            print(f"  {topic}: {n}")
+            extra = ""
+            if dropped := stats.record_dropped.get(topic, 0):
+                extra += f", dropped {dropped} (recording queue full)"
+            if lost := stats.record_received.get(topic, 0) - n - dropped:
+                extra += f", {lost} received but not written"
+            print(f"  {topic}: {n}{extra}")
+        if dropped := sum(stats.record_dropped.values()):
+            print(f"dropped {dropped} messages: the writer fell {args.record_queue} messages behind (--record-queue)")
+        if stats.record_error is not None:
+            print(f"focus-replay: error: recording failed, stopped: {stats.record_error}", file=sys.stderr)
+            return EXIT_RECORD_FAILED
     return 0
 
 

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ NUMBER_WORDS = {
 SYNONYMS = {"grey": "gray", "violet": "purple", "rhombus": "diamond", "plus": "cross"}
 ORACLE = "oracle"  # the benchmark-only reference method (see the module docstring)
 ORACLE_SCALE = 4.0  # the oracle crop's side, in longer sides of the gold boxes' union
+ITEM_KEYS = ("image", "question", "gold", "sweep")  # what an answers.jsonl line adds to its record
+log = logging.getLogger(__name__)
 
 
 def load_questions(path: str | Path) -> list[BenchItem]:
@@ -192,79 +195,93 @@ def run_bench(
     progress: bool = True,
     loader: Callable[[str], np.ndarray] = read_image,
     warmup: bool = True,
+    done: Collection[tuple[str, str]] = (),
+    sink: Callable[[dict], None] | None = None,
 ) -> list[dict]:
-    """Answer every item with every method; one record per (method, item). ``methods`` are the
-    pipeline's METHODS and/or ``"oracle"`` (:func:`run_oracle`)."""
+    """Answer every item with every method; one record per (method, item) not in ``done`` (``(method,
+    id)`` pairs answered before, see :func:`read_answers`), each handed to ``sink`` as soon as it
+    exists, so a killed run keeps what it answered. ``methods`` are the pipeline's METHODS and/or
+    ``"oracle"`` (:func:`run_oracle`). A done question is asked again, unrecorded, only when a later
+    question of its frame is not done: the frame's cache then holds what a full run's would, so the
+    costs match one."""
     from tqdm import tqdm
 
     images = _ImageCache(loader)
-    if warmup and items:
-        pipeline.run(images(items[0].image), items[0].question, method="vanilla")  # first-call overheads
+    todo = [(m, it) for m in methods for it in items if (m, it.id) not in done]
+    if warmup and todo:
+        pipeline.run(images(todo[0][1].image), todo[0][1].question, method="vanilla")  # first-call overheads
     records: list[dict] = []
-    bar = tqdm(
-        total=len(items) * len(methods),
-        disable=not progress,
-        unit="q",
-        file=sys.stderr,
-        dynamic_ncols=True,
-        desc="focus-bench",
-    )
+    bar = tqdm(total=len(todo), disable=not progress, unit="q", file=sys.stderr, dynamic_ncols=True, desc="focus-bench")
     try:
         for method in methods:
+            last = {it.image: i for i, it in enumerate(items) if (method, it.id) not in done}
+            if not last:
+                continue
             pipeline.clear_cache()
-            right = 0
+            right = asked = 0
             for i, item in enumerate(items):
-                rec: dict[str, Any] = {"method": method, "id": item.id, "type": item.type}
-                try:
-                    image = images(item.image)
-                    t0 = time.perf_counter()
-                    if method == ORACLE:
-                        r = run_oracle(pipeline, image, item, frame_key=item.image)
-                    else:
-                        r = pipeline.run(image, item.question, method=method, frame_key=item.image)
-                    seconds = time.perf_counter() - t0
-                except (ValueError, RuntimeError, FileNotFoundError) as exc:
-                    rec.update(
-                        error=str(exc),
-                        correct=False,
-                        answer="",
-                        normalised="",
-                        choice="",
-                        forward_passes=0,
-                        tokens_prefilled=0,
-                        generated_tokens=0,
-                        seconds=0.0,
-                        bbox=None,
-                        box_hit=None,
-                    )
-                else:
-                    ok = is_correct(item, r.answer, r.choice)
-                    bbox = r.bbox.as_list() if r.bbox else None
-                    qtype = None if item.options else item.type
-                    rec.update(
-                        answer=r.answer,
-                        normalised=normalise_answer(r.answer, qtype),
-                        choice=r.choice,
-                        correct=ok,
-                        forward_passes=r.forward_passes,
-                        tokens_prefilled=r.tokens_prefilled,
-                        generated_tokens=r.generated_tokens,
-                        seconds=seconds,
-                        timings=r.timings,
-                        bbox=bbox,
-                        box_hit=box_hit(bbox, item.boxes),
-                        prefix_cached=r.prefix_cached,
-                        regions=[g.to_dict() for g in r.regions],
-                        image_size=list(r.image_size),
-                        map_rank=gold_cell_rank(r, item.boxes),
-                    )
+                if (method, item.id) in done:
+                    if i < last.get(item.image, -1):
+                        _answer(pipeline, images, method, item)  # replay: the frame's cache as a full run left it
+                    continue
+                rec = _answer(pipeline, images, method, item)
                 right += bool(rec["correct"])
+                asked += 1
                 records.append(rec)
-                bar.set_postfix_str(f"{method} acc {right / (i + 1):.2f}")
+                if sink is not None:
+                    sink(rec)
+                bar.set_postfix_str(f"{method} acc {right / asked:.2f}")
                 bar.update()
     finally:
         bar.close()
     return records
+
+
+def _answer(pipeline, images: _ImageCache, method: str, item: BenchItem) -> dict:
+    """One method's record for one question (an error record when it fails)."""
+    rec: dict[str, Any] = {"method": method, "id": item.id, "type": item.type}
+    try:
+        image = images(item.image)
+        t0 = time.perf_counter()
+        if method == ORACLE:
+            r = run_oracle(pipeline, image, item, frame_key=item.image)
+        else:
+            r = pipeline.run(image, item.question, method=method, frame_key=item.image)
+        seconds = time.perf_counter() - t0
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        rec.update(
+            error=str(exc),
+            correct=False,
+            answer="",
+            normalised="",
+            choice="",
+            forward_passes=0,
+            tokens_prefilled=0,
+            generated_tokens=0,
+            seconds=0.0,
+            bbox=None,
+            box_hit=None,
+        )
+        return rec
+    bbox = r.bbox.as_list() if r.bbox else None
+    rec.update(
+        answer=r.answer,
+        normalised=normalise_answer(r.answer, None if item.options else item.type),
+        choice=r.choice,
+        correct=is_correct(item, r.answer, r.choice),
+        forward_passes=r.forward_passes,
+        tokens_prefilled=r.tokens_prefilled,
+        generated_tokens=r.generated_tokens,
+        seconds=seconds,
+        timings=r.timings,
+        bbox=bbox,
+        box_hit=box_hit(bbox, item.boxes),
+        prefix_cached=r.prefix_cached,
+        regions=[g.to_dict() for g in r.regions],
+        image_size=list(r.image_size),
+        map_rank=gold_cell_rank(r, item.boxes),
+    )
+    return rec
 
 
 # Where a method's answer box stands against the gold box, from the candidate regions it recorded
@@ -560,6 +577,64 @@ def plot_accuracy_vs_passes(summary: dict[str, dict[str, dict]], path: str | Pat
     return path
 
 
+def _clean(x):
+    """JSON without NaN or infinities (None instead)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def answer_line(item: BenchItem, record: dict, sweep: dict | None = None) -> str:
+    """One ``answers.jsonl`` line: the whole record (what :func:`summarise` and :func:`diagnose`
+    need, so a resumed run summarises as a full one) plus the question, its gold answer and, in a
+    sweep, the search settings; ends with a newline."""
+    extra = {"image": item.image, "question": item.question, "gold": item.answer}
+    return json.dumps(_clean({**record, **extra, **({"sweep": sweep} if sweep is not None else {})})) + "\n"
+
+
+def answer_key(record: dict) -> tuple[str, str, str]:
+    """(method, question id, sweep settings as sorted JSON): what one answer stands for."""
+    return record["method"], record["id"], json.dumps(record.get("sweep") or {}, sort_keys=True)
+
+
+def read_answers(path: str | Path) -> list[dict]:
+    """The lines of an ``answers.jsonl`` (as :func:`answer_line` wrote them; [] without the file).
+    A last line cut short (the run was killed mid-write) is dropped with a warning and cut off the
+    file, so appending goes on from a whole line; a bad line before it is a ValueError."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    data = p.read_bytes()
+    out, start = [], 0
+    while start < len(data):
+        end = data.find(b"\n", start)
+        line = data[start:] if end < 0 else data[start:end]
+        try:
+            rec = json.loads(line) if line.strip() else None
+            if rec is not None and not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            if end >= 0 and data[end + 1 :].strip():
+                raise ValueError(f"{p}: line {len(out) + 1} is not an answer ({exc})") from exc
+            rec = None
+        if end < 0 and rec is not None:  # whole JSON but no newline yet: complete it
+            with p.open("ab") as f:
+                f.write(b"\n")
+        elif rec is None and line.strip():
+            log.warning("%s: ignoring a truncated last line (%d bytes; the run was cut off)", p, len(line))
+            with p.open("r+b") as f:
+                f.truncate(start)
+            break
+        if rec is not None:
+            out.append(rec)
+        start = len(data) if end < 0 else end + 1
+    return out
+
+
 def write_results(
     out: str | Path,
     items: Sequence[BenchItem],
@@ -567,61 +642,22 @@ def write_results(
     summary: dict,
     config: dict,
     diagnosis: dict | None = None,
-) -> dict[str, Path]:
-    """``results.json`` (config, summary, :func:`diagnose`'s table, every question with every
-    method's answer and candidate regions) and ``answers.jsonl`` (one line per method and question)."""
+) -> Path:
+    """``results.json``: config, summary, :func:`diagnose`'s table, every question with every
+    method's answer and candidate regions (``answers.jsonl`` is appended while answering)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     by_id: dict[str, dict] = {}
     for item in items:
         by_id[item.id] = {**asdict(item), "results": {}}
     for r in records:
-        by_id[r["id"]]["results"][r["method"]] = {k: v for k, v in r.items() if k not in ("id", "method", "type")}
-
-    def clean(x):
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        return x
-
+        by_id[r["id"]]["results"][r["method"]] = {
+            k: v for k, v in r.items() if k not in ("id", "method", "type", *ITEM_KEYS)
+        }
     results = out / "results.json"
-    results.write_text(
-        json.dumps(
-            clean(
-                {"config": config, "summary": summary, "diagnosis": diagnosis or {}, "questions": list(by_id.values())}
-            ),
-            indent=1,
-        )
-        + "\n"
-    )
-    answers = out / "answers.jsonl"
-    with answers.open("w") as f:
-        for r in records:
-            item = by_id[r["id"]]
-            f.write(
-                json.dumps(
-                    clean(
-                        {
-                            "method": r["method"],
-                            "id": r["id"],
-                            "image": item["image"],
-                            "question": item["question"],
-                            "gold": item["answer"],
-                            "type": r["type"],
-                            "answer": r.get("answer", ""),
-                            "correct": r["correct"],
-                            "forward_passes": r["forward_passes"],
-                            "seconds": r["seconds"],
-                            "bbox": r.get("bbox"),
-                        }
-                    )
-                )
-                + "\n"
-            )
-    return {"results": results, "answers": answers}
+    body = {"config": config, "summary": summary, "diagnosis": diagnosis or {}, "questions": list(by_id.values())}
+    results.write_text(json.dumps(_clean(body), indent=1) + "\n")
+    return results
 
 
 __all__ = [
@@ -639,6 +675,9 @@ __all__ = [
     "format_table",
     "plot_accuracy_vs_passes",
     "write_results",
+    "answer_line",
+    "answer_key",
+    "read_answers",
     "ALL_BUT_COLOR",
     "where_found",
     "held_gold",

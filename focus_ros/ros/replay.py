@@ -27,7 +27,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -67,9 +67,12 @@ class ReplayStats:
     questions: int = 0  # String messages on *question topics
     wall_s: float = 0.0  # whole call, set-up and recording tail included
     playback_s: float = 0.0  # first to last publication
-    recorded: dict[str, int] = field(default_factory=dict)  # messages written per recorded topic
+    recorded: dict[str, int] = field(default_factory=dict)  # messages written (in the bag) per recorded topic
     answers: int = 0  # of them, on the answer topic
     record_path: Path | None = None
+    record_received: dict[str, int] = field(default_factory=dict)  # arrived per recorded topic
+    record_dropped: dict[str, int] = field(default_factory=dict)  # lost to a full recording queue
+    record_error: str | None = None  # why the writer failed (recording stopped there); None: no error
     interrupted: bool = False  # stop_event ended it
 
 
@@ -142,6 +145,13 @@ def _publisher_qos(msgtype: str) -> QoSProfile:
 
 
 # ----------------------------------------------------------------------------- recorder
+# Messages the subscription callbacks may queue ahead of the writer. The writer normally keeps up
+# (an mcap chunk is 1 MiB, compressed in milliseconds); 200 covers seconds of answers and overlays
+# through a disk stall while bounding memory to 200 of the largest messages.
+RECORD_QUEUE_SIZE = 200
+WRITER_POLL_S = 0.1  # how soon the writer sees new topics and the end of recording when idle
+
+
 class Recorder:
     """Writes what raw subscriptions receive into a new bag (receive-time log stamps).
 
@@ -149,7 +159,15 @@ class Recorder:
     graph (checked by a timer on the node). Callbacks (on the node's executor thread) only queue
     the bytes: one writer thread owns the rosbags Writer, because a sqlite3 connection may only
     be used by the thread that opened it, and so that compressing a chunk never stalls the
-    executor."""
+    executor. The queue holds at most ``queue_size`` messages; a message arriving when it is full
+    is dropped and counted in ``dropped``, never silently.
+
+    Counts: ``received`` (arrived in a callback), ``dropped`` (queue full), ``counts`` (written:
+    in the bag file). Storages buffer: an mcap message is in the file once its 1 MiB chunk is
+    (flushed), a sqlite3 message once the bag is closed (rosbags commits then), so ``counts`` grows
+    in steps and is final after :meth:`close`. A writer error (disk full, file too large) ends
+    recording: ``error`` holds it, nothing more is queued, ``counts`` keeps what reached the file
+    before it (the bag itself may lack its index then)."""
 
     def __init__(
         self,
@@ -158,22 +176,33 @@ class Recorder:
         topics: Mapping[str, str | None],
         storage: str = "mcap",
         answer_topic: str = ANSWER_TOPIC,
+        queue_size: int = RECORD_QUEUE_SIZE,
+        on_failure: Callable[[], None] | None = None,
     ):
         if storage not in STORAGES:
             raise ValueError(f"record storage must be one of {STORAGES}, got {storage!r}")
+        if queue_size < 1:
+            raise ValueError(f"record queue size must be >= 1, got {queue_size}")
         self.path = Path(path)
         if self.path.exists():
             raise BagError(f"record output exists already: {self.path}")
         self.node = node
         self.answer_topic = _absolute(answer_topic)
         self.store = focus_typestore()
-        self.counts: dict[str, int] = {}
+        self.queue_size = queue_size
+        self.counts: dict[str, int] = {}  # written (in the file)
+        self.received: dict[str, int] = {}
+        self.dropped: dict[str, int] = {}
         self.error: Exception | None = None
+        self.failed = threading.Event()  # set with error
+        self._on_failure = on_failure
         self._lock = threading.Lock()
         self._closed = False
+        self._closing = threading.Event()
         self._subs: list = []
         self._pending: dict[str, str | None] = {}
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._new_topics: list[tuple[str, str, int]] = []  # for the writer thread to add, in order
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         opened = threading.Event()
         self._thread = threading.Thread(
             target=self._write_loop, args=(storage, opened), name="focus_replay_record", daemon=True
@@ -191,9 +220,9 @@ class Recorder:
 
     @property
     def answers(self) -> int:
-        """Messages received on the answer topic so far."""
+        """Messages received on the answer topic so far (the writer may still hold some)."""
         with self._lock:
-            return self.counts.get(self.answer_topic, 0)
+            return self.received.get(self.answer_topic, 0)
 
     def _write_loop(self, storage: str, opened: threading.Event) -> None:
         try:
@@ -205,21 +234,51 @@ class Recorder:
             return
         opened.set()
         conns: dict[str, Any] = {}
+        unflushed: dict[str, int] = {}  # handed to the writer, not yet known to be in the file
+        mark = _flush_mark(writer)
         try:
-            while (item := self._queue.get()) is not None:
-                if item[0] == "topic":
-                    _, topic, msgtype, depth = item
+            while True:
+                # Read before draining: once closing is set nothing more is subscribed or queued,
+                # so an empty queue then means done (topics added meanwhile still get their connection).
+                closing = self._closing.is_set()
+                with self._lock:
+                    new, self._new_topics = self._new_topics, []
+                for topic, msgtype, depth in new:
                     conns[topic] = writer.add_connection(
                         topic, msgtype, typestore=self.store, offered_qos_profiles=[offered_qos(depth)]
                     )
-                else:
-                    _, topic, stamp, data = item
-                    writer.write(conns[topic], stamp, data)
-        except Exception as exc:  # keep what was written: the bag is still closed below
-            self.error = exc
-            logger.error("recording to %s failed: %s", self.path, exc)
-        finally:
+                try:
+                    topic, stamp, data = self._queue.get(timeout=WRITER_POLL_S)
+                except queue.Empty:
+                    if closing:
+                        break
+                    continue
+                writer.write(conns[topic], stamp, data)
+                unflushed[topic] = unflushed.get(topic, 0) + 1
+                if (now := _flush_mark(writer)) != mark:
+                    mark = now
+                    _flush(writer)  # the closed chunk reaches the file before it is counted
+                    self._commit(unflushed)
             writer.close()
+            self._commit(unflushed)
+        except Exception as exc:  # disk full, file too large, ...: stop recording, keep the counts true
+            self._fail(exc)
+            _abandon(writer)
+
+    def _commit(self, unflushed: dict[str, int]) -> None:
+        with self._lock:
+            for topic, n in unflushed.items():
+                self.counts[topic] += n
+        unflushed.clear()
+
+    def _fail(self, exc: Exception) -> None:
+        with self._lock:
+            self.error = exc
+            self._closed = True  # the callbacks queue nothing more
+        self.failed.set()
+        logger.error("recording to %s failed, recording stopped: %s", self.path, exc)
+        if self._on_failure is not None:
+            self._on_failure()
 
     def _subscribe(self, topic: str, msgtype: str) -> None:
         if not ensure_type(self.store, msgtype):
@@ -238,8 +297,8 @@ class Recorder:
             durability=DurabilityPolicy.VOLATILE,
         )
         with self._lock:
-            self.counts[topic] = 0
-            self._queue.put(("topic", topic, msgtype, 2 if image else 10))
+            self.counts[topic] = self.received[topic] = self.dropped[topic] = 0
+            self._new_topics.append((topic, msgtype, 2 if image else 10))
         self._subs.append(self.node.create_subscription(cls, topic, partial(self._on_message, topic), qos, raw=True))
         logger.info("recording %s (%s)", topic, msgtype)
 
@@ -258,21 +317,50 @@ class Recorder:
         with self._lock:
             if self._closed:
                 return
-            self._queue.put(("message", topic, stamp, data))
-            self.counts[topic] += 1
+            self.received[topic] += 1
+            try:
+                self._queue.put_nowait((topic, stamp, data))
+            except queue.Full:
+                self.dropped[topic] += 1
+                first = self.dropped[topic] == 1
+            else:
+                return
+        if first:  # every drop is counted and reported at the end; the log says when they start
+            logger.warning("recording queue full (%d): dropping messages on %s", self.queue_size, topic)
 
     def close(self) -> None:
         """Stop recording, write what is queued and finish the bag (index, metadata.yaml); idempotent."""
         with self._lock:
-            if self._closed:
+            if self._closing.is_set():
                 return
             self._closed = True
-            self._queue.put(None)
+            self._closing.set()
         self._thread.join()
         for sub in self._subs:
             self.node.destroy_subscription(sub)
         if self._timer is not None:
             self.node.destroy_timer(self._timer)
+
+
+def _flush_mark(writer: Any) -> int:
+    """How many chunks the mcap storage has written to its file (0 for sqlite3, which commits at close)."""
+    return len(getattr(getattr(writer, "storage", None), "chunks", ()) or ())
+
+
+def _flush(writer: Any) -> None:
+    bio = getattr(getattr(writer, "storage", None), "bio", None)
+    if bio is not None:
+        bio.flush()  # raises the disk's error (EFBIG, ENOSPC) now, not at close
+
+
+def _abandon(writer: Any) -> None:
+    """Release a failed writer's file; what is already in it stays."""
+    storage = getattr(writer, "storage", None)
+    try:
+        if storage is not None and hasattr(storage, "abort"):
+            storage.abort()
+    except Exception as exc:  # the disk that failed may fail again: nothing more to save
+        logger.debug("closing the failed bag %s: %s", getattr(storage, "path", "?"), exc)
 
 
 # ----------------------------------------------------------------------------- replay
@@ -307,6 +395,7 @@ def replay(
     record_topics: Iterable[str] | Mapping[str, str | None] | None = None,
     record_storage: str = "mcap",
     record_timeout: float = 0.0,
+    record_queue: int = RECORD_QUEUE_SIZE,
     answer_topic: str = ANSWER_TOPIC,
     context: Context | None = None,
     stop_event: threading.Event | None = None,
@@ -322,15 +411,20 @@ def replay(
     new bag of ``record_topics`` (``/topic`` or ``/topic:pkg/msg/Type``; default ``/focus/answer``
     and ``/focus/relevance_overlay``) in ``record_storage``, kept open after playback for up to
     ``record_timeout`` s or until as many messages arrived on ``answer_topic`` as questions were
-    published. ``context``: an initialised rclpy Context to run in (default: a private one,
-    shut down at the end). ``stop_event``: set it to stop early (the recorded bag is closed
-    properly). Raises BagError for a missing or unreadable bag, ValueError for bad arguments.
+    published; at most ``record_queue`` received messages wait for the writer (more are
+    dropped and counted in ``record_dropped``). A writer error (disk full) stops recording and
+    playback: ``record_error`` says why, ``recorded`` counts what reached the bag. ``context``: an
+    initialised rclpy Context to run in (default: a private one, shut down at the end).
+    ``stop_event``: set it to stop early (the recorded bag is closed properly); it is also set when
+    recording fails. Raises BagError for a missing or unreadable bag, ValueError for bad arguments.
     """
     t_call = time.monotonic()
     if not rate > 0:
         raise ValueError(f"rate must be > 0, got {rate}")
     if clock_hz < 0 or delay < 0 or wait_subscribers < 0 or record_timeout < 0:
         raise ValueError("clock_hz, delay, wait_subscribers and record_timeout must be >= 0")
+    if record_queue < 1:
+        raise ValueError(f"record_queue must be >= 1, got {record_queue}")
     remaps = parse_remap(remap)
     stop = stop_event or threading.Event()
     stats = ReplayStats()
@@ -381,7 +475,15 @@ def replay(
                     1.0 / clock_hz, lambda: clock_pub.publish(Clock(clock=Time(nanoseconds=bag_clock.now()).to_msg()))
                 )
             if record is not None:
-                recorder = Recorder(node, record, _parse_record_topics(record_topics), record_storage, answer_topic)
+                recorder = Recorder(
+                    node,
+                    record,
+                    _parse_record_topics(record_topics),
+                    record_storage,
+                    answer_topic,
+                    record_queue,
+                    on_failure=stop.set,  # a writer error ends the run: playing on provokes answers nobody records
+                )
                 stats.record_path = recorder.path
 
             executor = SingleThreadedExecutor(context=context)
@@ -424,7 +526,7 @@ def replay(
                         stop.wait(min(ANSWER_GRACE_S, max(0.0, deadline - time.monotonic())))
                         break
                     stop.wait(min(0.02, max(0.0, deadline - time.monotonic())))
-            stats.interrupted = stop.is_set()
+            stats.interrupted = stop.is_set() and not (recorder is not None and recorder.failed.is_set())
         finally:
             if executor is not None:
                 executor.shutdown(timeout_sec=5.0)
@@ -433,6 +535,9 @@ def replay(
             if recorder is not None:
                 recorder.close()
                 stats.recorded = dict(recorder.counts)
+                stats.record_received = dict(recorder.received)
+                stats.record_dropped = dict(recorder.dropped)
+                stats.record_error = None if recorder.error is None else _describe(recorder.error)
                 stats.answers = stats.recorded.get(recorder.answer_topic, 0)
             if node is not None:
                 node.destroy_node()
@@ -442,6 +547,11 @@ def replay(
         reader.close()
     stats.wall_s = time.monotonic() - t_call
     return stats
+
+
+def _describe(exc: Exception) -> str:
+    """An error as one line: its type and message (e.g. ``OSError: [Errno 27] File too large``)."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _wait_for_subscribers(
@@ -471,6 +581,7 @@ __all__ = [
     "ANSWER_TOPIC",
     "DEFAULT_RECORD_TOPICS",
     "SUBSCRIBER_SETTLE_S",
+    "RECORD_QUEUE_SIZE",
     "BagError",
     "ReplayStats",
     "Recorder",

@@ -92,6 +92,25 @@ LLAVA_CHAT_TEMPLATE = (
 )
 
 
+def publish_dir(staging: Path, out_dir: Path) -> None:
+    """Put a fully written ``staging`` folder in place of ``out_dir``: a reader sees the old model or
+    the new one, never a half-written one. The old folder is renamed aside first (a folder cannot
+    be renamed onto a non-empty one) and removed once the new one is in place."""
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-old-", dir=out_dir.parent))
+        os.replace(out_dir, old / out_dir.name)
+    try:
+        os.replace(staging, out_dir)
+    except BaseException:
+        if old is not None:
+            os.replace(old / out_dir.name, out_dir)  # put the old model back
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def _im_chat_template(image_placeholder: str) -> str:
     return (
         "{% for message in messages %}"
@@ -475,9 +494,7 @@ def build_miniature(family: str, out_dir: str | Path, seed: int = 0) -> Path:
         staging.chmod(0o755)
         for item in staging.iterdir():
             item.chmod(0o644)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
+        publish_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -28,9 +29,9 @@ import torch.nn.functional as F
 
 from ..eval.scenes import SceneSpec
 from .data import STAGE_TASKS, SceneSamples, Sequencer, collate
-from .gates import GATE_SCENES, SHAPE_GATE_SCENES, heldout_scenes, vision_shape_by_scale
+from .gates import GATE_SCENES, SETTINGS_FILE, SHAPE_GATE_SCENES, heldout_scenes, vision_shape_by_scale
 from .losses import align_loss, lm_loss, symbolic_loss, vision_loss
-from .miniatures import FAMILY_FILE
+from .miniatures import FAMILY_FILE, publish_dir
 from .model import (
     Heads,
     build_model,
@@ -217,7 +218,7 @@ class Trainer:
         stage 1, and a recipe that differs only in later stages needs no second vision stage."""
         if not self.cfg.stages or self.cfg.stages[0].name != "vision":
             raise ValueError("vision_from needs a recipe whose first stage is 'vision'")
-        data = torch.load(ckpt, map_location=self.device, weights_only=False)
+        data = torch.load(ckpt, map_location=self.device, weights_only=True)
         if data["state"]["stage_index"] < 1:
             raise ValueError(f"{ckpt} has not finished its vision stage")
         if "config" in data:  # checkpoints before it was saved there are taken as they are
@@ -272,7 +273,7 @@ class Trainer:
     def _load(self) -> None:
         if not self.ckpt.is_file():
             return
-        data = torch.load(self.ckpt, map_location=self.device, weights_only=False)
+        data = torch.load(self.ckpt, map_location=self.device, weights_only=True)
         if "config" in data:  # checkpoints before it was saved there are taken as they are
             conflicts = resume_conflicts(data["config"], self.cfg, data["state"]["stage_index"], data["state"]["step"])
             if conflicts:
@@ -510,12 +511,26 @@ class Trainer:
 
     def save_model(self, settings: dict | None = None) -> Path:
         """Save model + processor with ``save_pretrained`` (plus the family marker and the training
-        record) into ``out_dir``."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        record) into ``out_dir``: written into a staging folder beside it and then put in its place
+        (:func:`~.miniatures.publish_dir`), so an interrupted save leaves the previous model whole."""
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{self.out.name}-", dir=self.out.parent))
+        try:
+            self._write_model(staging)
+            kept = self.out / SETTINGS_FILE  # the search settings chosen for this folder stay, as before
+            if kept.is_file():
+                shutil.copy2(kept, staging / SETTINGS_FILE)
+            publish_dir(staging, self.out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return self.out
+
+    def _write_model(self, folder: Path) -> None:
         self.model.eval()
-        self.model.save_pretrained(self.out, safe_serialization=True)
-        self.processor.save_pretrained(self.out)
-        (self.out / FAMILY_FILE).write_text(json.dumps({"model_family": "llava"}) + "\n")
+        self.model.save_pretrained(folder, safe_serialization=True)
+        self.processor.save_pretrained(folder)
+        (folder / FAMILY_FILE).write_text(json.dumps({"model_family": "llava"}) + "\n")
         record = {
             "config": asdict(self.cfg),
             "init_from": self.init_from,
@@ -526,8 +541,7 @@ class Trainer:
             "torch": torch.__version__,
             "parameters": sum(p.numel() for p in self.model.parameters()),
         }
-        (self.out / "training.json").write_text(json.dumps(record, indent=1) + "\n")
-        return self.out
+        (folder / "training.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 __all__ = ["Trainer", "TrainState", "resume_conflicts"]
