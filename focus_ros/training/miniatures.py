@@ -27,7 +27,8 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,19 @@ LLAVA_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
+
+
+@contextmanager
+def staged_dir(out_dir: Path) -> Iterator[Path]:
+    """A staging folder beside ``out_dir`` to write a model into; on leaving the block it replaces
+    ``out_dir`` (:func:`publish_dir`), and on an error it is removed and ``out_dir`` left as it was."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        yield staging
+        publish_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def publish_dir(staging: Path, out_dir: Path) -> None:
@@ -486,18 +500,13 @@ def build_miniature(family: str, out_dir: str | Path, seed: int = 0) -> Path:
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with staged_dir(out_dir) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         processor.save_pretrained(staging)
         (staging / FAMILY_FILE).write_text(json.dumps({"model_family": family}) + "\n", encoding="utf-8")
         staging.chmod(0o755)
         for item in staging.iterdir():
             item.chmod(0o644)
-        publish_dir(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("built %s miniature (%d parameters, seed %d) in %s", family, n_params, seed, out_dir)
     return out_dir

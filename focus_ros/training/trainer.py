@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -31,7 +30,7 @@ from ..eval.scenes import SceneSpec
 from .data import STAGE_TASKS, SceneSamples, Sequencer, collate
 from .gates import GATE_SCENES, SETTINGS_FILE, SHAPE_GATE_SCENES, heldout_scenes, vision_shape_by_scale
 from .losses import align_loss, lm_loss, symbolic_loss, vision_loss
-from .miniatures import FAMILY_FILE, publish_dir
+from .miniatures import FAMILY_FILE, staged_dir
 from .model import (
     Heads,
     build_model,
@@ -512,18 +511,13 @@ class Trainer:
     def save_model(self, settings: dict | None = None) -> Path:
         """Save model + processor with ``save_pretrained`` (plus the family marker and the training
         record) into ``out_dir``: written into a staging folder beside it and then put in its place
-        (:func:`~.miniatures.publish_dir`), so an interrupted save leaves the previous model whole."""
+        (:func:`~.miniatures.staged_dir`), so an interrupted save leaves the previous model whole."""
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{self.out.name}-", dir=self.out.parent))
-        try:
+        with staged_dir(self.out) as staging:
             self._write_model(staging)
             kept = self.out / SETTINGS_FILE  # the search settings chosen for this folder stay, as before
             if kept.is_file():
                 shutil.copy2(kept, staging / SETTINGS_FILE)
-            publish_dir(staging, self.out)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return self.out
 
     def _write_model(self, folder: Path) -> None:

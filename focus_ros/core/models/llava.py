@@ -9,20 +9,13 @@ import torch
 
 from ..geometry import GridMapping, pad_to_square_mapping
 from .base import VLMAdapter, image_token_id, image_token_positions
-from .preprocess import LLAVA_PRESHRINK, shrink_and_pad_square, square_side
+from .preprocess import LLAVA_PRESHRINK, centre_on_square, shrink_and_pad_square, square_side
 
 
 def expand_to_square(image: np.ndarray, fill: tuple[int, int, int]) -> np.ndarray:
     """LLaVA-1.5's ``expand2square``: centre the image on a square of the processor's mean colour."""
     h, w = image.shape[:2]
-    side = max(h, w)
-    if h == w:
-        return image
-    out = np.empty((side, side, 3), dtype=np.uint8)
-    out[:] = np.asarray(fill, dtype=np.uint8)
-    y, x = (side - h) // 2, (side - w) // 2
-    out[y : y + h, x : x + w] = image
-    return out
+    return image if h == w else centre_on_square(image, max(h, w), fill)
 
 
 class LlavaAdapter(VLMAdapter):

@@ -66,11 +66,18 @@ def shrink_and_pad_square(image: np.ndarray, side: int, fill: tuple[int, int, in
     small = area_resize(image, new_w, new_h)
     if new_w == new_h:
         return small
+    # the offsets expand_to_square uses, at the target size (within half a pixel of the full-size ones)
+    return centre_on_square(small, side, fill)
+
+
+def centre_on_square(image: np.ndarray, side: int, fill: tuple[int, int, int]) -> np.ndarray:
+    """``image`` centred on a ``side`` x ``side`` square of ``fill`` (LLaVA-1.5's ``expand2square``
+    offsets: the spare rows / columns split with the extra one after the image)."""
+    h, w = image.shape[:2]
     out = np.empty((side, side, 3), dtype=np.uint8)
     out[:] = np.asarray(fill, dtype=np.uint8)
-    # the offsets expand_to_square uses, at the target size (within half a pixel of the full-size ones)
-    y, x = (side - new_h) // 2, (side - new_w) // 2
-    out[y : y + new_h, x : x + new_w] = small
+    y, x = (side - h) // 2, (side - w) // 2
+    out[y : y + h, x : x + w] = image
     return out
 
 
