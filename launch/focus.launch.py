@@ -1,18 +1,26 @@
 r"""Start the FOCUS lifecycle node (and optionally RViz).
 
-    ros2 launch focus_ros focus.launch.py model:=llava-hf/llava-1.5-7b-hf image_topic:=/camera/image_raw
+    ros2 launch focus_ros focus.launch.py model:=/models/llava-1.5-7b-hf image_topic:=/camera/image_raw
     ros2 launch focus_ros focus.launch.py image_topic:=/camera/image_raw \
         depth_topic:=/camera/depth/image_raw camera_info_topic:=/camera/camera_info      # the demo bag's
     ros2 launch focus_ros focus.launch.py params_file:=my_focus.yaml rviz:=true
-    ros2 launch focus_ros focus.launch.py model_params:=qwen2.5-vl-7b
+    ros2 launch focus_ros focus.launch.py model_params:=qwen2.5-vl-7b allow_download:=true   # from the hub
 
 Arguments: params_file, model_params (a per-model file layered over params_file: a name in
 config/models/ or a path), namespace, image_topic (remapped onto the node's ``image`` and
 ``image/compressed``), depth_topic and camera_info_topic (remapped onto ``depth/image`` and
 ``camera_info``), model (overrides model.path), device (overrides model.device), use_sim_time,
 autostart (configure + activate through lifecycle events), rviz (RViz: the overlay as a camera
-view with the 3-D markers over it, fixed frame ``camera_optical_frame``, no TF needed), log_level.
-Empty ``model`` / ``device`` keep the values of the parameter file.
+view with the 3-D markers over it, fixed frame ``camera_optical_frame``, no TF needed), log_level,
+allow_model_change (sets the node's ``allow_model_change``: ``ros2 param set`` may change
+``model.*`` while unconfigured) and allow_download (sets ``model.allow_download``: a hub id as the
+model may be downloaded). Empty ``model`` / ``device`` keep the values of the parameter file.
+
+Both are the launch's decision: they override the parameter files' ``allow_model_change`` and
+``model.allow_download``, and unless ``allow_download`` is true the node runs with
+``HF_HUB_OFFLINE=1``, so no model hub is contacted even by a later ``model.*`` change. With
+``allow_download:=true`` the environment is left as it is (an ``HF_HUB_OFFLINE=1`` of your own
+still blocks the download).
 """
 
 import os
@@ -60,9 +68,12 @@ def _focus_node(context, *args, **kwargs):
     model = LaunchConfiguration("model").perform(context).strip()
     device = LaunchConfiguration("device").perform(context).strip()
     image_topic = LaunchConfiguration("image_topic").perform(context).strip()
+    allow_download = _truthy(LaunchConfiguration("allow_download").perform(context))
     overrides = {
         "use_sim_time": _truthy(LaunchConfiguration("use_sim_time").perform(context)),
         "autostart": False,  # the lifecycle events below drive the transitions
+        "allow_model_change": _truthy(LaunchConfiguration("allow_model_change").perform(context)),
+        "model.allow_download": allow_download,
     }
     if model:
         overrides["model.path"] = model
@@ -89,6 +100,8 @@ def _focus_node(context, *args, **kwargs):
         parameters=parameters,
         remappings=remappings,
         ros_arguments=["--log-level", LaunchConfiguration("log_level")],
+        # no hub is contacted unless downloads were allowed here (transformers reads this too)
+        additional_env=None if allow_download else {"HF_HUB_OFFLINE": "1"},
         output="screen",
         emulate_tty=True,
     )
@@ -168,6 +181,18 @@ def generate_launch_description() -> LaunchDescription:
                 "fixed frame camera_optical_frame (no TF needed)",
             ),
             DeclareLaunchArgument("log_level", default_value="info", description="debug | info | warn | error"),
+            DeclareLaunchArgument(
+                "allow_model_change",
+                default_value="false",
+                description="let 'ros2 param set' change model.* while the node is unconfigured (false: the "
+                "model is fixed at start)",
+            ),
+            DeclareLaunchArgument(
+                "allow_download",
+                default_value="false",
+                description="allow a hub id as the model (model.allow_download; pin model.revision); false: "
+                "HF_HUB_OFFLINE=1 and a hub id fails configure",
+            ),
             OpaqueFunction(function=_focus_node),
             Node(
                 package="rviz2",

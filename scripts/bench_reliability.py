@@ -11,8 +11,9 @@ config/focus.yaml, the question settings below), a camera process publishing rgb
 (best effort, as drivers do), and this process asking questions and listening on ``answer``. The
 node and the camera use the shipped large-frame Fast DDS profile (README "ROS 2 node").
 
-Prints one table: questions sent vs answered per channel (OK / BUSY / other), how many results
-each question got on ``answer`` (must be exactly one), the node's resident memory (VmRSS from
+Prints one table: questions sent vs answered per channel (OK / BUSY / other; an action goal that
+finds the queue full is rejected instead, with no result), how many results each question got on
+``answer`` (must be exactly one), the node's resident memory (VmRSS from
 /proc) after a warm-up and at the end, its peak, and p50 / p95 of the ``ask`` service round trip.
 With the random-weight miniature the answers are meaningless and the model is fast, so the load
 is mostly the node's own (frames, queue, DDS); pass --model for a real checkpoint. Exit code 1
@@ -35,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = ("topic", "service", "action")
+REJECTED = "goal rejected"  # Question.note of an action goal the node rejected (full queue): no result
 
 
 # ----------------------------------------------------------------------------- the camera process
@@ -275,7 +277,7 @@ def run(args: argparse.Namespace) -> dict:
                     def accepted(f, q=q) -> None:
                         handle = f.result()
                         if not handle.accepted:
-                            q.note = "goal rejected"
+                            q.note = REJECTED
                             q.caller_status = -1
                             return
 
@@ -294,7 +296,8 @@ def run(args: argparse.Namespace) -> dict:
             q.caller_status is None for q in questions if q.channel != "topic"
         ):
             time.sleep(0.05)
-        while time.monotonic() < drain_deadline and any(not q.published for q in questions):
+        # A rejected goal (the queue was full) has no result at all, on 'answer' neither.
+        while time.monotonic() < drain_deadline and any(not q.published for q in questions if q.note != REJECTED):
             time.sleep(0.05)
         call(None, "sentinel", camera_name="bench_sentinel")
         sentinel_seen.wait(30.0)
@@ -326,15 +329,17 @@ def run(args: argparse.Namespace) -> dict:
     for channel in CHANNELS:
         qs = [q for q in questions if q.channel == channel]
         statuses = [q.published[0] if q.published else None for q in qs]
+        rejected = [q for q in qs if q.note == REJECTED]
         per_channel[channel] = {
             "sent": len(qs),
-            "answered": sum(1 for q in qs if len(q.published) == 1),
+            "answered": sum(1 for q in qs if len(q.published) == 1 and q.note != REJECTED),
+            "rejected": sum(1 for q in rejected if not q.published),  # a rejected goal published is a bug
             "ok": statuses.count(FocusResult.STATUS_OK),
             "not_found": statuses.count(FocusResult.STATUS_NOT_FOUND),  # answered, no target confirmed
             "busy": statuses.count(FocusResult.STATUS_BUSY),
             "error": statuses.count(FocusResult.STATUS_ERROR),
             "canceled": statuses.count(FocusResult.STATUS_CANCELED),
-            "unanswered": sum(1 for q in qs if not q.published),
+            "unanswered": sum(1 for q in qs if not q.published and q.note != REJECTED),
             "answered_twice": sum(1 for q in qs if len(q.published) > 1),
             "caller_mismatch": sum(
                 1 for q in qs if channel != "topic" and q.published and q.caller_status != q.published[0]
@@ -388,12 +393,15 @@ def print_table(r: dict) -> None:
         f"questions every {a['interval']:g} s through topic + service + action, queue_size {a['queue_size']}, "
         f"model {Path(a['model']).name}, {os.cpu_count()} CPU cores\n"
     )
-    print("| channel | sent | answered exactly once | ok | not found | busy | error | canceled | unanswered | twice |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| channel | sent | answered exactly once | ok | not found | busy | error | canceled | goal rejected "
+        "| unanswered | twice |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for ch, c in r["channels"].items():
         print(
             f"| {ch} | {c['sent']} | {c['answered']} | {c['ok']} | {c['not_found']} | {c['busy']} | {c['error']} "
-            f"| {c['canceled']} "
+            f"| {c['canceled']} | {c['rejected']} "
             f"| {c['unanswered']} | {c['answered_twice']} |"
         )
     mem, lat, cam = r["memory_mb"], r["ask_latency_ms"], r["camera"]
@@ -424,11 +432,11 @@ def print_table(r: dict) -> None:
 
 
 def healthy(r: dict) -> bool:
-    """Every question answered exactly once, callers agree with the topic, clean stop."""
+    """Every question answered exactly once (or, a goal, rejected), callers agree with the topic, clean stop."""
     return (
         r["node_exit_code"] == 0
         and r["sentinel_seen"]
-        and all(c["answered"] == c["sent"] and not c["caller_mismatch"] for c in r["channels"].values())
+        and all(c["answered"] + c["rejected"] == c["sent"] and not c["caller_mismatch"] for c in r["channels"].values())
     )
 
 

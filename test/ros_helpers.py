@@ -110,12 +110,13 @@ def expected_rgb(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
 
 # Search settings for a question that keeps the model busy for a while: many small candidates,
 # all verified one at a time (on a 640x480 frame ~470 candidates, ~12 s, on the LLaVA miniature,
-# ~540 and ~7 s on OneVision's, on an idle 2-core CPU). Tests cancel it once they have what they
-# need, so it never runs to the end.
+# 512 and ~7 s on OneVision's, on an idle 2-core CPU). Tests cancel it once they have what they
+# need, so it never runs to the end. max_steps and top_k_anchors are at the top of their ranges
+# (core/config.py SEARCH_LIMITS), which still hold every side-2 region of a 24x24 grid.
 LONG_SEARCH = {
-    "search.verify_batch": 1,  # one crop a pass: cancel checks between passes, no 1000-crop batch
-    "search.max_steps": 1000,
-    "search.top_k_anchors": 1000,
+    "search.verify_batch": 1,  # one crop a pass: cancel checks between passes, no 512-crop batch
+    "search.max_steps": 512,
+    "search.top_k_anchors": 512,
     "search.nms_iou": 1.0,
     "search.min_anchor_distance": 1,
     "search.max_grid_side": 0,  # no pooling (OneVision's default pools): every cell a candidate

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -30,19 +31,57 @@ EMBEDDED_MODEL = "models/embedded"
 
 
 def default_model_path() -> str:
-    """Where the embedded default model is: the current directory's ``models/embedded``, this
-    source checkout's, or the installed package's share folder (``share/focus_ros/models/embedded``
-    under a prefix of ``AMENT_PREFIX_PATH``). Raises FileNotFoundError naming the places looked at."""
-    import os
-
-    roots = [Path.cwd(), Path(__file__).resolve().parents[2]]
-    roots += [Path(p) / "share" / "focus_ros" for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    """Where the embedded default model is: the installed package's share folder first
+    (``share/focus_ros/models/embedded`` under a prefix of ``AMENT_PREFIX_PATH``, what the ament
+    index lists), then this source checkout's, and only then the current directory's
+    ``models/embedded``: a folder planted where the node happens to be started never replaces the
+    model the package ships. Raises FileNotFoundError naming the places looked at."""
+    roots = [Path(p) / "share" / "focus_ros" for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    roots += [Path(__file__).resolve().parents[2], Path.cwd()]
     for root in roots:
         if (root / EMBEDDED_MODEL / "config.json").is_file():
             return str(root / EMBEDDED_MODEL)
     raise FileNotFoundError(
         f"no model given and the embedded default {EMBEDDED_MODEL} is not in {', '.join(str(r) for r in roots)}"
     )
+
+
+def looks_like_path(path: str) -> bool:
+    """True for a name written as a file-system path (absolute, ``./``, ``../``, ``~``): never a hub id."""
+    return path.startswith((".", "~")) or os.path.isabs(path)
+
+
+def is_hub_id(path: str) -> bool:
+    """True when ``path`` would be fetched from a model hub: nothing exists there locally (``~``
+    expanded) and it is not written as a path."""
+    return bool(path) and not looks_like_path(path) and not os.path.exists(os.path.expanduser(path))
+
+
+def download_refusal(path: str, allow_download: bool) -> str | None:
+    """Why loading ``path`` is refused (None when it is not): a hub id needs ``model.allow_download``."""
+    if allow_download or not is_hub_id(path):
+        return None
+    return (
+        f"model.path {path!r} is no local directory, so it would be downloaded from a model hub, and downloads "
+        "are off: give the path of a local copy, or allow the download with model.allow_download true "
+        "(node: -p model.allow_download:=true, launch: allow_download:=true; command-line tools: "
+        "--set model.allow_download=true) and pin model.revision to a commit hash"
+    )
+
+
+def hub_kwargs(model: ModelConfig) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments saying where ``model.path`` may come from.
+
+    A local directory loads with ``local_files_only`` as configured (true by default: nothing is
+    looked up on a hub). A hub id loads only with ``model.allow_download`` (else ValueError, see
+    :func:`download_refusal`), and then downloads at ``model.revision``: allow_download is the
+    user's explicit word for this load, so it overrides ``local_files_only``."""
+    refusal = download_refusal(model.path, model.allow_download)
+    if refusal:
+        raise ValueError(refusal)
+    if is_hub_id(model.path):
+        return {"local_files_only": False, "revision": model.revision or None}
+    return {"local_files_only": model.local_files_only}
 
 
 # transformers' config.json ``model_type`` -> our family; reading the checkpoint's own declared
@@ -63,16 +102,47 @@ class ModelConfig:
     dtype: str = "auto"  # auto: on CUDA as the family ships (Qwen bfloat16, LLaVA float16), CPU float32
     device: str = "auto"  # auto: cuda when available, else cpu
     attn_implementation: str = "sdpa"  # FOCUS reads values, not attention weights, so sdpa/flash work
-    local_files_only: bool = False  # set by users who must never touch a hub
+    local_files_only: bool = True  # a local load never looks anything up on a hub (allow_download overrides it)
+    allow_download: bool = False  # a hub id is a download: only when asked for, never from a typo
+    revision: str = ""  # hub revision of a download (a commit hash pins it); empty: the hub's default branch
     preshrink: bool = True  # OpenCV shrinks frames before the image processor: same answers, ~5x cheaper
+
+    def __post_init__(self) -> None:
+        # "~/models/x" is a directory: expanded before anything checks whether it exists or loads it
+        self.path = os.path.expanduser(self.path)
 
     def validate(self) -> None:
         if not self.path:
             raise ValueError("model.path is empty: give a model directory or hub id")
+        refusal = download_refusal(self.path, self.allow_download)
+        if refusal:
+            raise ValueError(refusal)
         _check_choice("model.family", self.family, FAMILIES + ("auto",))
         _check_choice("model.dtype", self.dtype, DTYPES)
         _check_choice("model.device", self.device, DEVICES)
         _check_choice("model.attn_implementation", self.attn_implementation, ATTN_IMPLEMENTATIONS)
+
+
+# Ranges of the integer search settings (core validation and the node's parameter ranges alike).
+# The upper bounds bound what one question can cost: each sits well above every per-model setting
+# (config/models, focus_settings.json) and the tests' long searches, far below a runaway search.
+SEARCH_LIMITS: dict[str, tuple[int, int]] = {
+    "max_target_tokens": (1, 128),  # one sentence listing the targets; its decoding is not cancellable
+    "max_targets": (1, 16),  # 16 objects in one question is a list, not a question
+    "max_grid_side": (0, 256),  # cells; model grids are tens of cells a side
+    "top_k_anchors": (1, 512),  # LLaVA-1.5's 24x24 grid holds ~470 side-2 regions: 512 covers any cell
+    "min_anchor_distance": (0, 256),  # cells
+    "s_min": (1, 256),  # cells
+    "s_max": (1, 256),  # cells
+    "min_crop_side": (0, 16384),  # px
+    "max_steps": (1, 512),  # crops verified per target (paper 4-8); with the overrun the bound of its cost
+    "max_overrun_steps": (0, 64),  # the overrun only looks for a first Yes
+    "verify_batch": (0, 64),  # crops in one forward: memory grows with it (0 means max_steps, capped too)
+    "max_new_tokens": (1, 512),  # answer tokens; generating them is not cancellable
+}
+# Crops verified in one batched forward at most, whatever verify_batch and max_steps say: a batch
+# holds every crop's KV cache at once.
+MAX_VERIFY_BATCH = SEARCH_LIMITS["verify_batch"][1]
 
 
 @dataclass
@@ -82,6 +152,9 @@ class SearchConfig:
     # step 1: target extraction
     target_extraction: str = "model"  # model: few-shot prompt as in the paper; rule: parse the question
     max_target_tokens: int = 24  # the answer is one short sentence
+    # each target costs a relevance pass and up to max_steps + max_overrun_steps crops: 4 covers
+    # relations ("A left of B") and short lists, and keeps a question's cost bounded
+    max_targets: int = 4
     # step 2: relevance from cached value vectors
     layer_start: float = 0.4375  # paper reads layers 14..32 of LLaVA-1.5-7B's 32 (14/32)
     layer_end: float = 1.0  # exclusive end; values <= 1 are fractions of depth, larger ones indices
@@ -113,12 +186,9 @@ class SearchConfig:
     def validate(self) -> None:
         _check_choice("search.target_extraction", self.target_extraction, ("model", "rule"))
         _check_choice("search.answer_view", self.answer_view, ("crop", "global+crop"))
-        for name in ("top_k_anchors", "s_min", "s_max", "max_steps", "max_new_tokens", "max_target_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"search.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("min_anchor_distance", "max_overrun_steps", "max_grid_side", "min_crop_side", "verify_batch"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"search.{name} must be >= 0, got {getattr(self, name)}")
+        for name, (low, high) in SEARCH_LIMITS.items():
+            if not low <= getattr(self, name) <= high:
+                raise ValueError(f"search.{name} must be in [{low}, {high}], got {getattr(self, name)}")
         if self.s_max < self.s_min:
             raise ValueError(f"search.s_max ({self.s_max}) must be >= search.s_min ({self.s_min})")
         for name in ("grow_threshold", "nms_iou", "exist_threshold", "type2_threshold"):
@@ -168,7 +238,7 @@ def resolve_family(model: ModelConfig) -> str:
         try:
             from transformers import AutoConfig
 
-            model_type = AutoConfig.from_pretrained(model.path, local_files_only=model.local_files_only).model_type
+            model_type = AutoConfig.from_pretrained(model.path, **hub_kwargs(model)).model_type
         except Exception as exc:  # OSError, ValueError, hub errors: all mean "cannot tell"
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ValueError(
@@ -290,9 +360,15 @@ def build_configs(values: Mapping[str, Any]) -> tuple[ModelConfig, SearchConfig]
 __all__ = [
     "EMBEDDED_MODEL",
     "default_model_path",
+    "looks_like_path",
+    "is_hub_id",
+    "download_refusal",
+    "hub_kwargs",
     "FAMILIES",
     "ModelConfig",
     "SearchConfig",
+    "SEARCH_LIMITS",
+    "MAX_VERIFY_BATCH",
     "FAMILY_SEARCH_DEFAULTS",
     "search_defaults",
     "resolve_family",

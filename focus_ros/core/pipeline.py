@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import ModelConfig, SearchConfig
+from .config import MAX_VERIFY_BATCH, ModelConfig, SearchConfig
 from .geometry import (
     Box,
     CellRegion,
@@ -311,11 +311,26 @@ class FocusPipeline:
         result.question_type = question_type(ctx.question, targets)
         targets = for_question_type(targets, result.question_type)
         result.targets = [t.phrase for t in targets]
+        targets = self.bounded_targets(targets, result)
         ctx.lap("targets")
         ctx.check()
         prefix, result.prefix_cached = self.prefix(ctx.image, ctx.frame_key, ctx.meter)
         ctx.lap("prefill")
         return targets, prefix
+
+    def bounded_targets(self, targets: list[Target], result: FocusResult) -> list[Target]:
+        """The first ``search.max_targets`` of ``targets``: each costs a relevance pass and up to
+        ``max_steps + max_overrun_steps`` crops. When some are left out, ``result.notes`` says which
+        (``result.targets`` keeps every one the question names)."""
+        limit = self.search.max_targets
+        if len(targets) <= limit:
+            return targets
+        dropped = ", ".join(t.phrase for t in targets[limit:])
+        result.notes.append(
+            f"the question names {len(targets)} targets; searched the first {limit} (search.max_targets {limit}), "
+            f"not: {dropped}"
+        )
+        return targets[:limit]
 
     # ----------------------------------------------------------------- steps 2-4
     def relevance(
@@ -480,7 +495,7 @@ class FocusPipeline:
                     settle(region, confidence, None)
 
         head = regions[: min(s.max_steps, limit)]
-        size = s.verify_batch or s.max_steps
+        size = min(s.verify_batch or s.max_steps, MAX_VERIFY_BATCH)  # a batch holds every crop's cache
         waiting: list[tuple[Region, float | None]] = []
         for region in head:
             waiting.append((region, remembered(region)))

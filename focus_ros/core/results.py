@@ -114,6 +114,9 @@ class FocusResult:
     # Per target, from the methods that search for each target (focus, random, zoom); empty for
     # vanilla and attention, which look at the frame (or one crop) without confirming a target.
     target_results: list[TargetOutcome] = field(default_factory=list)
+    # What the caller should know about how the question was answered, e.g. targets left out
+    # (search.max_targets); one sentence each.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def found(self) -> bool:
@@ -160,6 +163,7 @@ class FocusResult:
             "choice": self.choice,
             "target_results": [t.to_dict() for t in self.target_results],
             "found": self.found,
+            "notes": list(self.notes),
         }
 
 

@@ -163,11 +163,49 @@ _RULES = (
 )
 
 
+# _RULES from this index on read one object each: a list of objects is read before them (the
+# counting and left-or-right rules ahead of it know their own structure).
+_FIRST_SINGLE_OBJECT_RULE = 2
+# A listed noun phrase: an article, then words up to a preposition or verb that ends it.
+_LISTED = re.compile(r"^(?:the|a|an)\s+([\w' -]+?)(?:\s+(?:in|on|at|of|to|near|with|is|are)\b.*)?$", re.IGNORECASE)
+_LIST_SEP = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+", re.IGNORECASE)
+# The first item: the last article of the question's lead and what follows, unless a preposition
+# comes right before it ("the colour of the cup and ...": which object is listed is unclear).
+_LAST_ARTICLE = re.compile(r"^(?:(.*\s))?((?:the|a|an)\s+.+)$", re.IGNORECASE)
+_PREPOSITION = re.compile(r"\b(?:in|on|at|of|to|near|with|from|under|behind|by)\s*$", re.IGNORECASE)
+
+
+def _listed_targets(question: str) -> list[Target]:
+    """The phrases of a list of article-led objects ("Where are the cup, the plate and a fork?"):
+    two or more, every item after the first starting with an article; [] for anything else, so a
+    question that is no such list ("Is the dog big and brown?") goes to the other rules."""
+    parts = _LIST_SEP.split(question.strip().rstrip("?.!").strip())
+    if len(parts) < 2:
+        return []
+    lead = _LAST_ARTICLE.match(parts[0])  # the first item follows the question's own words
+    if not lead or _PREPOSITION.search(lead.group(1) or ""):
+        return []
+    items = [lead.group(2)] + parts[1:]
+    out: list[Target] = []
+    for item in items:
+        m = _LISTED.match(item.strip())
+        if not m:
+            return []
+        phrase = _clean(m.group(1))
+        if phrase and phrase.lower() not in _NONE and phrase.lower() not in {t.phrase.lower() for t in out}:
+            out.append(Target(phrase))
+    return out if len(out) >= 2 else []
+
+
 def targets_from_question(question: str) -> list[Target]:
     """Rule-based targets straight from the question: the fallback when the model's list is empty,
-    and the ``search.target_extraction: rule`` mode."""
+    and the ``search.target_extraction: rule`` mode. A list of objects gives one target each."""
     q = question.strip()
-    for pattern, kind in _RULES:
+    for i, (pattern, kind) in enumerate(_RULES):
+        if i == _FIRST_SINGLE_OBJECT_RULE:
+            listed = _listed_targets(q)
+            if listed:
+                return listed
         m = pattern.search(q)
         if m:
             out = []

@@ -17,7 +17,10 @@ Size limits are checked from the message's header fields alone (:func:`check_fra
 compressed frame's size is read from its JPEG / PNG header without decoding it
 (:func:`compressed_size`): a 16384 x 16384 frame is refused before anything of its size is
 allocated, whether it arrives raw (the message itself is all the memory it takes) or as a
-288 KB PNG that would decode to 805 MB.
+288 KB PNG that would decode to 805 MB. The message's byte count is checked too
+(:func:`check_frame_bytes`), and the JPEG header walk is bounded (:data:`JPEG_HEADER_LIMIT`) and
+skips fill bytes in native code, so a small valid header followed by hundreds of MB costs
+neither memory nor time. Nothing here copies the message's data to probe it.
 
 Every function here works on any object with the message's fields (an rclpy message, a rosbags
 one, a test double). Building messages from numpy needs the message classes and lives in
@@ -103,9 +106,11 @@ MIN_IMAGE_SIDE = 2
 class ImageError(ValueError):
     """A frame that cannot be used; ``kind`` names the problem (for per-problem throttled warnings).
 
-    Kinds: ``zero_size``, ``too_small``, ``too_large``, ``odd_size`` (a YUV layout needs even
-    sides), ``encoding`` (unknown encoding, depth image), ``step`` (row stride), ``data`` (too
-    short, empty), ``decode`` (bytes that are not an image or do not decode).
+    Kinds: ``zero_size``, ``too_small``, ``too_large``, ``too_many_bytes`` (the message's data is
+    above ``max_frame_bytes``), ``odd_size`` (a YUV layout needs even sides), ``encoding`` (unknown
+    encoding, depth image), ``step`` (row stride), ``data`` (too short, empty), ``decode`` (bytes
+    that are not an image or do not decode); the node's intake adds ``stamp_future`` (a stamp
+    ahead of its clock).
     """
 
     def __init__(self, kind: str, message: str):
@@ -140,6 +145,30 @@ def check_frame_size(width: int, height: int, max_side: int = 0) -> None:
             "too_large",
             f"image is too large ({width}x{height}); the longer side may be at most "
             f"{max_side} px (parameter max_image_side)",
+        )
+
+
+def data_size(data: Any) -> int:
+    """Bytes in a message's ``data`` (array.array, bytes, memoryview, numpy array, list), nothing copied."""
+    if isinstance(data, np.ndarray):
+        return int(data.nbytes)
+    try:
+        return memoryview(data).nbytes
+    except TypeError:  # a Python list of ints: one byte each
+        return len(data)
+
+
+def check_frame_bytes(data: Any, max_bytes: int) -> None:
+    """Raise :class:`ImageError` (``too_many_bytes``) when ``data`` holds more than ``max_bytes``.
+
+    The first check of every frame: it reads the length alone, so an oversized message is dropped
+    before any probe or view of its bytes (and never stored, ``frame_store_size`` times over)."""
+    size = data_size(data)
+    if max_bytes and size > max_bytes:
+        raise ImageError(
+            "too_many_bytes",
+            f"message is too large: {size} bytes ({size / 2**20:.1f} MiB) of data, at most {max_bytes} "
+            f"({max_bytes / 2**20:.1f} MiB, parameter max_frame_bytes)",
         )
 
 
@@ -309,41 +338,114 @@ def _compressed_buffer(msg: Any) -> tuple[str, np.ndarray]:
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (they carry the size); C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# The frame header (SOF) must start within this many bytes: a camera's JPEG header (APPn metadata,
+# tables) is a few KB, a photo's with an ICC profile rarely 1 MiB; more is no camera frame, and the
+# walk never looks further, however large the message.
+JPEG_HEADER_LIMIT = 4 * 2**20
+# Segments before the frame header at most: a real JPEG has about a dozen (an ICC profile split into
+# 64 KiB chunks some dozens more); this bounds the Python loop over 2-byte markers.
+JPEG_MAX_SEGMENTS = 1024
+
+
+def _skip_fill(buf: np.ndarray, i: int, end: int) -> int:
+    """Index of the first byte at or after ``i`` that is not 0xFF; ``end`` when there is none before it.
+
+    A marker may be preceded by any number of 0xFF fill bytes: they are skipped by numpy in windows
+    growing from 64 bytes (a short run costs one small comparison, 50 MiB a few vectorised passes)."""
+    window = 64
+    while i < end:
+        chunk = buf[i : min(end, i + window)]
+        first = int(np.argmax(chunk != 0xFF))  # stops at the first True
+        if chunk[first] != 0xFF:
+            return i + first
+        i += chunk.size
+        window = min(window * 8, 2**20)
+    return end
 
 
 def _jpeg_size(buf: np.ndarray) -> tuple[int, int]:
-    """(width, height) from the first start-of-frame segment, walking the markers before it."""
-    n, i = int(buf.size), 2
-    while i + 4 <= n:
-        if int(buf[i]) != 0xFF:
+    """(width, height) from the first start-of-frame segment, walking the markers before it.
+
+    Bounded: at most :data:`JPEG_HEADER_LIMIT` bytes and :data:`JPEG_MAX_SEGMENTS` segments are
+    looked at; runs of fill bytes are skipped in native code, never one byte per Python step."""
+    n = int(buf.size)
+    end = min(n, JPEG_HEADER_LIMIT)
+    data = memoryview(buf)  # int per index, no copy
+    i = 2
+    for _ in range(JPEG_MAX_SEGMENTS):
+        if i + 4 > end:
+            break
+        if data[i] != 0xFF:
             raise ImageError("decode", f"corrupt JPEG: no marker at byte {i}")
-        marker = int(buf[i + 1])
-        if marker == 0xFF:  # fill byte before a marker
-            i += 1
-            continue
+        j = _skip_fill(buf, i + 1, end) if data[i + 1] == 0xFF else i + 1  # j: the marker's byte
+        if j + 3 > end:
+            break
+        marker = data[j]
         if marker == 0x01 or 0xD0 <= marker <= 0xD8:
-            i += 2  # markers without a length
+            i = j + 1  # markers without a length
             continue
         if marker in (0xD9, 0xDA):
             raise ImageError("decode", "corrupt JPEG: image data starts before any frame header (SOF)")
-        length = (int(buf[i + 2]) << 8) | int(buf[i + 3])
+        length = (data[j + 1] << 8) | data[j + 2]
         if length < 2:
-            raise ImageError("decode", f"corrupt JPEG: segment length {length} at byte {i}")
+            raise ImageError("decode", f"corrupt JPEG: segment length {length} at byte {j - 1}")
         if marker in _JPEG_SOF:
-            if i + 9 > n:
+            if j + 8 > end:
                 break
-            height = (int(buf[i + 5]) << 8) | int(buf[i + 6])
-            width = (int(buf[i + 7]) << 8) | int(buf[i + 8])
+            height = (data[j + 4] << 8) | data[j + 5]
+            width = (data[j + 6] << 8) | data[j + 7]
             return width, height
-        i += 2 + length
+        i = j + 1 + length
+    else:
+        raise ImageError(
+            "decode", f"corrupt JPEG: more than {JPEG_MAX_SEGMENTS} segments before the frame header (SOF)"
+        )
+    if n > end:
+        raise ImageError(
+            "decode",
+            f"corrupt JPEG: no frame header (SOF) in the first {JPEG_HEADER_LIMIT // 2**20} MiB of its {n} bytes "
+            f"(a camera frame's header is far shorter: fill bytes or metadata of that size are refused)",
+        )
     raise ImageError("decode", f"corrupt JPEG: no frame header (SOF) in {n} bytes (truncated?)")
+
+
+class _BufferReader(io.RawIOBase):
+    """A read-only, seekable file over a buffer for Pillow's header probe: only what Pillow reads is
+    copied (``io.BytesIO`` would copy the whole message first)."""
+
+    def __init__(self, data: memoryview):
+        super().__init__()
+        self._data = data
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._data)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, b: Any) -> int:
+        chunk = self._data[self._pos : self._pos + len(b)]
+        n = len(chunk)
+        memoryview(b).cast("B")[:n] = chunk
+        self._pos += n
+        return n
 
 
 def compressed_size(msg: Any) -> tuple[int, int]:
     """(width, height) of a ``sensor_msgs/CompressedImage`` from its header only, nothing decoded.
 
-    JPEG and PNG are parsed here (no copy of the bytes); any other format is probed with Pillow,
-    which also reads only the header. Raises :class:`ImageError` for an empty message, a depth
+    JPEG and PNG are parsed here (no copy of the bytes; the JPEG walk is bounded, see
+    :func:`_jpeg_size`); any other format is probed with Pillow through a reader over the message's
+    own buffer, reading only the header. Raises :class:`ImageError` for an empty message, a depth
     image, or bytes that are not a recognisable image.
     """
     fmt, buf = _compressed_buffer(msg)
@@ -359,7 +461,7 @@ def compressed_size(msg: Any) -> tuple[int, int]:
     from PIL import Image as PILImage
 
     try:
-        with PILImage.open(io.BytesIO(buf.tobytes())) as probe:  # lazy: reads the header only
+        with PILImage.open(_BufferReader(memoryview(buf))) as probe:  # lazy: reads the header only
             return int(probe.size[0]), int(probe.size[1])
     except PILImage.DecompressionBombError as exc:  # Pillow's own limit; ours is checked by the caller
         raise ImageError("too_large", f"compressed image ({fmt or 'no format'}) is far too large ({exc})") from exc
@@ -375,7 +477,11 @@ __all__ = [
     "MIN_IMAGE_SIDE",
     "ImageError",
     "ImageView",
+    "JPEG_HEADER_LIMIT",
+    "JPEG_MAX_SEGMENTS",
+    "check_frame_bytes",
     "check_frame_size",
+    "data_size",
     "compressed_size",
     "conversion_backend",
     "encoding_layout",

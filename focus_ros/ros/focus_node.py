@@ -28,8 +28,11 @@ Threads (see README "ROS 2 node"):
     received the question, not when its callback ran, so a busy executor does not move it onto a
     later frame); a service call / action goal then waits for *its own* result, holding one
     executor thread but nothing else;
-  - parameters, lifecycle transitions and the 1 Hz ``/diagnostics`` timer (which reads counters,
-    never the model) in the node's default group;
+  - lifecycle transitions (``change_state``, one at a time: a model load in configure holds it),
+    parameter sets and the 1 Hz ``/diagnostics`` timer (which reads counters, never the model) in
+    the node's default group; ``get_state``, the other lifecycle queries and the parameter reads
+    (get, list, describe) in a reentrant group of their own, so ``ros2 lifecycle get`` and ``ros2
+    param get`` answer while a model loads (:meth:`FocusNode._answer_queries_during_transitions`);
 * ONE worker thread owns the model: it takes questions off the queue in order, runs the pipeline
   (with cancel and progress callables), publishes the result, and when idle optionally prefills
   the latest frame (``prefill_on_arrival``).
@@ -55,6 +58,8 @@ from typing import Any
 
 import rclpy.lifecycle
 from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.srv import GetAvailableStates, GetAvailableTransitions, GetState
+from rcl_interfaces.srv import DescribeParameters, GetParameters, GetParameterTypes, ListParameters
 from rclpy.action import ActionServer
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
@@ -74,7 +79,7 @@ from focus_ros.msg import FocusResult as FocusResultMsg
 from focus_ros.msg import Question
 from focus_ros.srv import Ask
 
-from ..core.config import default_model_path
+from ..core.config import default_model_path, download_refusal, looks_like_path
 from ..core.pipeline import FocusPipeline
 from ..io.images import conversion_backend
 from .diagnostics import PERIOD_S as DIAGNOSTICS_PERIOD_S
@@ -82,8 +87,9 @@ from .diagnostics import Diagnostics
 from .frame_store import FrameStore
 from .intake import FrameIntake
 from .params import NodeParameters, layer_range_problem
-from .reports import Reports, first_line
+from .reports import Reports, first_line, quote
 from .requests import Requests
+from .results import STATUS_CANCELED
 from .worker import Worker
 
 NODE_NAME = "focus_node"
@@ -94,6 +100,13 @@ DEFAULT_NAMESPACE = "focus"
 RESPONSE_GRACE_S = 0.25
 # How long deactivate / shutdown waits for subscribers to acknowledge the last answers.
 ANSWER_ACK_TIMEOUT_S = 1.0
+# How long a stop waits for the worker to end: the running question sees the stop at its next
+# stage boundary or verification pass; one model step that is longer (a long answer being
+# generated) must not hold deactivate / shutdown for as long.
+WORKER_STOP_TIMEOUT_S = 5.0
+# How long the action server keeps a finished goal's result for get_result (rclpy's own default is
+# 900 s, or 10 s in newer releases such as Kilted's): a slow client still gets it, results do not pile up.
+QUERY_RESULT_TIMEOUT_S = 60
 # Requests (ask calls, action goals / results / cancels) the middleware holds until the executor
 # takes them. The services default (keep last 10) silently drops requests beyond ten concurrent
 # callers, and those callers then wait forever; a BUSY answer is cheap, a lost request is not.
@@ -102,6 +115,19 @@ REQUEST_QOS = QoSProfile(
     depth=1000,
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE,
+)
+
+
+# Lifecycle and parameter services that only read (get_transition_graph has the GetAvailableTransitions type):
+# see FocusNode._answer_queries_during_transitions.
+_QUERY_SERVICES = (
+    GetState,
+    GetAvailableStates,
+    GetAvailableTransitions,
+    GetParameters,
+    GetParameterTypes,
+    ListParameters,
+    DescribeParameters,
 )
 
 
@@ -138,12 +164,37 @@ class FocusNode(rclpy.lifecycle.Node):
         self.diagnostics_pub: Publisher | None = None
         self._action_server: ActionServer | None = None
         self._requests_group = ReentrantCallbackGroup()
+        self._answer_queries_during_transitions()
+
+    def _answer_queries_during_transitions(self) -> None:
+        """Move the lifecycle queries and the parameter reads out of the default group.
+
+        rclpy creates them in the node's default (mutually exclusive) group, where ``change_state``
+        runs each transition to its end: while configure loads a model, ``get_state`` and
+        ``get_parameters`` would wait for it. They only read, so they go to a reentrant group.
+        ``change_state`` stays in the default group, so two transitions never run at once, and so
+        do the parameter sets: configure reads ``model.*`` / ``search.*`` and then writes the
+        effective ``search.*`` values back (``NodeParameters.show_effective``), and a set landing in
+        between would be overwritten; a set during a load waits for it instead.
+
+        Relies only on long-stable public attributes, the same in Humble (rclpy 3.x), Jazzy (7.1)
+        and Kilted (9.x): ``Node.services``, ``Service.srv_type``, ``Service.callback_group`` (which
+        the executor reads for every entity) and ``CallbackGroup.add_entity``. The lifecycle
+        services come from ``LifecycleNodeMixin``, which takes a single group for all five of them
+        (``change_state`` included), so they are regrouped here like the parameter services.
+        """
+        queries = ReentrantCallbackGroup()
+        for service in self.services:
+            if service.srv_type in _QUERY_SERVICES:
+                service.callback_group = queries
+                queries.add_entity(service)
 
     # ================================================================== sizing
     def executor_threads(self) -> int:
-        """Executor threads this node needs: one per waiting caller, plus intake and parameters."""
+        """Executor threads this node needs: one per waiting caller, plus intake and parameters,
+        and a transition (a model load holds a thread) with the queries answered meanwhile."""
         settings = self.params.current
-        return settings.queue_size + 2 * len(settings.cameras) + 4
+        return settings.queue_size + 2 * len(settings.cameras) + 6
 
     # ================================================================== lifecycle
     def on_configure(self, state: Any) -> TransitionCallbackReturn:
@@ -163,10 +214,15 @@ class FocusNode(rclpy.lifecycle.Node):
                 path = default_model_path()
             except FileNotFoundError as exc:
                 return self._fail_transition(f"configure failed: model.path is empty and {exc}")
-        if os.path.isabs(path) or path.startswith((".", "~")):
+        if looks_like_path(path):
             # A local path that is not there: say so, rather than the hub client's "invalid repo id".
+            # "~" is expanded first (ModelConfig loads the expanded path too).
             if not os.path.exists(os.path.expanduser(path)):
                 return self._fail_transition(f"configure failed: model path {path!r} does not exist")
+        # A hub id is a download: refused here, before anything could reach a hub, unless allowed.
+        refusal = download_refusal(path, bool(self.params.get("model.allow_download")))
+        if refusal:
+            return self._fail_transition(f"configure failed: {refusal}")
         try:
             settings = self.params.settings()
             model_cfg, search_cfg = self.params.configs()
@@ -204,6 +260,11 @@ class FocusNode(rclpy.lifecycle.Node):
 
     def on_activate(self, state: Any) -> TransitionCallbackReturn:
         assert self.frames is not None
+        if self.worker.stuck:  # a second worker thread must not run the model beside it
+            return self._fail_transition(
+                "activate failed: the question running at the last stop is still inside the model "
+                f"(it did not stop within {WORKER_STOP_TIMEOUT_S:g} s); activate again once it has ended"
+            )
         s = self.params.current
         self.requests.prepare(s.queue_size)
         try:
@@ -294,11 +355,13 @@ class FocusNode(rclpy.lifecycle.Node):
                 "query",
                 execute_callback=requests.execute_query,
                 goal_callback=requests.on_goal,
+                handle_accepted_callback=requests.on_accepted,
                 cancel_callback=requests.on_cancel,
                 callback_group=self._requests_group,
                 goal_service_qos_profile=REQUEST_QOS,
                 result_service_qos_profile=REQUEST_QOS,
                 cancel_service_qos_profile=REQUEST_QOS,
+                result_timeout=QUERY_RESULT_TIMEOUT_S,
             )
         except Exception as exc:
             self._destroy_entities()
@@ -366,7 +429,19 @@ class FocusNode(rclpy.lifecycle.Node):
         self.worker.signal_stop()
         requests.cancel_queued(reason)
         requests.poke()
-        self.worker.join()
+        # The running question sees the stop through its cancel check (Requests.closing, polled by
+        # QuestionRun.check between stages and passes) and ends CANCELED from the worker.
+        if not self.worker.join(WORKER_STOP_TIMEOUT_S):
+            job = self.worker.current
+            asked = f" on {quote(job.question)} ({job.request_id})" if job is not None else ""
+            self.get_logger().error(
+                f"the worker did not stop within {WORKER_STOP_TIMEOUT_S:g} s{asked}: that question is answered "
+                "CANCELED now and its thread is left to end on its own (a model step cannot be interrupted); "
+                "until it has, activate is refused and the model stays in use (cleanup drops the node's "
+                "reference; its memory is freed once that thread lets go of it)"
+            )
+            if job is not None:  # its caller is answered now; the worker's own answer later is a no-op
+                requests.finish_error(job, STATUS_CANCELED, requests.cancel_reason("canceled"))
         requests.cancel_queued(reason)  # anything queued while the worker was stopping
         # callers blocked in ask/query return now that their jobs are finished
         requests.wait_for_callers()
@@ -414,4 +489,4 @@ class FocusNode(rclpy.lifecycle.Node):
                 self.get_logger().info(f"{p.name} = {p.value!r} (applies to the next question)")
 
 
-__all__ = ["FocusNode", "NODE_NAME", "DEFAULT_NAMESPACE"]
+__all__ = ["FocusNode", "NODE_NAME", "DEFAULT_NAMESPACE", "QUERY_RESULT_TIMEOUT_S", "WORKER_STOP_TIMEOUT_S"]

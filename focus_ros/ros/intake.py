@@ -11,6 +11,13 @@ with the colour frames by stamp (within ``depth.stamp_tolerance``); ``camera_inf
 usable calibration) and kept as the camera's latest. Every camera's frames received and dropped
 are counted per camera (``<camera>/frames_received``, ``<camera>/frames_dropped``, and the same
 for ``depth`` and ``camera_info``) for /diagnostics.
+
+Bounds, all checked before a frame is stored: a message whose data is above ``max_frame_bytes``
+is dropped from its length alone (raw, compressed and depth); a frame whose longer side is above
+``max_image_side`` from its header; a frame stamped more than ``future_stamp_tolerance`` ahead of
+the node's clock is dropped, since ``max_frame_age`` would take it as fresh for ever. That last
+check is skipped while the node's clock reads 0 (``use_sim_time`` before the first ``/clock``):
+there is nothing to compare with yet, and questions are answered without an age check then too.
 """
 
 from __future__ import annotations
@@ -20,14 +27,21 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from ..io.images import ImageError, check_frame_size, compressed_size, compressed_to_rgb, image_to_rgb, image_view
+from ..io.images import (
+    ImageError,
+    check_frame_bytes,
+    check_frame_size,
+    compressed_size,
+    compressed_to_rgb,
+    image_to_rgb,
+    image_view,
+)
 from .frame_store import Added, DepthImage, Frame
 from .reports import Reports, first_line
 from .spatial import camera_model, depth_view
-from .stamps import arrival_ns, stamp_ns, stamp_text
+from .stamps import MessageInfo, arrival_ns, stamp_ns, stamp_text
 
 if TYPE_CHECKING:
     from .focus_node import FocusNode
@@ -72,9 +86,13 @@ class FrameIntake:
             )
 
     def _take_image(self, camera: str, topic: str, msg: Image, arrived_ns: int) -> None:
+        settings = self.node.params.current
         try:
-            # Before the data is looked at: a huge frame costs nothing beyond its message.
-            check_frame_size(int(msg.width), int(msg.height), self.node.params.current.max_image_side)
+            # Before the data is looked at: a huge frame costs nothing beyond its message. The
+            # header's size first: for a raw frame it is as cheap as the length, and says more.
+            check_frame_size(int(msg.width), int(msg.height), settings.max_image_side)
+            check_frame_bytes(msg.data, settings.max_frame_bytes)
+            self._check_stamp(msg.header.stamp, settings.future_stamp_tolerance)
             view = image_view(msg)
         except ImageError as exc:
             self._reject(camera, topic, exc)
@@ -97,9 +115,12 @@ class FrameIntake:
         )
 
     def _take_compressed(self, camera: str, topic: str, msg: CompressedImage, arrived_ns: int) -> None:
+        settings = self.node.params.current
         try:
+            check_frame_bytes(msg.data, settings.max_frame_bytes)  # before the header probe reads anything
+            self._check_stamp(msg.header.stamp, settings.future_stamp_tolerance)
             width, height = compressed_size(msg)  # header only: a decompression bomb is never decoded
-            check_frame_size(width, height, self.node.params.current.max_image_side)
+            check_frame_size(width, height, settings.max_image_side)
         except ImageError as exc:
             self._reject(camera, topic, exc)
             return
@@ -124,8 +145,10 @@ class FrameIntake:
         frames = self.node.frames
         count = self.reports.count
         count(f"{camera}/depth_received")
+        settings = self.node.params.current
         try:
-            check_frame_size(int(msg.width), int(msg.height), self.node.params.current.max_image_side)
+            check_frame_size(int(msg.width), int(msg.height), settings.max_image_side)
+            check_frame_bytes(msg.data, settings.max_frame_bytes)
             array, unit = depth_view(msg)
         except ImageError as exc:
             count(f"{camera}/depth_dropped")
@@ -139,7 +162,7 @@ class FrameIntake:
             count(f"{camera}/depth_dropped")
             self.reports.report(topic, "depth_stamp_zero", "depth image dropped: it has no stamp (0) to pair it by")
             return
-        frames.add_depth(depth, int(self.node.params.current.depth_stamp_tolerance * 1e9))
+        frames.add_depth(depth, int(settings.depth_stamp_tolerance * 1e9))
 
     def _take_camera_info(self, camera: str, topic: str, msg: CameraInfo) -> None:
         self.reports.count(f"{camera}/camera_info_received")
@@ -153,10 +176,26 @@ class FrameIntake:
         if frames is not None:
             frames.set_camera_info(camera, msg)
 
+    def _check_stamp(self, stamp: Any, tolerance: float) -> None:
+        """ImageError (``stamp_future``) when ``stamp`` is more than ``tolerance`` seconds ahead of the
+        node's clock (0: never). Not while that clock reads 0 (sim time before the first /clock)."""
+        frame_ns = stamp_ns(stamp)
+        if tolerance <= 0 or not frame_ns:
+            return
+        now = self.node.get_clock().now().nanoseconds
+        if now and frame_ns - now > tolerance * 1e9:
+            raise ImageError(
+                "stamp_future",
+                f"its stamp {stamp_text(frame_ns)} is {(frame_ns - now) / 1e9:.3f} s ahead of this node's clock "
+                f"({stamp_text(now)}), more than future_stamp_tolerance {tolerance:g} s (are the camera's "
+                f"clock and this machine's in sync?)",
+            )
+
     def _reject(self, camera: str, topic: str, exc: ImageError) -> None:
         self.reports.count(f"{camera}/frames_dropped")
         self.reports.count(f"{camera}/frames_received")
-        self.reports.count("frames_malformed")
+        if exc.kind != "stamp_future":  # a well-formed frame from a clock out of sync
+            self.reports.count("frames_malformed")
         self.reports.count(f"frames_rejected_{exc.kind}")
         self.reports.report(topic, exc.kind, f"frame dropped: {exc}; camera {camera!r} keeps its last good frame")
         self.reports.count("frames_received")

@@ -6,8 +6,10 @@ in :data:`NODE_PARAMETERS`. Every parameter has a descriptor with its range (num
 values (strings, also enforced by the set-parameters callback), and an invalid ``ros2 param set``
 is refused with the reason. Parameters that size the executor or create the topics are
 ``read_only`` (set them in the YAML file or on the command line). ``model.*`` is read at
-configure: it can be set while the node is unconfigured (e.g. after a configure that failed on a
-bad path) and is refused, with the reason, while a model is loaded or loading. ``search.*`` and
+configure and fixed at start (YAML, launch, ``-p``): any peer on the DDS domain can call
+``set_parameters``, and a changed path is a different model, or a download. Only a node started
+with ``allow_model_change: true`` accepts a ``model.*`` set, and then only while unconfigured
+(e.g. after a configure that failed on a bad path); either refusal says why. ``search.*`` and
 the other dynamic parameters can be changed at run time; a valid ``search.*`` change applies to
 the next question.
 
@@ -39,6 +41,7 @@ from ..core.config import (
     DEVICES,
     DTYPES,
     FAMILIES,
+    SEARCH_LIMITS,
     ModelConfig,
     SearchConfig,
     build_configs,
@@ -71,12 +74,15 @@ QOS_TOPICS = {
         1,
         "camera subscriptions (image, image/compressed, depth/image, camera_info); sensor-data QoS",
     ),
+    # keep-last drops the oldest unseen sample when a burst outgrows it: hold a burst of 100 questions
     "question": (
         "reliable",
-        10,
+        100,
         "the question subscriptions: question (std_msgs/String) and request (focus_ros/Question)",
     ),
-    "answer": ("reliable", 10, "the answer publisher (focus_ros/FocusResult)"),
+    # each question in the burst, and each held ask / query request (REQUEST_QOS, 1000), may be answered BUSY
+    # at once; a subscriber must be reliable with a depth >= its burst as well (docs/reliability.md)
+    "answer": ("reliable", 1000, "the answer publisher (focus_ros/FocusResult)"),
     "relevance": (
         "reliable",
         1,
@@ -86,6 +92,13 @@ QOS_TOPICS = {
 }
 
 NODE_PARAMETERS: tuple[Spec, ...] = (
+    Spec(
+        "allow_model_change",
+        False,  # whoever starts the node picks the model, not any peer that can call set_parameters
+        "accept 'ros2 param set' of model.* (then only while the node is unconfigured); false: model.* is "
+        "fixed at start (parameter file, launch, -p)",
+        read_only=True,
+    ),
     Spec(
         "autostart",
         False,
@@ -156,6 +169,16 @@ NODE_PARAMETERS: tuple[Spec, ...] = (
         high=60.0,
     ),
     Spec(
+        "future_stamp_tolerance",
+        # clocks of machines synced by NTP/PTP differ by ms, /clock of a bag player lags by its period (25 ms)
+        0.5,
+        "drop camera frames stamped more than this many seconds ahead of the node's clock (and refuse "
+        "questions about a stored one that is); 0 disables; not checked while the node's clock is 0 "
+        "(use_sim_time before the first /clock)",
+        low=0.0,
+        high=86400.0,
+    ),
+    Spec(
         "depth.enabled",
         True,
         "subscribe each camera's registered depth image (depth/image: 16UC1 millimetres or 32FC1 metres) "
@@ -188,11 +211,39 @@ NODE_PARAMETERS: tuple[Spec, ...] = (
         high=1_000_000_000,
     ),
     Spec(
+        "max_frame_bytes",
+        # a 3840x2160 rgba16 frame, the largest common camera frame, is 63.3 MiB
+        64 * 2**20,
+        "refuse camera frames (raw, compressed, depth) whose data is larger than this many bytes, at intake, "
+        "before their bytes are looked at",
+        low=1024,
+        high=2**40,
+    ),
+    Spec(
         "max_question_length",
         2000,
         "refuse questions longer than this many characters (a long question costs model time and context)",
         low=1,
         high=1_000_000,
+    ),
+    Spec(
+        "max_question_tokens",
+        # a question is a sentence or two (~20-60 tokens); 256 leaves room for options and detail
+        256,
+        "refuse questions longer than this many tokens of the loaded model's tokenizer, before queuing "
+        "(the prompt, and so every pass of the question, grows with them)",
+        low=1,
+        high=1_000_000,
+    ),
+    Spec(
+        "max_question_seconds",
+        # a robot acts on answers within seconds; a minute covers a slow CPU model with a full queue
+        60.0,
+        "end a question not answered this many seconds after it was accepted (queue waiting included) "
+        "with an ERROR saying 'deadline'; checked between model passes, so the running pass (and an "
+        "answer stage already begun) finishes first; 0 disables",
+        low=0.0,
+        high=86400.0,
     ),
     Spec(
         "publish_relevance",
@@ -223,7 +274,7 @@ NODE_PARAMETERS: tuple[Spec, ...] = (
 )
 
 _MODEL_DOCS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "model.path": ("model directory or hub id (empty: the embedded default model)", ()),
+    "model.path": ("model directory ('~' expanded) or hub id (needs allow_download); empty: the embedded model", ()),
     "model.family": ("adapter: auto reads model_type from the checkpoint's config.json", FAMILIES + ("auto",)),
     "model.dtype": (
         "weights dtype: auto = on CUDA as the family ships (Qwen2.5-VL bfloat16, LLaVA float16), float32 on CPU",
@@ -234,7 +285,9 @@ _MODEL_DOCS: dict[str, tuple[str, tuple[str, ...]]] = {
         "attention kernel; FOCUS reads cached values, never attention weights",
         ATTN_IMPLEMENTATIONS,
     ),
-    "model.local_files_only": ("never contact a model hub", ()),
+    "model.local_files_only": ("load a local directory without any hub look-up (allow_download overrides it)", ()),
+    "model.allow_download": ("allow a hub id as model.path, downloaded at model.revision; false: refused", ()),
+    "model.revision": ("hub revision of a download; a commit hash pins it (empty: the default branch)", ()),
     "model.preshrink": (
         "shrink frames with OpenCV before the image processor (same answers, far cheaper); "
         "false: the processor alone, as transformers does",
@@ -243,7 +296,8 @@ _MODEL_DOCS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 # search.* : (description, low, high, choices). Defaults are the LLaVA-1.5 paper settings;
-# other families start from their own (FAMILY_SEARCH_DEFAULTS) unless a value is set.
+# other families start from their own (FAMILY_SEARCH_DEFAULTS) unless a value is set. The integer
+# settings' ranges are the core's SEARCH_LIMITS (the same bounds as the command-line tools).
 _SEARCH_DOCS: dict[str, tuple[str, Any, Any, tuple[str, ...]]] = {
     "target_extraction": (
         "step 1: model = few-shot prompt as in the paper; rule = parse the question (no model pass)",
@@ -251,7 +305,8 @@ _SEARCH_DOCS: dict[str, tuple[str, Any, Any, tuple[str, ...]]] = {
         None,
         ("model", "rule"),
     ),
-    "max_target_tokens": ("step 1: tokens the model may write when listing targets", 1, 512, ()),
+    "max_target_tokens": ("step 1: tokens the model may write when listing targets", None, None, ()),
+    "max_targets": ("step 1: targets searched per question; the rest are left out, the answer says so", None, None, ()),
     "layer_start": (
         "step 2: first layer whose cached values are read; <= 1 a fraction of depth, else an index",
         0.0,
@@ -260,7 +315,7 @@ _SEARCH_DOCS: dict[str, tuple[str, Any, Any, tuple[str, ...]]] = {
     ),
     "layer_end": ("step 2: end layer (exclusive); <= 1 a fraction of depth, else an index", 0.0, 1000.0, ()),
     "smooth_sigma": ("step 2: Gaussian smoothing of the relevance grid, cells (0: none)", 0.0, 100.0, ()),
-    "max_grid_side": ("step 2: pool relevance grids longer than this many cells (0: never)", 0, 4096, ()),
+    "max_grid_side": ("step 2: pool relevance grids longer than this many cells (0: never)", None, None, ()),
     "contrast_quantile": (
         "step 2: this quantile of the image tokens maps to 0 and the peak to 1 "
         "(0.5: the median; 0: min-max; negative: no contrast)",
@@ -268,10 +323,10 @@ _SEARCH_DOCS: dict[str, tuple[str, Any, Any, tuple[str, ...]]] = {
         0.99,
         (),
     ),
-    "top_k_anchors": ("step 3: anchors taken from the relevance map", 1, 1000, ()),
-    "min_anchor_distance": ("step 3: cells between anchors", 0, 1000, ()),
-    "s_min": ("step 3: starting side of a region, cells", 1, 1000, ()),
-    "s_max": ("step 3: largest side of a region, cells (>= s_min)", 1, 1000, ()),
+    "top_k_anchors": ("step 3: anchors taken from the relevance map", None, None, ()),
+    "min_anchor_distance": ("step 3: cells between anchors", None, None, ()),
+    "s_min": ("step 3: starting side of a region, cells", None, None, ()),
+    "s_max": ("step 3: largest side of a region, cells (>= s_min)", None, None, ()),
     "grow_threshold": (
         "step 3: grow a region while the cells each step adds have mean relevance >= this x the maximum",
         0.0,
@@ -280,15 +335,15 @@ _SEARCH_DOCS: dict[str, tuple[str, Any, Any, tuple[str, ...]]] = {
     ),
     "nms_iou": ("step 3: drop regions overlapping a better one by more than this IoU", 0.0, 1.0, ()),
     "crop_margin": ("step 3: extra context around each region, fraction of its size", 0.0, 10.0, ()),
-    "min_crop_side": ("step 3: never verify crops smaller than this, px (0: no minimum)", 0, 100000, ()),
-    "max_steps": ("step 4: candidates verified per target", 1, 1000, ()),
+    "min_crop_side": ("step 3: never verify crops smaller than this, px (0: no minimum)", None, None, ()),
+    "max_steps": ("step 4: candidates verified per target", None, None, ()),
     "overrun": ("step 4: keep verifying past max_steps until a Yes (the paper's overrun)", None, None, ()),
-    "max_overrun_steps": ("step 4: bound on the overrun", 0, 1000, ()),
+    "max_overrun_steps": ("step 4: bound on the overrun", None, None, ()),
     "verify_batch": (
         "step 4: crops verified per batched forward (same confidences as one at a time); 0: all of the "
-        "first max_steps at once, 1: one at a time",
-        0,
-        1000,
+        "first max_steps at once (at most 64 a forward), 1: one at a time",
+        None,
+        None,
         (),
     ),
     "exist_threshold": ("step 4: existence probability that counts as Yes", 0.0, 1.0, ()),
@@ -300,7 +355,7 @@ _SEARCH_DOCS: dict[str, tuple[str, Any, Any, tuple[str, ...]]] = {
         (),
     ),
     "answer_view": ("answer: crop, or global+crop (the whole frame and the crop)", None, None, ("crop", "global+crop")),
-    "max_new_tokens": ("answer: tokens generated at most", 1, 4096, ()),
+    "max_new_tokens": ("answer: tokens generated at most", None, None, ()),
     "seed": ("random generator seed (random-window baseline)", 0, 2**31 - 1, ()),
 }
 
@@ -315,13 +370,15 @@ def _core_specs() -> tuple[Spec, ...]:
                 Spec(
                     name,
                     default,
-                    f"{doc} (read at configure; settable only while unconfigured)",
+                    f"{doc} (read at configure; fixed at start unless allow_model_change, then settable only "
+                    "while unconfigured)",
                     choices=choices,
                     configure_time=True,
                 )
             )
         else:
             doc, low, high, choices = _SEARCH_DOCS.get(leaf, ("see focus_ros/core/config.py", None, None, ()))
+            low, high = SEARCH_LIMITS.get(leaf, (low, high))
             specs.append(
                 Spec(
                     name,
@@ -359,7 +416,10 @@ def _descriptor(spec: Spec) -> ParameterDescriptor:
     if spec.choices:
         constraints.append(f"one of: {', '.join(spec.choices)}")
     if spec.configure_time:
-        constraints.append("settable only while the node is unconfigured (read at configure)")
+        constraints.append(
+            "read-only unless allow_model_change is true, and then settable only while the node is unconfigured "
+            "(read at configure)"
+        )
     d.additional_constraints = "; ".join(constraints)
     if spec.low is not None and spec.high is not None and not isinstance(spec.default, bool):
         if isinstance(spec.default, int):
@@ -376,6 +436,7 @@ class NodeSettings:
     """The node's own parameters (:data:`NODE_PARAMETERS`) at one moment; defaults and ranges are
     the :class:`Spec` entries, ``model.*`` / ``search.*`` go into ModelConfig / SearchConfig."""
 
+    allow_model_change: bool  # model.* may be set at run time (while unconfigured)
     autostart: bool  # the executable configures and activates at once
     cameras: tuple[str, ...]  # the first is the default camera of questions
     image_transport: str  # raw, compressed or both
@@ -386,11 +447,15 @@ class NodeSettings:
     prefill_on_arrival: bool  # prefill the default camera's latest frame while idle
     max_frame_age: float  # s; 0: no limit
     stamp_tolerance: float  # s; a question naming a stamp takes a frame this near
+    future_stamp_tolerance: float  # s; frames stamped further ahead of the node's clock are refused; 0: off
     depth_enabled: bool  # depth/image subscribed, 3-D points computed
     depth_stamp_tolerance: float  # s; a depth image pairs with the colour frame this near
     method: str  # one of METHODS
     max_image_side: int  # px; larger frames are refused at intake
+    max_frame_bytes: int  # bytes of a frame message's data; larger ones are refused at intake
     max_question_length: int  # characters
+    max_question_tokens: int  # tokens of the loaded model's tokenizer
+    max_question_seconds: float  # s from acceptance to answer; 0: no deadline
     publish_relevance: bool  # relevance_map / relevance_overlay at all
     relevance_encoding: str  # rgb8 or mono8
     overlay_max_side: int  # px, longer side of the relevance images
@@ -413,6 +478,7 @@ def read_settings(get: Callable[[str], Any]) -> NodeSettings:
     """The snapshot of the node's own parameters; ``get(name)`` is a parameter's value."""
     qos = {group: qos_profile(get(f"qos.{group}.reliability"), get(f"qos.{group}.depth")) for group in QOS_TOPICS}
     return NodeSettings(
+        allow_model_change=bool(get("allow_model_change")),
         autostart=bool(get("autostart")),
         cameras=tuple(str(c) for c in get("cameras")),
         image_transport=str(get("image_transport")),
@@ -423,11 +489,15 @@ def read_settings(get: Callable[[str], Any]) -> NodeSettings:
         prefill_on_arrival=bool(get("prefill_on_arrival")),
         max_frame_age=float(get("max_frame_age")),
         stamp_tolerance=float(get("stamp_tolerance")),
+        future_stamp_tolerance=float(get("future_stamp_tolerance")),
         depth_enabled=bool(get("depth.enabled")),
         depth_stamp_tolerance=float(get("depth.stamp_tolerance")),
         method=str(get("method")),
         max_image_side=int(get("max_image_side")),
+        max_frame_bytes=int(get("max_frame_bytes")),
         max_question_length=int(get("max_question_length")),
+        max_question_tokens=int(get("max_question_tokens")),
+        max_question_seconds=float(get("max_question_seconds")),
         publish_relevance=bool(get("publish_relevance")),
         relevance_encoding=str(get("relevance_encoding")),
         overlay_max_side=int(get("overlay_max_side")),
@@ -469,6 +539,13 @@ def _camera_name_error(name: str) -> str | None:
     if not name or not (name[0].isalpha() or name[0] == "_") or not all(c.isalnum() or c == "_" for c in name):
         return f"camera name {name!r} must be a valid topic token (letters, digits, '_'; not starting with a digit)"
     return None
+
+
+MODEL_FIXED = (
+    "read-only: the model is fixed at start (parameter file, launch, -p). To allow changing model.* while "
+    "the node is unconfigured, start it with allow_model_change true (-p allow_model_change:=true, or the "
+    "launch argument allow_model_change:=true)"
+)
 
 
 class NodeParameters:
@@ -561,14 +638,16 @@ class NodeParameters:
             spec = self.specs.get(p.name)
             if spec is None:
                 continue  # use_sim_time and other rclpy parameters
-            if spec.configure_time and not self._internal:
-                refusal = self.model_change_refusal()
-                if refusal:
-                    return SetParametersResult(successful=False, reason=f"{p.name}: {refusal}")
             if spec.choices and p.value not in spec.choices:
                 return SetParametersResult(
                     successful=False, reason=f"{p.name} must be one of {list(spec.choices)}, got {p.value!r}"
                 )
+            if spec.configure_time and not self._internal:
+                if not self.current.allow_model_change:
+                    return SetParametersResult(successful=False, reason=f"{p.name}: {MODEL_FIXED}")
+                refusal = self.model_change_refusal()
+                if refusal:
+                    return SetParametersResult(successful=False, reason=f"{p.name}: {refusal}")
             if p.name.startswith("search."):
                 search_updates[p.name.split(".", 1)[1]] = p.value
             if p.type_ == Parameter.Type.STRING_ARRAY and p.name == "cameras":

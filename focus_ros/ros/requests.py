@@ -6,8 +6,11 @@ action), or a UUID the node makes when it is empty (always for the plain ``quest
 result, BUSY and ERROR ones included, carries it in ``FocusResult.request_id``. The job is checked
 at once (node active, question length, camera, frame, frame age) and put on the bounded
 :class:`JobQueue` the worker takes from; a request that cannot be answered, or finds the queue
-full, is finished at once with ERROR or BUSY. A service call or action goal then waits for *its
-own* result, holding one executor thread and nothing else. Whatever happens,
+full, is finished at once with ERROR or BUSY. An action goal is the exception: when the queue is
+full or the node is stopping it is rejected at once (``GoalResponse.REJECT``: no job, no result),
+and an accepted goal holds a queue slot from its acceptance until its job is queued or finished,
+so a goal the client was told is accepted always gets its result. A service call or action goal
+then waits for *its own* result, holding one executor thread and nothing else. Whatever happens,
 :meth:`Requests.finish` delivers one ``focus_ros/FocusResult`` per job: published on ``answer``
 and handed to its caller (:meth:`Job.claim_finish` makes a second delivery a no-op); a result
 never leaves with ``STATUS_UNSET``.
@@ -15,16 +18,17 @@ never leaves with ``STATUS_UNSET``.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 import traceback
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rclpy.action import CancelResponse, GoalResponse
-from rclpy.subscription import MessageInfo
 from std_msgs.msg import String
 
 from focus_ros.action import Query
@@ -45,13 +49,17 @@ from .results import (
     error_result,
     not_found_note,
 )
-from .stamps import arrival_ns, stamp_ns, stamp_text
+from .stamps import MessageInfo, arrival_ns, stamp_ns, stamp_text
 
 if TYPE_CHECKING:
     from .focus_node import FocusNode
 
 # How long a stop waits for the callers blocked in ask / query to return their answers.
 CALLERS_TIMEOUT_S = 2.0
+# How long a queue slot held by ``on_goal`` waits for rclpy to confirm the goal accepted. Both run
+# back to back in one executor task; rclpy skips the confirmation only when it fails to accept the
+# goal or to send the response (the client has gone), and then the slot is freed after this.
+GOAL_SLOT_TIMEOUT_S = 5.0
 
 
 def new_request_id() -> str:
@@ -87,8 +95,15 @@ class Job:
         self.done = threading.Event()
         self.result: FocusResultMsg | None = None
         self.message = ""  # the service's summary: the answer (with why no target was confirmed) or the error
+        self.notes: list[str] = []  # what the answer's summary adds (e.g. targets left out by search.max_targets)
+        self.deadline_s = 0.0  # max_question_seconds when it was accepted; 0: no deadline
+        self.reserved_in: JobQueue | None = None  # the queue holding a slot for this action goal (until queued)
         self._finishing = False
         self._lock = threading.Lock()
+
+    def expired(self) -> bool:
+        """True once ``deadline_s`` has passed since the question was accepted."""
+        return self.deadline_s > 0 and time.monotonic() - self.requested > self.deadline_s
 
     def claim_finish(self) -> bool:
         """True exactly once: the caller may deliver the result."""
@@ -100,17 +115,42 @@ class Job:
 
 
 class JobQueue:
-    """Bounded FIFO with a wake-up for the idle prefill (a ``queue.Queue`` cannot withdraw a job)."""
+    """Bounded FIFO with a wake-up for the idle prefill (a ``queue.Queue`` cannot withdraw a job).
+
+    A slot can be reserved ahead of its job (an accepted action goal, whose job is made later on
+    another executor thread): reserved slots count as taken."""
 
     def __init__(self, size: int):
         self.size = size
         self._jobs: deque[Job] = deque()
         self._cv = threading.Condition()
         self._poked = False
+        self._reserved = 0
 
-    def put(self, job: Job) -> bool:
+    def reserve(self) -> bool:
+        """Hold one slot for a job to come; False when the queue is full."""
         with self._cv:
-            if len(self._jobs) >= self.size:
+            if len(self._jobs) + self._reserved >= self.size:
+                return False
+            self._reserved += 1
+            return True
+
+    def release(self) -> None:
+        """Give back a slot from :meth:`reserve` whose job was not queued."""
+        with self._cv:
+            self._reserved = max(0, self._reserved - 1)
+
+    @property
+    def reserved(self) -> int:
+        with self._cv:
+            return self._reserved
+
+    def put(self, job: Job, reserved: bool = False) -> bool:
+        """Queue ``job``; ``reserved``: into the slot :meth:`reserve` held for it (never refused)."""
+        with self._cv:
+            if reserved:
+                self._reserved = max(0, self._reserved - 1)
+            elif len(self._jobs) + self._reserved >= self.size:
                 return False
             self._jobs.append(job)
             self._cv.notify()
@@ -149,6 +189,17 @@ class JobQueue:
             return len(self._jobs)
 
 
+class GoalSlot:
+    """A queue slot held for one action goal, from :meth:`Requests.on_goal` until its job is queued
+    or finished (:meth:`Requests.execute_query`)."""
+
+    def __init__(self, goal: Any, queue: JobQueue):
+        self.goal = goal  # the goal request itself: keeps its id(), the slot's key, from being reused
+        self.queue = queue
+        self.offered = time.monotonic()
+        self.accepted = False  # rclpy accepted it and scheduled execute_query
+
+
 class Requests:
     """The question callbacks of a :class:`~focus_ros.ros.focus_node.FocusNode`, its queue and its answers.
 
@@ -167,23 +218,34 @@ class Requests:
         self.closing_reason = "the node is not active"
         self._waiting = 0  # service / action callers blocked until their answer
         self._waiting_lock = threading.Lock()
+        # question_tokens' own copy of the loaded model's tokenizer, and (weakly) the adapter it is of
+        self._tokenizer_lock = threading.Lock()
+        self._tokenizer: Any = None
+        self._tokenizer_of: Callable[[], Any] = lambda: None
+        # Accepted action goals not finished yet: id(goal request) -> its slot (under the gate).
+        self._slots: dict[int, GoalSlot] = {}
 
     # ================================================================== open and close
     def prepare(self, queue_size: int) -> None:
         """A new, empty queue (activate); questions are still refused until :meth:`open`."""
-        self.queue = JobQueue(queue_size)
+        with self._gate:
+            self.queue = JobQueue(queue_size)
+            self._slots.clear()  # slots of the last queue (a goal that never ran): nothing to wait for
 
     def open(self) -> None:
-        self.closing = False
+        with self._gate:
+            self.closing = False
 
     def close(self, reason: str) -> bool:
-        """Refuse new questions from now on; True when callers are waiting for answers."""
+        """Refuse new questions from now on; True when callers are waiting for answers (a blocked
+        ask / query, or an accepted goal whose execution has not started yet)."""
         with self._gate:
             if not self.closing:
                 self.closing_reason = reason
             self.closing = True
+            goals = bool(self._slots)
         with self._waiting_lock:
-            return self._waiting > 0
+            return self._waiting > 0 or goals
 
     def cancel_queued(self, reason: str) -> None:
         """Answer every queued question with CANCELED."""
@@ -202,13 +264,45 @@ class Requests:
         """Until the callers blocked in ask / query have returned (their jobs are finished)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            with self._gate:
+                self._drop_stale_slots()
+                goals = len(self._slots)  # accepted goals run to their result (CANCELED) first
             with self._waiting_lock:
-                if self._waiting == 0:
+                if self._waiting == 0 and goals == 0:
                     break
             time.sleep(0.01)
 
     def cancel_reason(self, user_reason: str) -> str:
         return f"not answered: {self.closing_reason}" if self.closing else user_reason
+
+    def deadline_error(self, job: Job, queued: bool) -> str:
+        where = "waiting in the queue" if queued else "in the search"
+        return (
+            f"deadline passed: not answered within max_question_seconds {job.deadline_s:g} s of being accepted "
+            f"({time.monotonic() - job.requested:.1f} s, {where})"
+        )
+
+    def finish_stopped(self, job: Job, user_reason: str, queued: bool = False) -> None:
+        """Finish ``job`` whose cancel check said stop: CANCELED when the node stops or its caller
+        canceled (``user_reason``), ERROR with "deadline" when ``max_question_seconds`` passed
+        (``queued``: before the worker began it)."""
+        if not self.closing and not job.user_cancel() and job.expired():
+            self.finish_error(job, STATUS_ERROR, self.deadline_error(job, queued))
+        else:
+            self.finish_error(job, STATUS_CANCELED, self.cancel_reason(user_reason))
+
+    def question_tokens(self, question: str) -> int | None:
+        """How many tokens the loaded model's tokenizer makes of ``question`` (None: no model). A
+        copy of the tokenizer counts: the worker's batched calls change the original's padding
+        state, which a concurrent call from this thread would trip over."""
+        pipeline = self.node.pipeline
+        if pipeline is None:
+            return None
+        with self._tokenizer_lock:
+            if self._tokenizer_of() is not pipeline.adapter:
+                self._tokenizer = copy.deepcopy(pipeline.adapter.tokenizer)
+                self._tokenizer_of = weakref.ref(pipeline.adapter)  # weak: a released model is not kept
+            return len(self._tokenizer(question, add_special_tokens=False)["input_ids"])
 
     # ================================================================== callbacks
     def on_question(self, msg: String, info: MessageInfo) -> None:
@@ -233,7 +327,49 @@ class Requests:
         return response
 
     def on_goal(self, goal_request: Any) -> GoalResponse:
-        return GoalResponse.REJECT if self.closing else GoalResponse.ACCEPT
+        """Accept a goal only into a free queue slot, held for it from now on; otherwise reject it
+        at once (the node not active or stopping, or the queue full): the client's goal handle
+        reads ``accepted`` False, and the goal gets no result, neither to the client nor on
+        ``answer``."""
+        with self._gate:  # against close(): a goal accepted here is in _slots before a stop looks
+            self._drop_stale_slots()
+            queue = self.queue
+            if self.closing or queue is None:
+                why = self.closing_reason
+            elif not queue.reserve():
+                why = f"busy: {queue.size} question(s) already waiting (queue_size {queue.size})"
+            else:
+                self._slots[id(goal_request)] = GoalSlot(goal_request, queue)
+                return GoalResponse.ACCEPT
+        self.reports.count("goals_rejected")
+        self.reports.report("query", "rejected", f"goal {quote(goal_request.question)} rejected: {why}")
+        return GoalResponse.REJECT
+
+    def on_accepted(self, goal_handle: Any) -> None:
+        """rclpy accepted the goal (and told its client): its slot now waits for execute_query."""
+        with self._gate:
+            slot = self._slots.get(id(goal_handle.request))
+            if slot is not None and slot.goal is goal_handle.request:
+                slot.accepted = True
+        goal_handle.execute()
+
+    def _drop_stale_slots(self) -> None:
+        """Free the slots of goals rclpy did not go on to accept (GOAL_SLOT_TIMEOUT_S); under the gate."""
+        now = time.monotonic()
+        for key, slot in list(self._slots.items()):
+            if not slot.accepted and now - slot.offered > GOAL_SLOT_TIMEOUT_S:
+                del self._slots[key]
+                slot.queue.release()
+
+    def _free_slot(self, goal: Any, job: Job) -> None:
+        """The goal has its result: forget its slot, and give the slot back if its job was never queued."""
+        with self._gate:
+            slot = self._slots.get(id(goal))
+            if slot is not None and slot.goal is goal:
+                del self._slots[id(goal)]
+            if job.reserved_in is not None:
+                job.reserved_in.release()
+                job.reserved_in = None
 
     def on_cancel(self, goal_handle: Any) -> CancelResponse:
         return CancelResponse.ACCEPT
@@ -248,16 +384,23 @@ class Requests:
             feedback=goal_handle.publish_feedback,
             request_id=goal.request_id,
         )
-        result = self._answer_caller(job, goal.stamp, withdraw=lambda: goal_handle.is_cancel_requested)
+        with self._gate:
+            slot = self._slots.get(id(goal))
+            if slot is not None and slot.goal is goal:
+                job.reserved_in = slot.queue  # queued into the slot on_goal held for it
         try:
-            if result.status in ANSWERED:
-                goal_handle.succeed()
-            elif result.status == STATUS_CANCELED and goal_handle.is_cancel_requested:
-                goal_handle.canceled()
-            else:
-                goal_handle.abort()
-        except Exception as exc:  # the goal handle may be gone when shutting down
-            self.logger.debug(f"cannot finish goal: {exc}")
+            result = self._answer_caller(job, goal.stamp, withdraw=lambda: goal_handle.is_cancel_requested)
+            try:
+                if result.status in ANSWERED:
+                    goal_handle.succeed()
+                elif result.status == STATUS_CANCELED and goal_handle.is_cancel_requested:
+                    goal_handle.canceled()
+                else:
+                    goal_handle.abort()
+            except Exception as exc:  # the goal handle may be gone when shutting down
+                self.logger.debug(f"cannot finish goal: {exc}")
+        finally:
+            self._free_slot(goal, job)
         # Never raise from here: rclpy would then send a default-constructed result (status UNSET).
         return Query.Result(result=result)
 
@@ -288,12 +431,16 @@ class Requests:
             self.finish_error(job, STATUS_ERROR, f"internal error: {type(exc).__name__}: {first_line(exc)}")
 
     def _check_and_queue(self, job: Job, stamp: Any) -> None:
-        job.cancel = lambda: self.closing or job.user_cancel()
+        job.cancel = lambda: self.closing or job.user_cancel() or job.expired()
         frames, queue = self.node.frames, self.queue
         if self.closing or queue is None or frames is None:
-            self.finish_error(job, STATUS_ERROR, "the node is not active (configure and activate it first)")
+            if job.reserved_in is not None:  # a goal accepted before a stop began: the stop answers it
+                self.finish_error(job, STATUS_CANCELED, f"not answered: {self.closing_reason}")
+            else:
+                self.finish_error(job, STATUS_ERROR, "the node is not active (configure and activate it first)")
             return
         settings = self.node.params.current
+        job.deadline_s = settings.max_question_seconds  # from acceptance: queue waiting counts
         self.reports.count("questions")
         if not job.question.strip():
             self.finish_error(job, STATUS_ERROR, "question is empty")
@@ -303,6 +450,10 @@ class Requests:
             self.finish_error(
                 job, STATUS_ERROR, f"question is too long: {len(job.question)} characters (max_question_length {limit})"
             )
+            return
+        tokens, limit = self.question_tokens(job.question), settings.max_question_tokens
+        if tokens is not None and tokens > limit:
+            self.finish_error(job, STATUS_ERROR, f"question is too long: {tokens} tokens (max_question_tokens {limit})")
             return
         cameras = settings.cameras
         camera = job.camera or cameras[0]
@@ -351,7 +502,10 @@ class Requests:
         job.frame = frame
         with self._gate:  # not while a stop drains the queue (FocusNode.stop_worker)
             closing = self.closing
-            queued = not closing and queue.put(job)
+            reserved = job.reserved_in is queue
+            queued = not closing and queue.put(job, reserved=reserved)
+            if queued and reserved:
+                job.reserved_in = None  # the slot is the job's now
         if closing:
             self.finish_error(job, STATUS_CANCELED, f"not answered: {self.closing_reason}")
         elif not queued:
@@ -363,13 +517,25 @@ class Requests:
             )
 
     def age_error(self, frame: Frame) -> str | None:
-        """Why the latest ``frame`` is too old to answer about (None when it is fresh enough)."""
-        max_age = self.node.params.current.max_frame_age
-        if max_age <= 0:
+        """Why the latest ``frame`` is too old, or stamped too far ahead, to answer about (None when fine).
+
+        A frame ahead of the clock has a negative age and would pass ``max_frame_age`` for ever; intake
+        drops such frames, but one stored while the clock read 0 (sim time before /clock) or before
+        /clock jumped back can still be here. With the clock at 0 no age can be measured: None."""
+        settings = self.node.params.current
+        max_age, max_ahead = settings.max_frame_age, settings.future_stamp_tolerance
+        if max_age <= 0 and max_ahead <= 0:
             return None
         now = self.node.get_clock().now().nanoseconds
+        if not now:
+            return None
         age = (now - frame.stamp_ns) if frame.stamp_ns else (now - frame.received_ns)
-        if age <= max_age * 1e9:
+        if max_ahead > 0 and -age > max_ahead * 1e9:
+            return (
+                f"latest frame from camera {frame.camera!r} is stamped {-age / 1e9:.1f} s ahead of this node's "
+                f"clock (future_stamp_tolerance {max_ahead:g} s): are the clocks in sync?"
+            )
+        if max_age <= 0 or age <= max_age * 1e9:
             return None
         return (
             f"latest frame from camera {frame.camera!r} is {age / 1e9:.1f} s old (max_frame_age {max_age:g} s): "
@@ -387,6 +553,8 @@ class Requests:
                     continue
                 if withdraw is not None and withdraw() and queue.remove(job):
                     self.finish_error(job, STATUS_CANCELED, "canceled while waiting in the queue")
+                elif job.expired() and queue.remove(job):  # answered at its deadline, not when its turn comes
+                    self.finish_error(job, STATUS_ERROR, self.deadline_error(job, queued=True))
                 elif self.closing and not self.node.worker.running and queue.remove(job):
                     # queued as the node stopped: no worker will take it
                     self.finish_error(job, STATUS_CANCELED, f"not answered: {self.closing_reason}")
@@ -412,10 +580,11 @@ class Requests:
         msg.request_id = job.request_id
         if msg.status == STATUS_UNSET:  # pragma: no cover - a bug: never let it read as an outcome
             error_result(msg, STATUS_ERROR, "internal error: the result had no status")
-        note = ""
+        notes = list(job.notes) if msg.status in ANSWERED else []
         if msg.status == STATUS_NOT_FOUND:
             pipeline = self.node.pipeline  # its search settings are the ones this question ran with
-            note = not_found_note(msg, pipeline.search.exist_threshold if pipeline is not None else float("nan"))
+            notes.append(not_found_note(msg, pipeline.search.exist_threshold if pipeline is not None else float("nan")))
+        note = "; ".join(notes)
         job.message = (f"{msg.answer} ({note})" if note else msg.answer) if msg.status in ANSWERED else msg.error
         job.result = msg
         pub = self.node.answer_pub
@@ -440,4 +609,4 @@ class Requests:
             self.logger.warning(f"{asked} via {job.source}: {msg.error}")
 
 
-__all__ = ["CALLERS_TIMEOUT_S", "Job", "JobQueue", "Requests", "new_request_id"]
+__all__ = ["CALLERS_TIMEOUT_S", "GOAL_SLOT_TIMEOUT_S", "GoalSlot", "Job", "JobQueue", "Requests", "new_request_id"]

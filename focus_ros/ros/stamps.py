@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from rclpy.subscription import MessageInfo
+# What rclpy hands a two-argument subscription callback besides the message: a dict with
+# ``received_timestamp`` (ns) and more. Kilted's rclpy names it ``rclpy.subscription.MessageInfo``
+# (a TypedDict); Jazzy's rclpy (7.1) passes the same dict but has no such name, so the node spells
+# the type itself.
+MessageInfo = Mapping[str, Any]
 
 
 def stamp_ns(stamp: Any) -> int:
@@ -23,4 +28,4 @@ def stamp_text(ns: int) -> str:
     return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
 
 
-__all__ = ["arrival_ns", "stamp_ns", "stamp_text"]
+__all__ = ["MessageInfo", "arrival_ns", "stamp_ns", "stamp_text"]

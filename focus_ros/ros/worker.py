@@ -56,7 +56,9 @@ class Worker:
         self.reports = reports
         self.logger = node.get_logger()
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # the running thread's own (see start)
+        self._left: threading.Thread | None = None  # a thread that did not stop within a join's timeout
+        self.current: Job | None = None  # the question the thread is answering now
         self._prefilled_uid = 0
         # For /diagnostics (read from the executor: plain attributes, replaced whole).
         self.last_latency_s: float | None = None  # request to answer, of the last answered question
@@ -69,33 +71,49 @@ class Worker:
         """True from :meth:`start` until a stop takes the thread (:meth:`join`)."""
         return self._thread is not None
 
+    @property
+    def stuck(self) -> bool:
+        """True while a thread that did not stop within a :meth:`join` timeout is still running
+        (inside the model: no second thread may start on it)."""
+        left = self._left
+        return left is not None and left.is_alive()
+
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="focus_worker", daemon=True)
+        # A new event per thread: one left running by a timed-out join keeps its own, set, and ends
+        # after its question instead of taking questions beside the new thread.
+        self._stop = stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(stop,), name="focus_worker", daemon=True)
         self._thread.start()
 
     def signal_stop(self) -> None:
         """Ask the thread to stop after its current question (see :meth:`join`)."""
         self._stop.set()
 
-    def join(self) -> None:
-        """Wait for the thread to end (after :meth:`signal_stop` and a wake-up of the queue)."""
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread to end (after :meth:`signal_stop` and a wake-up of the queue), at most
+        ``timeout`` s; False when it is still running then (it is left to end on its own: :attr:`stuck`)."""
         thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        if thread.is_alive():
+            self._left = thread
+            return False
+        return True
 
-    def _loop(self) -> None:
+    def _loop(self, stop: threading.Event) -> None:
         requests = self.requests
-        while not self._stop.is_set():
+        while not stop.is_set():
             queue = requests.queue
             job = queue.get(timeout=IDLE_POLL_S) if queue is not None else None
-            if self._stop.is_set():
+            if stop.is_set():
                 if job is not None:
                     requests.finish_error(job, STATUS_CANCELED, "not answered: the node is stopping")
                 break
             if job is None:
                 self._maybe_prefill()
                 continue
+            self.current = job
             try:
                 self._process(job)
             except Exception as exc:  # never let one question kill the worker
@@ -110,6 +128,9 @@ class Worker:
                     STATUS_ERROR,
                     f"internal error while answering about the {size}frame: {type(exc).__name__}: {first_line(exc)}",
                 )
+            finally:
+                if self.current is job:
+                    self.current = None
 
     def _failed(self, why: str) -> None:
         self.failures_in_row += 1
@@ -161,8 +182,8 @@ class Worker:
     def _process(self, job: Job) -> None:
         requests = self.requests
         job.started = True
-        if job.cancel():
-            requests.finish_error(job, STATUS_CANCELED, requests.cancel_reason("canceled before it started"))
+        if job.cancel():  # canceled, stopping, or its deadline passed while it waited
+            requests.finish_stopped(job, "canceled before it started", queued=True)
             return
         pipeline, params = self.node.pipeline, self.node.params
         if params.search_changed:  # ros2 param set since the last question
@@ -178,8 +199,8 @@ class Worker:
             result = pipeline.run(
                 image, job.question, method=job.method, frame_key=job.frame.uid, cancel=job.cancel, progress=progress
             )
-        except Cancelled:
-            requests.finish_error(job, STATUS_CANCELED, requests.cancel_reason("canceled"))
+        except Cancelled:  # the caller's cancel, a stop, or max_question_seconds
+            requests.finish_stopped(job, "canceled")
             return
         except ValueError as exc:
             requests.finish_error(job, STATUS_ERROR, str(exc))
@@ -209,6 +230,7 @@ class Worker:
             )
             return
         msg = fill_result(requests.new_result(job), result, time.monotonic() - job.requested)
+        job.notes = list(result.notes)  # the result message has no field for them: the summary says them
         self._fill_points(job, msg)
         self.failures_in_row = 0
         self.last_latency_s = time.monotonic() - job.requested

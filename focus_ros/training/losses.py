@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.models.cache_names import cache_kwargs, output_cache
 from .data import IGNORE, Sequencer, symbolic_questions
 from .model import COLOR_CLASSES, SHAPE_CLASSES, Heads, vision_features
 
@@ -123,7 +124,7 @@ def _shared_prefix_forward(
     embed, n_prefix = lm.embed_tokens, len(seq.prefix)
     prefix = torch.tensor([seq.prefix], device=device).expand(len(images), -1)
     x = embed(prefix).masked_scatter((prefix == seq.image_id)[..., None], images.to(embed.weight.dtype))
-    cache = lm(inputs_embeds=x, use_cache=True).cache
+    cache = output_cache(lm(inputs_embeds=x, use_cache=True))
     pick = torch.tensor(list(group_of), device=device)
     shared = DynamicCache(
         ddp_cache_data=[
@@ -135,7 +136,11 @@ def _shared_prefix_forward(
     full_mask = torch.cat([torch.ones(len(ids), n_prefix, dtype=mask.dtype, device=device), mask], 1)
     positions = torch.arange(n_prefix, n_prefix + ids.shape[1], device=device).expand(len(ids), -1)
     hidden = lm(
-        inputs_embeds=embed(ids), attention_mask=full_mask, position_ids=positions, cache=shared, use_cache=False
+        inputs_embeds=embed(ids),
+        attention_mask=full_mask,
+        position_ids=positions,
+        use_cache=False,
+        **cache_kwargs(shared),
     ).last_hidden_state
     return hidden, labels.to(device), first.to(device)
 

@@ -204,5 +204,5 @@ def test_an_older_transformers_is_refused_with_the_version_it_needs():
 
     check_transformers()  # the pinned, installed release passes
     check_transformers(transformers.__version__)
-    with pytest.raises(RuntimeError, match=rf"transformers 5\.17\.0 is too old: focus_ros needs >= {MIN_TRANSFORMERS}"):
-        check_transformers("5.17.0")
+    with pytest.raises(RuntimeError, match=rf"transformers 4\.57\.6 is too old: focus_ros needs >= {MIN_TRANSFORMERS}"):
+        check_transformers("4.57.6")

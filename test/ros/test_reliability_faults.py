@@ -46,7 +46,8 @@ def missing(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ros(missing):
     harness = NodeHarness(
-        {"model.path": str(missing), "model.local_files_only": True, "model.preshrink": False, **SEARCH},
+        # allow_model_change: these tests correct model.path with `ros2 param set` between configures
+        {"model.path": str(missing), "allow_model_change": True, "model.preshrink": False, **SEARCH},
         configure=False,
         namespace="focus_faults",
     )  # its own namespace: see ros_helpers.RosoutLog

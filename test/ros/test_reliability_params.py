@@ -67,7 +67,7 @@ def test_every_number_has_a_range_and_every_closed_string_its_allowed_values(ros
         ("search.layer_end", 0.2, "selects no layer of this model's 4"),
         ("cameras", ["front", "rear"], "read-only"),  # sizes the executor / topics
         ("qos.image.depth", 5, "read-only"),
-        ("model.device", "cuda", "read-only while a model is loaded"),  # configured: cleanup first
+        ("model.device", "cuda", "read-only: the model is fixed at start"),  # without allow_model_change
     ],
 )
 def test_an_invalid_set_through_the_parameter_service_is_refused_with_its_reason(ros, name, value, reason):

@@ -164,20 +164,19 @@ def test_an_error_reply_carries_its_request_id_on_every_channel_and_an_aborted_g
     assert empty.result.status == FocusResult.STATUS_ERROR and is_uuid4(empty.result.request_id)
 
 
-def test_a_busy_reply_carries_its_request_id_on_every_channel(ros, answers):
+def test_a_busy_reply_carries_its_request_id_and_a_goal_beyond_the_queue_is_rejected(ros, answers):
     ros.publish_frame(sample_rgb(640, 480, seed=46), frame_id="ids_busy")
     handle, long_result = long_goal(ros)
     queued = ros.ask_async(f"{QUESTION} (queued)")
     wait_for(lambda: len(ros.node.requests.queue) == 1, 10.0)
     service = ask(ros, f"{QUESTION} (busy, service)", request_id="busy-service", timeout=30.0)
-    _, goal, _ = send_goal(ros, f"{QUESTION} (busy, action)", request_id="busy-action")
-    goal = ros.result_of(goal, 30.0)
+    busy_goal = Query.Goal(question=f"{QUESTION} (busy, action)", request_id="busy-action")
+    rejected = ros.result_of(ros.action_client().send_goal_async(busy_goal), 10.0)
     publish_request(ros, f"{QUESTION} (busy, request)", request_id="busy-request")
     topic = one_answer(answers, f"{QUESTION} (busy, request)", 30.0)
     assert not long_result.done(), "BUSY must come back while the running question still runs"
     assert service.result.status == FocusResult.STATUS_BUSY and service.result.request_id == "busy-service"
-    assert goal.status == GoalStatus.STATUS_ABORTED
-    assert goal.result.result.status == FocusResult.STATUS_BUSY and goal.result.result.request_id == "busy-action"
+    assert not rejected.accepted  # a full queue rejects a goal at once: no result, nothing on answer
     assert topic.status == FocusResult.STATUS_BUSY and topic.request_id == "busy-request"
     ros.result_of(handle.cancel_goal_async(), 10.0)
     cancelled = ros.result_of(long_result, 60.0)
@@ -185,6 +184,8 @@ def test_a_busy_reply_carries_its_request_id_on_every_channel(ros, answers):
     assert cancelled.result.result.status == FocusResult.STATUS_CANCELED  # a canceled goal is never UNSET
     assert cancelled.result.result.request_id == "long-goal"
     assert ros.result_of(queued, 60.0).success
+    answers.flush()
+    assert not [a for a in answers.snapshot() if a.request_id == "busy-action"]
 
 
 def test_a_goal_cancelled_while_queued_ends_canceled_with_its_id_never_unset(ros, answers):

@@ -123,7 +123,7 @@ def test_extraction_prompt_ends_where_the_model_continues():
 def test_family_defaults_and_overrides():
     assert search_defaults("llava").layer_start == pytest.approx(14 / 32)
     assert search_defaults("llava_onevision").answer_view == "global+crop"
-    model, search = build_configs({"model.path": "x", "model.family": "qwen2_5_vl", "search.max_steps": "3"})
+    model, search = build_configs({"model.path": "./x", "model.family": "qwen2_5_vl", "search.max_steps": "3"})
     assert search.max_steps == 3 and search.answer_view == "global+crop"
     assert "search.s_max" in parameter_table()
 
@@ -131,10 +131,10 @@ def test_family_defaults_and_overrides():
 @pytest.mark.parametrize(
     "values,message",
     [
-        ({"model.path": "x", "model.family": "llava", "search.s_min": 5, "search.s_max": 3}, "s_max"),
-        ({"model.path": "x", "model.family": "llava", "search.nms_iou": 1.5}, "nms_iou"),
-        ({"model.path": "x", "model.family": "gpt"}, "model.family"),
-        ({"model.path": "x", "model.family": "llava", "search.bogus": 1}, "unknown"),
+        ({"model.path": "./x", "model.family": "llava", "search.s_min": 5, "search.s_max": 3}, "s_max"),
+        ({"model.path": "./x", "model.family": "llava", "search.nms_iou": 1.5}, "nms_iou"),
+        ({"model.path": "./x", "model.family": "gpt"}, "model.family"),
+        ({"model.path": "./x", "model.family": "llava", "search.bogus": 1}, "unknown"),
         ({"model.path": "", "model.family": "llava"}, "model.path"),
     ],
 )

@@ -14,13 +14,15 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from ..config import ModelConfig
+from ..config import ModelConfig, hub_kwargs, is_hub_id
 from ..geometry import GridMapping
+from .cache_names import cache_keyword, cache_kwargs, output_cache
 
 LOG = logging.getLogger(__name__)
 
@@ -139,6 +141,26 @@ def resolve_device_dtype(cfg: ModelConfig, cuda_dtype: str = "float16") -> tuple
     return device, dtype
 
 
+# Weight files that are pickles: unpickling runs whatever code the file names.
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def check_safetensors_only(path: str) -> None:
+    """ValueError when the local directory ``path`` holds pickled weights and no ``*.safetensors``
+    (transformers would only say it found no model.safetensors); hub ids are left to
+    ``use_safetensors=True``, which refuses a repository without them."""
+    folder = Path(path)
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(f.name for pattern in PICKLED_WEIGHTS for f in folder.glob(pattern))
+    if pickled:
+        raise ValueError(
+            f"{path} holds pickled weights only ({', '.join(pickled)}) and no .safetensors: refused, "
+            "loading a pickle can run code; convert the checkpoint to safetensors (save_pretrained "
+            "writes them) and load that"
+        )
+
+
 class VLMAdapter(ABC):
     """Shared implementation; subclasses fill in the family-specific hooks."""
 
@@ -173,13 +195,19 @@ class VLMAdapter(ABC):
 
         device, dtype = resolve_device_dtype(cfg, cls.cuda_dtype)
         model_cls = getattr(transformers, cls.model_class)
+        where = hub_kwargs(cfg)  # ValueError for a hub id without model.allow_download
+        if is_hub_id(cfg.path) and not cfg.revision:
+            LOG.warning("downloading %s at the hub's default branch: pin model.revision to a commit hash", cfg.path)
+        check_safetensors_only(cfg.path)
         try:
-            processor = transformers.AutoProcessor.from_pretrained(cfg.path, local_files_only=cfg.local_files_only)
+            processor = transformers.AutoProcessor.from_pretrained(cfg.path, **where)
+            # safetensors only: a pickled checkpoint (pytorch_model.bin) can run code while it loads
             model = model_cls.from_pretrained(
                 cfg.path,
                 dtype=dtype,
                 attn_implementation=cfg.attn_implementation,
-                local_files_only=cfg.local_files_only,
+                use_safetensors=True,
+                **where,
             )
         except ImportError as exc:  # e.g. flash_attention_2 requested but flash-attn missing
             raise RuntimeError(f"cannot load {cfg.path!r} with attention {cfg.attn_implementation!r}: {exc}") from exc
@@ -244,7 +272,10 @@ class VLMAdapter(ABC):
         ``.logits`` of the last token unless ``vision`` asks for ``logits_to_keep=0``)."""
         kwargs = dict(vision or {})
         kwargs.setdefault("logits_to_keep", 1)
-        return self.model(input_ids=input_ids.to(self.device), cache=cache, use_cache=True, **kwargs)
+        out = self.model(input_ids=input_ids.to(self.device), use_cache=True, **cache_kwargs(cache), **kwargs)
+        if cache_keyword() != "cache":
+            out.cache = output_cache(out)  # the adapters read ``.cache`` under either release's name
+        return out
 
     @torch.inference_mode()
     def prefill_image(self, image: np.ndarray, meter: Meter | None = None) -> ImagePrefix:
@@ -389,15 +420,19 @@ class VLMAdapter(ABC):
         width = max(lengths)
         ids = torch.cat([torch.cat([r, r[:, -1:].expand(1, width - r.shape[1])], dim=1) for r in rows])
         vision = self._batch_vision_kwargs(samples, width)
-        # one logit row per sample, at its own last real token
-        vision["logits_to_keep"] = torch.tensor(lengths, device=self.device).sub(1).view(-1, 1)
+        # Logits at every row's last real token: the distinct last positions, kept for all rows (a
+        # 1-D logits_to_keep; per-row 2-D positions exist only from transformers 5.24 on), then each
+        # row reads its own column. At most one column per crop, so the vocabulary-wide rows stay few.
+        keep = sorted({n - 1 for n in lengths})
+        vision["logits_to_keep"] = torch.tensor(keep, device=self.device)
         out = self._forward(ids, None, 0, {}, vision=vision)
         if meter:
             for sample in samples:
                 meter.prefill(int(sample.prefix_ids.shape[1]))
                 meter.prefill(int(text_ids.shape[1]))
             self._timed(meter, "prefill", t1)  # crop prefixes and their prompts: one forward
-        confidences = [self.yes_probability(out.logits[i, 0].float()) for i in range(len(rows))]
+        column = {pos: j for j, pos in enumerate(keep)}
+        confidences = [self.yes_probability(out.logits[i, column[n - 1]].float()) for i, n in enumerate(lengths)]
         return CropBatch(confidences=confidences, cache=out.cache, samples=samples)
 
     def _batch_vision_kwargs(self, samples: list[CropSample], width: int) -> dict:
