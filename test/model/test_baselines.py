@@ -211,13 +211,15 @@ VICROP_INSTRUCTION = "Answer the question using a single word or phrase."
 
 def record_calls(pipe):
     """Every multi-token model call: (image tokens in it, cached tokens before it, its text)."""
+    from focus_ros.core.models.cache_names import cache_keyword
+
     calls = []
     image_id = image_token_id(pipe.adapter.model.config)
     tok = pipe.adapter.tokenizer
 
     def hook(module, args, kwargs):
         ids = kwargs["input_ids"][0]
-        cache = kwargs.get("cache")
+        cache = kwargs.get(cache_keyword())  # "cache" from transformers 5.24, "past_key_values" before
         if ids.shape[0] > 1:
             calls.append(
                 (
