@@ -25,7 +25,7 @@ if [[ -f "$_focus_root/.venv$_focus_suffix/bin/activate" ]]; then
   unset COLCON_PREFIX_PATH
   # Drop this repo's other workspace (install*/) from the search paths an earlier source set.
   for _focus_var in PYTHONPATH LD_LIBRARY_PATH PATH; do
-    _focus_val="$(printf '%s' "${!_focus_var:-}" | tr ':' '\n' | grep -v "^$_focus_root/install" | paste -sd: -)"
+    _focus_val="$(printf '%s' "${!_focus_var:-}" | tr ':' '\n' | { grep -v "^$_focus_root/install" || true; } | paste -sd: -)"
     if [[ -n "$_focus_val" ]]; then export "$_focus_var=$_focus_val"; else unset "$_focus_var"; fi
   done
   export FOCUS_DISTRO="$_focus_distro"
