@@ -217,9 +217,11 @@ def test_goals_sent_while_the_node_deactivates_are_rejected_or_end_with_exactly_
     handles = {}
     stopper.start()
     for k in range(40):  # before, during and after the stop begins
+        if done.is_set():
+            break
         request_id = f"stop-{run}-{k:02d}"
         try:
-            handle = node.result_of(client.send_goal_async(_goal(request_id, f"Cup colour? ({k})")), 10.0)
+            handle = node.result_of(client.send_goal_async(_goal(request_id, f"Cup colour? ({k})")), 5.0)
         except TimeoutError:  # the action server was destroyed with the request in flight: never accepted
             continue
         # Asked at once, as clients do: a result asked for after the server is gone cannot come back.
