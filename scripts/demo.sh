@@ -33,9 +33,11 @@ NODE_EXE="$PREFIX/lib/focus_ros/focus_node"
 export FASTDDS_DEFAULT_PROFILES_FILE="$PREFIX/share/focus_ros/config/fastdds_large_frames.xml"
 
 # The bag plays faster than a CPU answers: the queue holds all of its questions (default 4).
+# focus-replay publishes reliable, and the node subscribes reliable: on ROS 2 Jazzy, whose Fast DDS
+# loses best-effort messages that need fragmenting between processes, that is what carries frames.
 set -m      # background jobs get their own process group and take SIGINT like a terminal's Ctrl-C
 "$NODE_EXE" --ros-args --params-file config/focus.yaml \
-  -p autostart:=true -p use_sim_time:=true -p queue_size:=32 \
+  -p autostart:=true -p use_sim_time:=true -p queue_size:=32 -p qos.image.reliability:=reliable -p qos.relevance.depth:=10 \
   -r image:=/camera/image_raw -r image/compressed:=/camera/image_raw/compressed \
   -r depth/image:=/camera/depth/image_raw -r camera_info:=/camera/camera_info \
   > "$OUT/node.log" 2>&1 &

@@ -29,6 +29,7 @@ if [[ -f "$_focus_root/.venv$_focus_suffix/bin/activate" ]]; then
     if [[ -n "$_focus_val" ]]; then export "$_focus_var=$_focus_val"; else unset "$_focus_var"; fi
   done
   export FOCUS_DISTRO="$_focus_distro"
+  export ROS_DISTRO="$_focus_distro"  # as a ROS install's setup script does
   if [[ -f "$_focus_root/install$_focus_suffix/setup.bash" ]]; then
     # shellcheck disable=SC1090
     source "$_focus_root/install$_focus_suffix/setup.bash"

@@ -29,24 +29,27 @@ while (( $# )); do
 done
 
 # --- the CI matrix: no environment named and no pytest arguments ------------------------------
+# Each core tier runs beside a ROS run: its tests use one torch thread (test/conftest.py) and the
+# node tests leave most of the second core idle while they wait on DDS, so the two overlap well.
 if [[ -z "$DISTRO" && -z "$CORE_PY" && $# -eq 0 ]]; then
   t0=$SECONDS
-  bash "$0" --distro kilted
-  bash "$0" --distro jazzy
-  # The two core tiers run side by side: each test process uses one torch thread (test/conftest.py).
-  bash scripts/setup.sh --python 3.10 >/dev/null
-  bash scripts/setup.sh --python 3.12 >/dev/null
   logs="$(mktemp -d "${TMPDIR:-/tmp}/focus_ros_core.XXXXXX")"
-  bash "$0" --python 3.10 >"$logs/3.10.log" 2>&1 & p10=$!
-  bash "$0" --python 3.12 >"$logs/3.12.log" 2>&1 & p12=$!
-  rc10=0; wait "$p10" || rc10=$?
-  rc12=0; wait "$p12" || rc12=$?
-  cat "$logs/3.10.log" "$logs/3.12.log"
-  rm -rf "$logs"
-  if (( rc10 || rc12 )); then
-    echo "[test] FAILED: core tier on Python 3.10 (exit $rc10) / 3.12 (exit $rc12)" >&2
-    exit 1
-  fi
+  trap 'rm -rf "$logs"' EXIT
+  core_beside() {  # $1: Python version of the core tier; $2: ROS distro run in the foreground
+    bash scripts/setup.sh --python "$1" >"$logs/setup-$1.log" 2>&1 || { cat "$logs/setup-$1.log"; return 1; }
+    bash scripts/setup.sh --distro "$2" || return 1
+    bash "$0" --python "$1" >"$logs/$1.log" 2>&1 & local core=$!
+    local rc_ros=0 rc_core=0
+    bash "$0" --distro "$2" || rc_ros=$?
+    wait "$core" || rc_core=$?
+    cat "$logs/$1.log"
+    if (( rc_ros || rc_core )); then
+      echo "[test] FAILED: ROS 2 $2 (exit $rc_ros) / core tier on Python $1 (exit $rc_core)" >&2
+      return 1
+    fi
+  }
+  core_beside 3.10 kilted
+  core_beside 3.12 jazzy
   echo "[test] all environments passed: Kilted, Jazzy, Python 3.10 and 3.12 core ($(( SECONDS - t0 )) s)"
   exit 0
 fi

@@ -84,6 +84,7 @@ from ..core.pipeline import FocusPipeline
 from ..io.images import conversion_backend
 from .diagnostics import PERIOD_S as DIAGNOSTICS_PERIOD_S
 from .diagnostics import Diagnostics
+from .distro import JAZZY_BEST_EFFORT_NOTE, ros_distro
 from .frame_store import FrameStore
 from .intake import FrameIntake
 from .params import NodeParameters, layer_range_problem
@@ -370,6 +371,8 @@ class FocusNode(rclpy.lifecycle.Node):
         self.worker.start()
         topics = ", ".join(t for ts in self.camera_topics.values() for t in ts)
         self.get_logger().info(f"active: listening on {topics}; ask on {self.resolve_service_name('ask')}")
+        if ros_distro() == "jazzy" and s.qos["image"].reliability == ReliabilityPolicy.BEST_EFFORT:
+            self.get_logger().warning(JAZZY_BEST_EFFORT_NOTE)
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: Any) -> TransitionCallbackReturn:

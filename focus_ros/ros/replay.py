@@ -287,9 +287,12 @@ class Recorder:
         cls = message_class(msgtype)
         image = msgtype in IMAGE_TYPES
         # Like `ros2 bag record`: reliable when every publisher offers it (a large best-effort image
-        # loses fragments), best effort for images otherwise (which matches any publisher).
+        # loses fragments; on Jazzy, whose Fast DDS loses fragmented best-effort messages between
+        # processes, nearly all of them), best effort for images only when a publisher offers
+        # nothing else. A topic with no publisher seen yet is the node's own (relevance images,
+        # reliable) more often than a best-effort camera: reliable.
         offered = [i.qos_profile.reliability for i in self.node.get_publishers_info_by_topic(topic)]
-        reliable = not image or (offered and all(r == ReliabilityPolicy.RELIABLE for r in offered))
+        reliable = not image or all(r == ReliabilityPolicy.RELIABLE for r in offered)
         qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
             depth=5 if image else 100,
@@ -300,7 +303,7 @@ class Recorder:
             self.counts[topic] = self.received[topic] = self.dropped[topic] = 0
             self._new_topics.append((topic, msgtype, 2 if image else 10))
         self._subs.append(self.node.create_subscription(cls, topic, partial(self._on_message, topic), qos, raw=True))
-        logger.info("recording %s (%s)", topic, msgtype)
+        logger.info("recording %s (%s, %s)", topic, msgtype, "reliable" if reliable else "best effort")
 
     def _resolve_pending(self) -> None:
         known = dict(self.node.get_topic_names_and_types())

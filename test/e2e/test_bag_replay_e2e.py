@@ -73,6 +73,10 @@ def run(tmp_path_factory, truth):
             "use_sim_time:=true",
             "-p",
             "queue_size:=32",
+            "-p",  # focus-replay publishes reliable; on Jazzy only reliable carries fragmented frames
+            "qos.image.reliability:=reliable",
+            "-p",  # every answer's overlay is recorded: keep them until delivered (Jazzy's transport is slower)
+            "qos.relevance.depth:=10",
             "-r",
             "image:=/camera/image_raw",
             "-r",
@@ -102,7 +106,8 @@ def run(tmp_path_factory, truth):
     )
     code = node.stop()
     assert player.returncode == 0, player.stdout + player.stderr
-    return {"player": player.stdout, "answers": read_answers(work / "answers"), "exit": code, "log": node.text()}
+    answers = read_answers(work / "answers")
+    return {"player": player.stdout + player.stderr, "answers": answers, "exit": code, "log": node.text()}
 
 
 def test_every_question_of_the_bag_gets_exactly_one_answer_about_a_frame_of_its_own_scene(run, truth):
@@ -130,7 +135,8 @@ def test_every_question_of_the_bag_gets_exactly_one_answer_about_a_frame_of_its_
 
 def test_the_node_exits_cleanly_and_publishes_an_overlay_for_every_answer(run):
     assert run["exit"] == 0, run["log"][-3000:]
-    assert all(a.overlay is not None and a.overlay.shape[2] == 3 for a in run["answers"])
+    missing = [a.question for a in run["answers"] if a.overlay is None or a.overlay.shape[2] != 3]
+    assert not missing, f"{len(missing)} of {len(run['answers'])} without an overlay: {missing}\n{run['player']}"
 
 
 def test_answers_and_boxes_match_the_ground_truth_at_least_as_often_as_the_measured_accuracy_allows(run, truth):

@@ -13,24 +13,33 @@ import pytest
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from ros_helpers import Proc, encode_rgb, installed_focus_node, roi_inside, sample_rgb, wait_for
 from sensor_msgs.msg import Image
 
+from focus_ros.ros.distro import ros_distro
 from focus_ros.ros.image_msgs import numpy_to_image
 from focus_ros.srv import Ask
 
 QUESTION = "What colour is the red cup?"
 
-# A second process playing a 12 MP camera (best effort, 2 Hz) with the large-frame profile.
+# ROS 2 Jazzy's Fast DDS (2.14) loses best-effort messages that need fragmenting between processes
+# (any camera frame): there, cameras publish and the node subscribes reliable, as docs/setup.md
+# says; on Kilted best effort, the sensor-data default, is what is tested.
+JAZZY = ros_distro() == "jazzy"
+IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE) if JAZZY else qos_profile_sensor_data
+IMAGE_RELIABILITY = "reliable" if JAZZY else "best_effort"
+
+# A second process playing a 12 MP camera (2 Hz) with the large-frame profile.
 BIG_CAMERA = textwrap.dedent("""
     import time, numpy as np, rclpy
-    from rclpy.qos import qos_profile_sensor_data
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from focus_ros.ros.image_msgs import numpy_to_image
     rclpy.init()
     node = rclpy.create_node("big_camera")
-    pub = node.create_publisher(Image, "/focus/image", qos_profile_sensor_data)
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE) if JAZZY else qos_profile_sensor_data
+    pub = node.create_publisher(Image, "/focus/image", qos)
     frame = np.zeros((3000, 4000, 3), np.uint8)
     frame[1200:1800, 2600:3400] = (30, 30, 220)
     msg = numpy_to_image(frame, "bgr8")
@@ -40,7 +49,7 @@ BIG_CAMERA = textwrap.dedent("""
         msg.header.stamp = node.get_clock().now().to_msg()
         pub.publish(msg)
         time.sleep(0.5)
-""")
+""").replace("if JAZZY", f"if {JAZZY}")
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +74,8 @@ def focus_process(miniature_root, tmp_path_factory):
             "search.overrun:=false",
             "-p",
             "max_frame_age:=0.0",
+            "-p",
+            f"qos.image.reliability:={IMAGE_RELIABILITY}",
         ],
         tmp_path_factory.mktemp("focus_node") / "focus_node.log",
         env,
@@ -106,7 +117,7 @@ def _call(ask, question=QUESTION):
 
 def test_the_installed_executable_answers_under_focus_about_a_frame_from_another_process(focus_process, client):
     ask = _ask_service(client, focus_process)
-    pub = client.create_publisher(Image, "/focus/image", qos_profile_sensor_data)
+    pub = client.create_publisher(Image, "/focus/image", IMAGE_QOS)
     wait_for(lambda: pub.get_subscription_count() > 0, 20.0)
     msg = numpy_to_image(encode_rgb(sample_rgb(320, 240, seed=50), "bgr8"), "bgr8")
     msg.header.frame_id = "exe_cam"
