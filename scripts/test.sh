@@ -5,7 +5,7 @@
 #                                     Jazzy, and the ROS-free core tier on Python 3.10 and 3.12
 #   scripts/test.sh --distro kilted   the whole suite on Kilted (.venv, install/)
 #   scripts/test.sh --distro jazzy    the ROS tiers (test/ros, test/e2e) on Jazzy (.venv-jazzy, install-jazzy/)
-#   scripts/test.sh --python 3.10     the core tier (test/unit, test/model but training) on Python 3.10, no ROS
+#   scripts/test.sh --python 3.10     the core tier (test/unit, test/model) on Python 3.10 without ROS
 #   scripts/test.sh [--distro D] ARGS pytest ARGS instead of the default selection, e.g.
 #                                     scripts/test.sh test/unit  or  scripts/test.sh -m unit
 #
@@ -29,30 +29,28 @@ while (( $# )); do
 done
 
 # --- the CI matrix: no environment named and no pytest arguments ------------------------------
-# Kilted's CPU-bound tiers (unit, model) run alone; each ROS run (test/ros, test/e2e) has a core tier
-# on another interpreter beside it: the core tier uses one torch thread (test/conftest.py) and the
-# node tests leave most of the second core idle while they wait on DDS.
+# Each core tier runs beside a ROS run: its tests use one torch thread (test/conftest.py) and the
+# node tests leave most of the second core idle while they wait on DDS, so the two overlap well.
 if [[ -z "$DISTRO" && -z "$CORE_PY" && $# -eq 0 ]]; then
   t0=$SECONDS
   logs="$(mktemp -d "${TMPDIR:-/tmp}/focus_ros_core.XXXXXX")"
   trap 'rm -rf "$logs"' EXIT
-  ros_beside_core() {  # $1: ROS distro of the node tiers; $2: Python version of the core tier beside them
-    bash scripts/setup.sh --python "$2" >"$logs/setup-$2.log" 2>&1 || { cat "$logs/setup-$2.log"; return 1; }
-    bash scripts/setup.sh --distro "$1" || return 1
-    bash "$0" --python "$2" >"$logs/$2.log" 2>&1 & local core=$!
+  core_beside() {  # $1: Python version of the core tier; $2: ROS distro run in the foreground
+    bash scripts/setup.sh --python "$1" >"$logs/setup-$1.log" 2>&1 || { cat "$logs/setup-$1.log"; return 1; }
+    bash scripts/setup.sh --distro "$2" || return 1
+    bash "$0" --python "$1" >"$logs/$1.log" 2>&1 & local core=$!
     local rc_ros=0 rc_core=0
-    bash "$0" --distro "$1" test/ros test/e2e || rc_ros=$?
+    bash "$0" --distro "$2" || rc_ros=$?
     wait "$core" || rc_core=$?
-    cat "$logs/$2.log"
+    cat "$logs/$1.log"
     if (( rc_ros || rc_core )); then
-      echo "[test] FAILED: ROS 2 $1 node tiers (exit $rc_ros) / core tier on Python $2 (exit $rc_core)" >&2
+      echo "[test] FAILED: ROS 2 $2 (exit $rc_ros) / core tier on Python $1 (exit $rc_core)" >&2
       return 1
     fi
   }
-  bash "$0" --distro kilted test/unit test/model
-  ros_beside_core kilted 3.10
-  ros_beside_core jazzy 3.12
-  echo "[test] all passed: Kilted (all tiers), Jazzy (node tiers), core on 3.10 and 3.12 ($(( SECONDS - t0 )) s)"
+  core_beside 3.10 kilted
+  core_beside 3.12 jazzy
+  echo "[test] all environments passed: Kilted, Jazzy, Python 3.10 and 3.12 core ($(( SECONDS - t0 )) s)"
   exit 0
 fi
 
@@ -65,8 +63,7 @@ if [[ -n "$CORE_PY" ]]; then
   set -u
   export PYTHONSAFEPATH=1
   label="core tier, Python $CORE_PY"
-  # Training the embedded model (focus_ros/training, beside the core) is tested on Kilted's 3.11 only.
-  (( $# )) || set -- test/unit test/model --ignore=test/model/test_embedded_training.py
+  (( $# )) || set -- test/unit test/model
 else
   DISTRO="${DISTRO:-kilted}"
   bash scripts/setup.sh --distro "$DISTRO"
