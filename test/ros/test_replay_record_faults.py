@@ -122,6 +122,19 @@ def _printed_counts(stdout: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^  (/record_faults/\w+): (\d+)", stdout, re.MULTILINE)}
 
 
+def _publish_and_finish(proc, source, **publish):
+    """Publish into the recording ``proc`` until it ends (killed if it outlives 60 s); its output."""
+    try:
+        pub = _publish_when_subscribed(source, **publish)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    pub.join(timeout=10)
+    return stdout, stderr
+
+
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_recorded_counts_are_the_messages_in_the_written_bag(source, tmp_path, storage):
     out = tmp_path / "counted"
@@ -150,14 +163,9 @@ def test_writer_error_stops_recording_and_exits_3_with_the_reason_and_no_more_co
     out = tmp_path / "full"
     t0 = time.monotonic()
     proc = _record_cli(out, fsize=limit)
-    try:
-        pub = _publish_when_subscribed(source, images=200, texts=0, period=0.05, until=lambda: proc.poll() is not None)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    pub.join(timeout=10)
+    stdout, stderr = _publish_and_finish(
+        proc, source, images=200, texts=0, period=0.05, until=lambda: proc.poll() is not None
+    )
     assert proc.returncode == replay_cli.EXIT_RECORD_FAILED == 3, stderr
     assert "recording failed" in stderr and "File too large" in stderr, stderr
     # The error ended the run well before --record-timeout (15 s after the 2-s bag).
@@ -172,14 +180,7 @@ def test_writer_error_stops_recording_and_exits_3_with_the_reason_and_no_more_co
 def test_a_full_recording_queue_drops_messages_counted_and_reported(source, tmp_path):
     out = tmp_path / "burst"
     proc = _record_cli(out, "--record-queue", "1")
-    try:
-        pub = _publish_when_subscribed(source, images=40, texts=2000)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    pub.join(timeout=10)
+    stdout, stderr = _publish_and_finish(proc, source, images=40, texts=2000)
     assert proc.returncode == 0, stderr
     dropped = {m[1]: int(m[2]) for m in re.finditer(r"^  (/record_faults/\w+): \d+, dropped (\d+)", stdout, re.M)}
     assert dropped and all(n > 0 for n in dropped.values()), stdout
