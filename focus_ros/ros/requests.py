@@ -62,6 +62,10 @@ CALLERS_TIMEOUT_S = 2.0
 GOAL_SLOT_TIMEOUT_S = 5.0
 
 
+def _never() -> bool:
+    return False
+
+
 def new_request_id() -> str:
     """A request id for a caller that gave none: a random UUID (unique without coordination)."""
     return str(uuid.uuid4())
@@ -84,8 +88,8 @@ class Job:
         self.source = source  # "topic", "request", "service" or "action"
         self.request_id = request_id or new_request_id()
         self.by_stamp = False  # the caller named the frame (no fallback to another)
-        self.user_cancel = cancel or (lambda: False)
-        self.cancel: Callable[[], bool] = self.user_cancel  # the node adds its own stop check
+        self.user_cancel = cancel or _never
+        self.node_stopping: Callable[[], bool] = _never  # the node's own stop check, set when submitted
         self.feedback = feedback
         self.asked_ns = 0  # middleware receive time of a topic question (0: unknown)
         self.frame: Frame | None = None
@@ -100,6 +104,13 @@ class Job:
         self.reserved_in: JobQueue | None = None  # the queue holding a slot for this action goal (until queued)
         self._finishing = False
         self._lock = threading.Lock()
+
+    def cancel(self) -> bool:
+        """True once the question should stop: the node is stopping, its caller withdrew it, or its
+        deadline passed. A method, not a closure stored on the job: a closure over the job would be a
+        reference cycle, and the job (with its frame and result) would outlive its question until
+        Python's next full garbage collection, minutes later under a camera stream."""
+        return self.node_stopping() or self.user_cancel() or self.expired()
 
     def expired(self) -> bool:
         """True once ``deadline_s`` has passed since the question was accepted."""
@@ -272,6 +283,9 @@ class Requests:
                     break
             time.sleep(0.01)
 
+    def _is_closing(self) -> bool:
+        return self.closing
+
     def cancel_reason(self, user_reason: str) -> str:
         return f"not answered: {self.closing_reason}" if self.closing else user_reason
 
@@ -431,7 +445,7 @@ class Requests:
             self.finish_error(job, STATUS_ERROR, f"internal error: {type(exc).__name__}: {first_line(exc)}")
 
     def _check_and_queue(self, job: Job, stamp: Any) -> None:
-        job.cancel = lambda: self.closing or job.user_cancel() or job.expired()
+        job.node_stopping = self._is_closing
         frames, queue = self.node.frames, self.queue
         if self.closing or queue is None or frames is None:
             if job.reserved_in is not None:  # a goal accepted before a stop began: the stop answers it
