@@ -441,7 +441,15 @@ def test_the_existence_first_recipes_train_their_symbolic_stage_between_alignmen
         for s in base.stages
     )
     cfg = replace(base, stages=tiny, train_short_side=(400, 500))
-    trainer = Trainer(cfg, tmp_path / "work", tmp_path / "model", checkpoint_every=1, progress=False)
+    trainer = Trainer(
+        cfg,
+        tmp_path / "work",
+        tmp_path / "model",
+        checkpoint_every=1,
+        progress=False,
+        shape_gate_scenes=2,
+        gate_scenes=2,
+    )
     trainer.train()
     assert 0.0 <= trainer.state.metrics["exist-symbolic"]["acc_exists_symbolic"] <= 1.0
     assert load_adapter(ModelConfig(path=str(tmp_path / "model"), device="cpu", local_files_only=True))
