@@ -44,7 +44,7 @@ def camera_main(args: argparse.Namespace) -> int:
     """Publish ``width x height`` rgb8 frames at ``rate`` Hz until SIGINT; print what was sent as JSON."""
     import numpy as np
     import rclpy
-    from rclpy.qos import qos_profile_sensor_data
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import Image
 
@@ -55,7 +55,10 @@ def camera_main(args: argparse.Namespace) -> int:
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     node = rclpy.create_node("bench_camera")
-    pub = node.create_publisher(Image, args.topic, qos_profile_sensor_data)
+    qos = qos_profile_sensor_data
+    if args.reliable_frames:
+        qos = QoSProfile(depth=qos.depth, reliability=ReliabilityPolicy.RELIABLE)
+    pub = node.create_publisher(Image, args.topic, qos)
     frame = np.zeros((args.height, args.width, 3), np.uint8)
     frame[args.height // 3 : args.height // 2, args.width // 2 : args.width * 2 // 3] = (220, 30, 30)
     msg = numpy_to_image(frame, "rgb8")
@@ -162,6 +165,7 @@ def run(args: argparse.Namespace) -> dict:
         f"queue_size:={args.queue_size}",
         "-p",
         "max_frame_age:=5.0",
+        *(["-p", "qos.image.reliability:=reliable"] if args.reliable_frames else []),
         "--log-level",
         "warn",
     ]
@@ -216,6 +220,7 @@ def run(args: argparse.Namespace) -> dict:
                 str(args.rate),
                 "--topic",
                 "/focus/image",
+                *(["--reliable-frames"] if args.reliable_frames else []),
             ],
             stdout=subprocess.PIPE,
             stderr=open(logdir / "camera.log", "w"),
@@ -393,6 +398,7 @@ def print_table(r: dict) -> None:
     a = r["args"]
     print(
         f"\nfocus_ros reliability benchmark: {a['width']}x{a['height']} rgb8 at {a['rate']:g} Hz "
+        f"({'reliable' if a.get('reliable_frames') else 'best effort'}) "
         f"for {a['seconds']:g} s, "
         f"questions every {a['interval']:g} s through topic + service + action, queue_size {a['queue_size']}, "
         f"model {Path(a['model']).name}, {os.cpu_count()} CPU cores\n"
@@ -462,11 +468,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-size", type=int, default=4)
     parser.add_argument("--drain", type=float, default=120.0, help="seconds to wait for outstanding answers")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--reliable-frames",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="camera publishes and node subscribes reliable (default: on ROS 2 Jazzy only, whose Fast DDS loses "
+        "best-effort 4K frames between processes; sensor-data best effort elsewhere)",
+    )
     parser.add_argument("--camera", action="store_true", help=argparse.SUPPRESS)  # the camera process
     parser.add_argument("--topic", default="/focus/image", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.camera:
         return camera_main(args)
+    if args.reliable_frames is None:
+        from focus_ros.ros.distro import ros_distro
+
+        args.reliable_frames = ros_distro() == "jazzy"  # Jazzy: see focus_ros/ros/distro.py
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if "ROS_LOG_DIR" not in os.environ:

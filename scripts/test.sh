@@ -35,6 +35,9 @@ done
 # set up before either starts, as both would build the shared miniature models.
 if [[ -z "$DISTRO" && -z "$CORE_PY" && $# -eq 0 ]]; then
   t0=$SECONDS
+  # One thread per process for torch (OpenMP) and OpenCV, node processes the tests start included:
+  # two lanes of two spinning OpenMP threads each on two cores ran both lanes at half speed.
+  export OMP_NUM_THREADS=1 OPENCV_FOR_THREADS_NUM=1
   logs="$(mktemp -d "${TMPDIR:-/tmp}/focus_ros_core.XXXXXX")"
   trap 'rm -rf "$logs"' EXIT
   bash scripts/setup.sh --distro kilted
