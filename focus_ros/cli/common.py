@@ -63,7 +63,7 @@ def configs_from_args(args: argparse.Namespace):
             raise CliError(f"--set expects GROUP.NAME=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         values[key.strip()] = value.strip()
-    if args.model and not Path(args.model).exists() and args.model.startswith(("/", ".", "~")):
+    if args.model and not Path(args.model).expanduser().exists() and args.model.startswith(("/", ".", "~")):
         raise CliError(f"model path does not exist: {args.model}")
     try:
         return build_configs(values)
@@ -86,7 +86,7 @@ def load_image(path: str | Path) -> np.ndarray:
     """RGB uint8 array of an image file (any format OpenCV reads); CliError when unreadable."""
     import cv2
 
-    p = Path(path)
+    p = Path(path).expanduser()
     if not p.is_file():
         raise CliError(f"image not found: {p}")
     bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)

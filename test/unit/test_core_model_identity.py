@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -85,6 +86,23 @@ def test_a_home_relative_path_is_expanded_before_it_is_checked_and_loaded(tmp_pa
     assert ModelConfig(path="~/models/llava").path == str(tmp_path / "models" / "llava")
     model, _ = build_configs({"model.path": "~/models/llava"})  # reads config.json from the expanded path
     assert model.path == str(tmp_path / "models" / "llava") and model.family == "llava"
+
+
+def test_the_command_line_tools_take_home_relative_model_and_image_paths(tmp_path, monkeypatch, miniature_root):
+    import argparse
+
+    import cv2
+
+    from focus_ros.cli.common import add_model_flags, configs_from_args, load_image
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "llava").symlink_to(miniature_root / "llava")
+    cv2.imwrite(str(tmp_path / "frame.png"), np.full((6, 8, 3), (10, 20, 30), np.uint8))
+    parser = argparse.ArgumentParser()
+    add_model_flags(parser)
+    model, _ = configs_from_args(parser.parse_args(["--model", "~/llava"]))  # quoted: the shell left the ~
+    assert model.path == str(tmp_path / "llava") and model.family == "llava"
+    assert load_image("~/frame.png")[0, 0].tolist() == [30, 20, 10]  # BGR on disk, RGB back
 
 
 def test_the_share_folder_wins_over_a_models_embedded_planted_in_the_working_directory(tmp_path, monkeypatch):
