@@ -36,7 +36,8 @@ done
 if [[ -z "$DISTRO" && -z "$CORE_PY" && $# -eq 0 ]]; then
   t0=$SECONDS
   # One thread per process for torch (OpenMP) and OpenCV, node processes the tests start included:
-  # two lanes of two spinning OpenMP threads each on two cores ran both lanes at half speed.
+  # both default to a thread per core, and OpenMP's spin-waiting threads of two lanes would then
+  # take turns on the same two cores.
   export OMP_NUM_THREADS=1 OPENCV_FOR_THREADS_NUM=1
   logs="$(mktemp -d "${TMPDIR:-/tmp}/focus_ros_core.XXXXXX")"
   trap 'rm -rf "$logs"' EXIT
