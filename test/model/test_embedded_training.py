@@ -49,6 +49,8 @@ from focus_ros.training.trainer import Trainer
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / EMBEDDED_MODEL
 HELDOUT = TrainConfig().heldout_seed
+# The training gates on two held-out scenes each: the tests check the run, not the gates' numbers.
+TINY_GATES = {"shape_gate_scenes": 2, "gate_scenes": 2}
 
 
 def test_a_few_training_steps_of_every_stage_save_a_model_that_loads_and_a_rerun_resumes(tmp_path):
@@ -57,15 +59,7 @@ def test_a_few_training_steps_of_every_stage_save_a_model_that_loads_and_a_rerun
         for s in RECIPES["reuse-fp32"].stages
     )
     cfg = replace(RECIPES["reuse-fp32"], stages=tiny, train_short_side=(400, 500))
-    out = Trainer(
-        cfg,
-        tmp_path / "work",
-        tmp_path / "model",
-        checkpoint_every=1,
-        progress=False,
-        shape_gate_scenes=2,
-        gate_scenes=2,
-    ).train()
+    out = Trainer(cfg, tmp_path / "work", tmp_path / "model", checkpoint_every=1, progress=False, **TINY_GATES).train()
     record = json.loads((out / "training.json").read_text())
     assert set(record["seconds"]) == {s.name for s in tiny}
     assert sorted(p.name for p in (tmp_path / "work").glob("after-*.pt")) == sorted(f"after-{s.name}.pt" for s in tiny)
@@ -89,7 +83,7 @@ def test_a_run_stopped_by_its_time_budget_checkpoints_and_resumes_to_the_same_we
         replace(s, steps=3, scenes_per_step=1, crops_per_scene=2, warmup=1) for s in RECIPES["reuse-fp32"].stages[:2]
     )  # vision, align
     cfg = replace(RECIPES["reuse-fp32"], stages=tiny, train_short_side=(400, 500))
-    gates = dict(shape_gate_scenes=2, gate_scenes=2, progress=False, checkpoint_every=100)
+    gates = dict(**TINY_GATES, progress=False, checkpoint_every=100)
     whole = Trainer(cfg, tmp_path / "whole", tmp_path / "m1", **gates)
     assert whole.train() == tmp_path / "m1"
     asked = []
@@ -132,7 +126,7 @@ def test_a_run_started_from_another_runs_vision_stage_trains_its_later_stages_ex
         for s in RECIPES["reuse-fp32"].stages[:2]
     )  # vision, align
     cfg = replace(RECIPES["reuse-fp32"], stages=tiny, train_short_side=(400, 500))
-    gates = dict(shape_gate_scenes=2, gate_scenes=2)
+    gates = TINY_GATES
     whole = Trainer(cfg, tmp_path / "whole", tmp_path / "m1", progress=False, **gates)
     whole.train()
     later = Trainer(
@@ -441,15 +435,7 @@ def test_the_existence_first_recipes_train_their_symbolic_stage_between_alignmen
         for s in base.stages
     )
     cfg = replace(base, stages=tiny, train_short_side=(400, 500))
-    trainer = Trainer(
-        cfg,
-        tmp_path / "work",
-        tmp_path / "model",
-        checkpoint_every=1,
-        progress=False,
-        shape_gate_scenes=2,
-        gate_scenes=2,
-    )
+    trainer = Trainer(cfg, tmp_path / "work", tmp_path / "model", checkpoint_every=1, progress=False, **TINY_GATES)
     trainer.train()
     assert 0.0 <= trainer.state.metrics["exist-symbolic"]["acc_exists_symbolic"] <= 1.0
     assert load_adapter(ModelConfig(path=str(tmp_path / "model"), device="cpu", local_files_only=True))
