@@ -117,6 +117,10 @@ def test_the_service_echoes_the_callers_request_id_and_makes_a_uuid4_when_it_is_
 def test_the_action_echoes_the_goals_request_id_and_makes_a_uuid4_when_it_is_empty(ros, answers):
     ros.publish_frame(sample_rgb(320, 240, seed=41), frame_id="ids_action")
     _, named, _ = send_goal(ros, f"{QUESTION} (action, named)", request_id="goal-7")
+    # queue_size 1: the second goal is accepted only once the worker has taken the first off the queue
+    # (a goal that finds the queue full is rejected: test_reliability_exactly_once.py).
+    queue = ros.node.requests.queue
+    wait_for(lambda: len(queue) + queue.reserved == 0, 30.0)
     _, empty, _ = send_goal(ros, f"{QUESTION} (action, empty)")
     named, empty = ros.result_of(named), ros.result_of(empty)
     assert named.status == GoalStatus.STATUS_SUCCEEDED and named.result.result.request_id == "goal-7"
