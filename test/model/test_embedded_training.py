@@ -126,15 +126,14 @@ def test_a_run_started_from_another_runs_vision_stage_trains_its_later_stages_ex
         for s in RECIPES["reuse-fp32"].stages[:2]
     )  # vision, align
     cfg = replace(RECIPES["reuse-fp32"], stages=tiny, train_short_side=(400, 500))
-    gates = TINY_GATES
-    whole = Trainer(cfg, tmp_path / "whole", tmp_path / "m1", progress=False, **gates)
+    whole = Trainer(cfg, tmp_path / "whole", tmp_path / "m1", progress=False, **TINY_GATES)
     whole.train()
     later = Trainer(
         cfg,
         tmp_path / "later",
         tmp_path / "m2",
         progress=False,
-        **gates,
+        **TINY_GATES,
         vision_from=tmp_path / "whole" / "checkpoint.pt",
     )
     assert later.state.stage_index == 1  # align comes next
