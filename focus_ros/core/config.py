@@ -130,6 +130,7 @@ SEARCH_LIMITS: dict[str, tuple[int, int]] = {
     "max_target_tokens": (1, 128),  # one sentence listing the targets; its decoding is not cancellable
     "max_targets": (1, 16),  # 16 objects in one question is a list, not a question
     "max_grid_side": (0, 256),  # cells; model grids are tens of cells a side
+    "relevance_tiles": (1, 8),  # 8 tiles a side is 64 image prefixes a frame: beyond it, crop instead
     "top_k_anchors": (1, 512),  # LLaVA-1.5's 24x24 grid holds ~470 side-2 regions: 512 covers any cell
     "min_anchor_distance": (0, 256),  # cells
     "s_min": (1, 256),  # cells
@@ -162,6 +163,11 @@ class SearchConfig:
     max_grid_side: int = 0  # 0: keep the model's grid; OneVision pools to about LLaVA's 24 cells
     contrast_quantile: float = 0.5  # map this quantile of the image tokens to 0: the median is background
     #                                      (a small target covers few tokens); < 0: raw map / peak, no contrast
+    # 1: the relevance of the model's own view of the frame (the paper). N > 1: of N square tiles along
+    # the frame's long side, each prefilled as an image of its own and their maps joined (a grid N
+    # times finer, as OneVision's local crops give it): for single-view models whose view makes small
+    # targets smaller than a patch. Costs one image prefill a tile, once per frame.
+    relevance_tiles: int = 1
     # step 3: region proposals
     top_k_anchors: int = 20  # paper: k around 15-30
     min_anchor_distance: int = 2  # paper: anchors at least 2-3 cells apart

@@ -170,6 +170,56 @@ def resize_mapping(width: int, height: int, resized_w: int, resized_h: int, grid
     )
 
 
+@dataclass(frozen=True)
+class TileLayout:
+    """Square tiles of ``side`` px covering a frame, ``rows`` x ``cols``, from its top-left corner.
+
+    The last row and column reach past the frame's border where its size is not a multiple of
+    ``side``; their tiles are padded there (:func:`tile_crop`), so every tile shows the same scale
+    and the tiles' grids join into one uniform grid (:meth:`mapping`)."""
+
+    side: int
+    rows: int
+    cols: int
+    width: int
+    height: int
+
+    def box(self, r: int, c: int) -> Box:
+        """Tile (r, c) in source pixels, unclipped (it may reach past the frame)."""
+        return Box(c * self.side, r * self.side, (c + 1) * self.side, (r + 1) * self.side)
+
+    def mapping(self, grid: int) -> GridMapping:
+        """The joined grid of every tile's ``grid`` x ``grid`` cells: ``rows * grid`` x ``cols * grid``."""
+        cell = self.side / grid
+        return GridMapping(
+            tuple(i * cell for i in range(self.cols * grid + 1)),
+            tuple(i * cell for i in range(self.rows * grid + 1)),
+            self.width,
+            self.height,
+        )
+
+
+def tile_layout(width: int, height: int, tiles: int) -> TileLayout:
+    """``tiles`` square tiles along the frame's long side, as many as cover the short side."""
+    if tiles < 1 or width < 1 or height < 1:
+        raise ValueError(f"need tiles >= 1 and a non-empty frame, got {tiles} tiles on {width}x{height}")
+    side = math.ceil(max(width, height) / tiles)
+    return TileLayout(side, math.ceil(height / side), math.ceil(width / side), width, height)
+
+
+def tile_crop(image: np.ndarray, layout: TileLayout, r: int, c: int, fill: Sequence[int]) -> np.ndarray:
+    """Tile (r, c) of ``image`` as a ``side`` x ``side`` array, padded with ``fill`` past the frame."""
+    box = layout.box(r, c)
+    x0, y0 = int(box.x0), int(box.y0)
+    part = image[y0 : y0 + layout.side, x0 : x0 + layout.side]
+    if part.shape[:2] == (layout.side, layout.side):
+        return part
+    out = np.empty((layout.side, layout.side) + image.shape[2:], dtype=image.dtype)
+    out[...] = np.asarray(fill, dtype=image.dtype)[: image.shape[2]] if image.ndim == 3 else fill[0]
+    out[: part.shape[0], : part.shape[1]] = part
+    return out
+
+
 def block_reduce(grid: np.ndarray, factor: int) -> np.ndarray:
     """Mean over ``factor`` x ``factor`` blocks; the last row/column block may be smaller."""
     if factor <= 1:

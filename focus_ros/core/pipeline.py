@@ -43,13 +43,15 @@ from .geometry import (
     paste_crops,
     propose_regions,
     square_box,
+    tile_crop,
+    tile_layout,
     union_all,
 )
 from .memo import FrameMemo
 from .methods import METHODS, AttentionCropConfig, ZoomConfig, run_method
 from .methods.answer import respond
 from .models import Extension, ImagePrefix, Meter, VLMAdapter, load_adapter
-from .relevance import layer_indices, relevance_from_values
+from .relevance import from_log, layer_indices, log_relevance
 from .results import FocusResult, Progress, Region, TargetOutcome
 from .run_context import QuestionRun
 from .targets import (
@@ -97,6 +99,15 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def check_tiles(search: SearchConfig, family: str) -> None:
+    """Refuse ``search.relevance_tiles`` > 1 for a family without one square grid per image."""
+    if search.relevance_tiles > 1 and family != "llava":
+        raise ValueError(
+            f"search.relevance_tiles {search.relevance_tiles} needs a model with one square grid per image "
+            f"(model_family llava); {family} reads its own high-resolution views: set it to 1"
+        )
+
+
 class FocusPipeline:
     """FOCUS on one model adapter. Not thread-safe: give each worker thread its own calls in turn."""
 
@@ -110,6 +121,7 @@ class FocusPipeline:
         memo_bytes: int = 64 * 1024 * 1024,
     ):
         search.validate()
+        check_tiles(search, adapter.family)
         self.adapter = adapter
         self.search = search
         self.zoom = zoom or ZoomConfig()  # the baselines' settings (methods/settings.py)
@@ -334,39 +346,105 @@ class FocusPipeline:
 
     # ----------------------------------------------------------------- steps 2-4
     def relevance(
-        self, prefix: ImagePrefix, target: str, meter: Meter | None = None, frame_key: Hashable | None = None
+        self,
+        prefix: ImagePrefix,
+        target: str,
+        meter: Meter | None = None,
+        frame_key: Hashable | None = None,
+        image: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, GridMapping]:
         """Step 2: the target's relevance on the model grid, the map used for proposals, its mapping.
 
-        With the frame's key (``ctx.frame_key``; its prefix cached) the maps are kept in
-        :attr:`memo`, per target phrase and the settings that shape them: a later question about
-        the same target on the same frame gets them without a model pass (counted in
-        ``meter.reused_passes``). The caller owns the arrays it gets (copies of the memo's)."""
+        With ``search.relevance_tiles`` > 1 the map is read over tiles of ``image`` (the frame)
+        instead of the frame's own prefix (:meth:`_tiled_log_map`). With the frame's key
+        (``ctx.frame_key``; its prefix cached) the maps are kept in :attr:`memo`, per target phrase
+        and the settings that shape them: a later question about the same target on the same frame
+        gets them without a model pass (counted in ``meter.reused_passes``). The caller owns the
+        arrays it gets (copies of the memo's)."""
         s = self.search
         frame = self.memo_frame(frame_key)
         key = (target, s.layer_start, s.layer_end, s.contrast_quantile, s.smooth_sigma, s.max_grid_side)
+        key += (s.relevance_tiles,)
         kept = self.memo.get(frame, "relevance", key)
         if kept is not None:
+            rel_map, grid_map, mapping, views = kept
             if meter:
-                meter.reused_passes += 1
-            rel_map, grid_map = kept
-            return rel_map.copy(), grid_map.copy(), self._pooled_mapping(prefix.mapping, rel_map.shape)
-        ext = self.adapter.extend(prefix, self.adapter.existence_text(target), meter)
-        target_pos = self.adapter.token_span(ext, target)
+                meter.reused_passes += views
+            return rel_map.copy(), grid_map.copy(), self._pooled_mapping(mapping, rel_map.shape)
         layers = layer_indices(self.adapter.num_layers, s.layer_start, s.layer_end)
-        image_pos = torch.as_tensor(prefix.grid_positions.reshape(-1), dtype=torch.long)
+        if s.relevance_tiles > 1:
+            check_tiles(s, self.adapter.family)  # settings may change after construction (ros2 param set)
+            if image is None:
+                raise ValueError("search.relevance_tiles > 1 reads tiles of the frame: pass its image")
+            log_map, mapping, views = self._tiled_log_map(image, frame, target, layers, meter)
+        else:
+            log_map, mapping, views = self._view_log_map(prefix, target, layers, meter), prefix.mapping, 1
         q = s.contrast_quantile
-        rel = relevance_from_values(
-            self.adapter.values(ext.cache, layers), target_pos, image_pos, contrast_quantile=q if q >= 0 else None
-        )
-        rel_map = rel.reshape(prefix.grid_positions.shape)
+        rel_map = from_log(log_map, q if q >= 0 else None)
         grid_map = gaussian_smooth(rel_map, s.smooth_sigma) if s.smooth_sigma > 0 else rel_map
         factor = self._pool_factor(grid_map.shape)
         if factor > 1:
             grid_map = block_reduce(grid_map, factor)
         if frame is not None:
-            self.memo.put(frame, "relevance", key, (rel_map.copy(), grid_map.copy()))
-        return rel_map, grid_map, self._pooled_mapping(prefix.mapping, rel_map.shape)
+            # the views' count: the passes a later question reuses (one existence prompt a view)
+            self.memo.put(frame, "relevance", key, (rel_map.copy(), grid_map.copy(), mapping, views))
+        return rel_map, grid_map, self._pooled_mapping(mapping, rel_map.shape)
+
+    def _view_log_map(self, view: ImagePrefix, target: str, layers: list[int], meter: Meter | None) -> np.ndarray:
+        """The target's log relevance on one view's grid: its prefix extended by the existence prompt."""
+        ext = self.adapter.extend(view, self.adapter.existence_text(target), meter)
+        image_pos = torch.as_tensor(view.grid_positions.reshape(-1), dtype=torch.long)
+        log_map = log_relevance(self.adapter.values(ext.cache, layers), self.adapter.token_span(ext, target), image_pos)
+        return log_map.reshape(view.grid_positions.shape)
+
+    def _tiled_log_map(
+        self, image: np.ndarray, frame: Hashable | None, target: str, layers: list[int], meter: Meter | None
+    ) -> tuple[np.ndarray, GridMapping, int]:
+        """The target's log relevance over ``search.relevance_tiles`` square tiles along the frame's
+        long side (:func:`~.geometry.tile_layout`): every tile's prefix (prefilled once per cached
+        frame) extended by the existence prompt, its map read as on a frame, the maps joined into
+        one grid and mapped to source pixels. Maps of equally many image tokens share one scale
+        (:func:`~.relevance.log_relevance`), so the contrast is taken over the joined map. Cells
+        wholly past the frame (the last tiles' padding) are set to the median: never an anchor."""
+        h, w = image.shape[:2]
+        layout = tile_layout(w, h, self.search.relevance_tiles)
+        tiles = self._tile_prefixes(image, layout, frame, meter)
+        joined = None
+        for i, tile in enumerate(tiles):
+            g = tile.grid_positions.shape[0]
+            tile_map = self._view_log_map(tile, target, layers, meter)
+            if joined is None:
+                joined = np.empty((layout.rows * g, layout.cols * g))
+            r, c = divmod(i, layout.cols)
+            joined[r * g : (r + 1) * g, c * g : (c + 1) * g] = tile_map
+        mapping = layout.mapping(joined.shape[0] // layout.rows)
+        inside = (np.asarray(mapping.y_edges[:-1])[:, None] < h) & (np.asarray(mapping.x_edges[:-1])[None, :] < w)
+        joined[~inside] = np.median(joined[inside])
+        return joined, mapping, len(tiles)
+
+    def _tile_prefixes(
+        self, image: np.ndarray, layout: Any, frame: Hashable | None, meter: Meter | None
+    ) -> list[ImagePrefix]:
+        """The tiles' image prefixes, row by row: prefilled once per cached frame and kept beside its
+        prefix (at most ``prefix_cache_size`` frames' tiles)."""
+        cache: OrderedDict = self.method_cache.setdefault("focus_tiles", OrderedDict())
+        key = (frame, layout) if frame is not None else None
+        if key is not None and key in cache:
+            cache.move_to_end(key)
+            if meter:
+                meter.reused_passes += len(cache[key])
+            return cache[key]
+        fill = self.adapter.pad_fill()
+        tiles = []
+        for r in range(layout.rows):
+            for c in range(layout.cols):
+                tile = np.ascontiguousarray(tile_crop(image, layout, r, c, fill))
+                tiles.append(self.adapter.prefill_image(tile, meter))
+        if key is not None and self.prefix_cache_size:
+            cache[key] = tiles
+            while len(cache) > self.prefix_cache_size:
+                cache.popitem(last=False)
+        return tiles
 
     def _pool_factor(self, shape: tuple[int, ...]) -> int:
         """How many cells of a grid of ``shape`` pool into one proposal cell (``search.max_grid_side``)."""

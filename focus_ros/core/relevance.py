@@ -73,6 +73,33 @@ def with_contrast(rel: np.ndarray, quantile: float | None) -> np.ndarray:
     return np.clip((rel - floor) / (peak - floor), 0.0, 1.0)
 
 
+def log_relevance(
+    layer_values: Sequence[torch.Tensor], target_pos: Sequence[int], image_pos: torch.Tensor
+) -> np.ndarray:
+    """The log of the raw relevance of each image token (order of ``image_pos``): each target
+    token's map summed over layers and normalised to sum 1 over the image tokens, then multiplied
+    over the target's tokens. Maps of equally many image tokens (the tiles of
+    ``search.relevance_tiles``) are on one scale and can be joined before the contrast.
+
+    ``layer_values``: one [heads, seq, dim] tensor per layer to sum over.
+    """
+    if not target_pos:
+        raise ValueError("target has no tokens")
+    total = None
+    for values in layer_values:
+        m = token_relevance(values, target_pos, image_pos)
+        total = m if total is None else total + m
+    per_token = total / total.sum(dim=-1, keepdim=True)  # each token's map sums to 1
+    return torch.log(per_token.clamp_min(1e-30)).sum(dim=0).double().cpu().numpy()
+
+
+def from_log(log_map: np.ndarray, contrast_quantile: float | None) -> np.ndarray:
+    """A :func:`log_relevance` map (or several joined) as relevance in [0, 1]: peak 1 and the
+    contrast of :func:`with_contrast`."""
+    log_map = np.asarray(log_map, dtype=np.float64)
+    return with_contrast(np.exp(log_map - log_map.max()), contrast_quantile)
+
+
 def relevance_from_values(
     layer_values: Sequence[torch.Tensor],
     target_pos: Sequence[int],
@@ -84,13 +111,4 @@ def relevance_from_values(
 
     ``layer_values``: one [heads, seq, dim] tensor per layer to sum over.
     """
-    if not target_pos:
-        raise ValueError("target has no tokens")
-    total = None
-    for values in layer_values:
-        m = token_relevance(values, target_pos, image_pos)
-        total = m if total is None else total + m
-    per_token = total / total.sum(dim=-1, keepdim=True)  # each token's map sums to 1
-    log_map = torch.log(per_token.clamp_min(1e-30)).sum(dim=0)
-    rel = torch.exp(log_map - log_map.max())
-    return with_contrast(rel.double().cpu().numpy(), contrast_quantile)
+    return from_log(log_relevance(layer_values, target_pos, image_pos), contrast_quantile)

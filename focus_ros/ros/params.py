@@ -316,6 +316,12 @@ _SEARCH_DOCS: dict[str, tuple[str, Any, Any, tuple[str, ...]]] = {
     "layer_end": ("step 2: end layer (exclusive); <= 1 a fraction of depth, else an index", 0.0, 1000.0, ()),
     "smooth_sigma": ("step 2: Gaussian smoothing of the relevance grid, cells (0: none)", 0.0, 100.0, ()),
     "max_grid_side": ("step 2: pool relevance grids longer than this many cells (0: never)", None, None, ()),
+    "relevance_tiles": (
+        "step 2: relevance on N tiles along the long side (1: one view)",
+        None,
+        None,
+        (),
+    ),
     "contrast_quantile": (
         "step 2: this quantile of the image tokens maps to 0 and the peak to 1 "
         "(0.5: the median; 0: min-max; negative: no contrast)",

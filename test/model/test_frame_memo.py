@@ -40,7 +40,8 @@ def scene():
 
 
 def pipeline(adapter, **kwargs):
-    _, search = build_configs({"model.path": MODEL, "search.target_extraction": "model"})
+    # one view (the frame's own prefix): what the memo saves with tiles is test_relevance_tiles.py's
+    _, search = build_configs({"model.path": MODEL, "search.target_extraction": "model", "search.relevance_tiles": 1})
     return FocusPipeline(adapter, search, **kwargs)
 
 

@@ -44,8 +44,11 @@ def run_focus(pipe: FocusPipeline, ctx: QuestionRun) -> None:
     ctx.progress("relevance", 0, len(targets), None)
     candidates: dict[str, list[Region]] = {}
     for target in targets:
-        rel_map, grid_map, mapping = pipe.relevance(prefix, target.existence_phrase, ctx.meter, ctx.frame_key)
+        rel_map, grid_map, mapping = pipe.relevance(
+            prefix, target.existence_phrase, ctx.meter, ctx.frame_key, image=ctx.image
+        )
         result.relevance_maps[target.phrase] = rel_map
+        result.relevance_mapping = mapping  # the frame's grid, or the tiles' (search.relevance_tiles)
         candidates[target.phrase] = pipe.proposals(grid_map, mapping, target.phrase)
         ctx.check()
     ctx.lap("relevance")

@@ -2,11 +2,12 @@
 
 The control that shows whether the relevance map matters. Everything but the source of the
 windows is FOCUS's: the same targets, the same frame prefix (for the grid and the global view),
-squares of ``search.s_min..s_max`` cells on the same (pooled) visual grid, at least half inside the
-frame, non-overlapping (``search.nms_iou``), mapped to source pixels with the same margin and minimum side, checked with
+squares of ``search.s_min..s_max`` cells on the same (pooled) visual grid (the tiles' joined grid
+with ``search.relevance_tiles``), at least half inside the frame, non-overlapping
+(``search.nms_iou``), mapped to source pixels with the same margin and minimum side, checked with
 the same existence prompt and the same step budget (``search.max_steps``, overrun included) by
 FOCUS's own verification, answered by the shared answer step. It skips only FOCUS's relevance
-extension (one per target).
+passes (one per target and view; the tiles' prefills).
 
 Windows are drawn from a generator seeded by ``search.seed``, the question, the target and the
 frame size: the same question on the same frame gets the same windows.
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..geometry import Box, CellRegion, GridMapping
+from ..geometry import Box, CellRegion, GridMapping, tile_layout
 from ..results import Region
 from ..targets import TYPE_SINGLE
 
@@ -69,7 +70,10 @@ def run_random_windows(pipe: FocusPipeline, ctx: QuestionRun) -> None:
         pipe.answer_from_frame(ctx, prefix)
         ctx.lap("answer")
         return
-    mapping = proposal_mapping(prefix.mapping, s.max_grid_side)
+    mapping = prefix.mapping
+    if s.relevance_tiles > 1:  # FOCUS's grid is then the tiles' joined one: its regions are cells of that
+        mapping = tile_layout(w, h, s.relevance_tiles).mapping(prefix.grid_positions.shape[0])
+    mapping = proposal_mapping(mapping, s.max_grid_side)
     candidates: dict[str, list[Region]] = {}
     for target in targets:
         limit = s.max_steps + (s.max_overrun_steps if s.overrun and target.kind == TYPE_SINGLE else 0)

@@ -36,7 +36,8 @@ class LlavaAdapter(VLMAdapter):
     def text_prompt(self, user_text: str) -> str:
         return f"USER: {user_text.strip()} ASSISTANT:"
 
-    def _fill(self) -> tuple[int, int, int]:
+    def pad_fill(self) -> tuple[int, int, int]:
+        """The colour LLaVA pads images with (the processor's mean): tiles past a frame's border too."""
         mean = getattr(self.processor.image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
         return tuple(int(round(255 * m)) for m in mean[:3])
 
@@ -46,7 +47,7 @@ class LlavaAdapter(VLMAdapter):
 
     def processor_image(self, image: np.ndarray) -> np.ndarray:
         """The image as :meth:`image_inputs` hands it to the processor: padded to a square, shrunk first."""
-        image, fill = image[..., :3], self._fill()
+        image, fill = image[..., :3], self.pad_fill()
         side = square_side(self.processor.image_processor) if self.preshrink else None
         square = shrink_and_pad_square(image, LLAVA_PRESHRINK * side, fill) if side else None
         return expand_to_square(image, fill) if square is None else square
