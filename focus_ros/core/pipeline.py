@@ -36,6 +36,7 @@ from .geometry import (
     Box,
     CellRegion,
     GridMapping,
+    TileLayout,
     block_reduce,
     crop,
     far_apart,
@@ -423,7 +424,7 @@ class FocusPipeline:
         return joined, mapping, len(tiles)
 
     def _tile_prefixes(
-        self, image: np.ndarray, layout: Any, frame: Hashable | None, meter: Meter | None
+        self, image: np.ndarray, layout: TileLayout, frame: Hashable | None, meter: Meter | None
     ) -> list[ImagePrefix]:
         """The tiles' image prefixes, row by row: prefilled once per cached frame and kept beside its
         prefix (at most ``prefix_cache_size`` frames' tiles)."""
