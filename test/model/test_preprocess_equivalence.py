@@ -80,7 +80,7 @@ def test_every_family_shrinks_a_large_frame_before_its_processor(miniature_root,
     image = scenes[0].image
     h, w = image.shape[:2]
     llava = load_adapter(ModelConfig(path=str(miniature_root / "llava")))
-    square = shrink_and_pad_square(image, 2 * 336, llava._fill())
+    square = shrink_and_pad_square(image, 2 * 336, llava.pad_fill())
     assert square.shape == (672, 672, 3)
     onevision = load_adapter(ModelConfig(path=str(miniature_root / "llava_onevision")))
     assert onevision.processor_image(image).shape[0] < h
