@@ -208,6 +208,15 @@ class SearchConfig:
             raise ValueError("search.smooth_sigma and crop_margin must be >= 0, far_apart_area_ratio >= 1")
 
 
+def check_tiles(search: SearchConfig, family: str) -> None:
+    """Refuse ``search.relevance_tiles`` > 1 for a family without one square grid per image."""
+    if search.relevance_tiles > 1 and family != "llava":
+        raise ValueError(
+            f"search.relevance_tiles {search.relevance_tiles} needs a model with one square grid per image "
+            f"(model_family llava); {family} reads its own high-resolution views: set it to 1"
+        )
+
+
 # Per-family overrides of SearchConfig, each with its reason.
 FAMILY_SEARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "llava": {},  # the class defaults are the paper's LLaVA-1.5 settings

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import MAX_VERIFY_BATCH, ModelConfig, SearchConfig
+from .config import MAX_VERIFY_BATCH, ModelConfig, SearchConfig, check_tiles
 from .geometry import (
     Box,
     CellRegion,
@@ -98,15 +98,6 @@ def free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def check_tiles(search: SearchConfig, family: str) -> None:
-    """Refuse ``search.relevance_tiles`` > 1 for a family without one square grid per image."""
-    if search.relevance_tiles > 1 and family != "llava":
-        raise ValueError(
-            f"search.relevance_tiles {search.relevance_tiles} needs a model with one square grid per image "
-            f"(model_family llava); {family} reads its own high-resolution views: set it to 1"
-        )
 
 
 class FocusPipeline:

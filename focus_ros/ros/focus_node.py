@@ -149,6 +149,7 @@ class FocusNode(rclpy.lifecycle.Node):
         self._model_lock = threading.Lock()
         self.params.model_change_refusal = self._model_change_refusal
         self.params.model_layers = self._model_layers
+        self.params.model_family = self._model_family
         self.requests = Requests(self, self.reports)
         self.worker = Worker(self, self.requests, self.reports)
         self.intake = FrameIntake(self, self.reports, wake=self.requests.poke)
@@ -397,6 +398,10 @@ class FocusNode(rclpy.lifecycle.Node):
     def _model_layers(self) -> int | None:
         pipeline = self.pipeline
         return pipeline.adapter.num_layers if pipeline is not None and pipeline.adapter.model is not None else None
+
+    def _model_family(self) -> str | None:
+        pipeline = self.pipeline
+        return pipeline.adapter.family if pipeline is not None and pipeline.adapter.model is not None else None
 
     def on_shutdown(self, state: Any) -> TransitionCallbackReturn:
         self.release()

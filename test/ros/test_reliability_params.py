@@ -107,3 +107,38 @@ def test_a_whole_number_for_a_floating_point_parameter_is_accepted(ros):
         assert ros.ask(QUESTION).success
     finally:
         ros.set_params({"max_frame_age": 0.0, "search.layer_start": 0.4375})
+
+
+def test_relevance_tiles_are_accepted_for_a_llava_model_and_the_question_answers(ros):
+    """Expected: `ros2 param set search.relevance_tiles 2` on a LLaVA-family node applies to the next
+    question, which answers."""
+    try:
+        (result,) = ros.set_params({"search.relevance_tiles": 2})
+        assert result.successful, result.reason
+        assert ros.ask(QUESTION).success
+    finally:
+        ros.set_params({"search.relevance_tiles": 1})
+
+
+def test_relevance_tiles_are_refused_at_set_time_for_a_model_with_its_own_views(miniature_root):
+    """Expected: on a OneVision node the same set is refused with the reason (every question would
+    otherwise end in an error); the value stays 1 and the node still answers."""
+    harness = NodeHarness(
+        {
+            "model.path": str(miniature_root / "llava_onevision"),
+            "search.target_extraction": "rule",
+            "search.max_steps": 1,
+            "search.overrun": False,
+            "max_frame_age": 0.0,
+        },
+        namespace="params_ov",
+    )
+    try:
+        harness.publish_frame(sample_rgb(320, 240, seed=96), frame_id="params_ov_cam")
+        (result,) = harness.set_params({"search.relevance_tiles": 2})
+        assert not result.successful
+        assert "relevance_tiles 2 needs a model with one square grid" in result.reason, result.reason
+        assert harness.node.get_parameter("search.relevance_tiles").value == 1
+        assert harness.ask(QUESTION).success
+    finally:
+        harness.close()
