@@ -19,17 +19,15 @@ from focus_ros.ros.params import all_specs
 QUESTION = "What colour is the red cup?"
 
 
+def quick_node(model_path, **kwargs):
+    """A node on ``model_path`` with the cheapest search: rule targets, one crop."""
+    settings = {"search.target_extraction": "rule", "search.max_steps": 1, "search.overrun": False}
+    return NodeHarness({"model.path": str(model_path), **settings, "max_frame_age": 0.0}, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def ros(miniature_root):
-    harness = NodeHarness(
-        {
-            "model.path": str(miniature_root / "llava"),
-            "search.target_extraction": "rule",
-            "search.max_steps": 1,
-            "search.overrun": False,
-            "max_frame_age": 0.0,
-        }
-    )
+    harness = quick_node(miniature_root / "llava")
     harness.publish_frame(sample_rgb(320, 240, seed=95), frame_id="params_cam")
     yield harness
     harness.close()
@@ -123,16 +121,7 @@ def test_relevance_tiles_are_accepted_for_a_llava_model_and_the_question_answers
 def test_relevance_tiles_are_refused_at_set_time_for_a_model_with_its_own_views(miniature_root):
     """Expected: on a OneVision node the same set is refused with the reason (every question would
     otherwise end in an error); the value stays 1 and the node still answers."""
-    harness = NodeHarness(
-        {
-            "model.path": str(miniature_root / "llava_onevision"),
-            "search.target_extraction": "rule",
-            "search.max_steps": 1,
-            "search.overrun": False,
-            "max_frame_age": 0.0,
-        },
-        namespace="params_ov",
-    )
+    harness = quick_node(miniature_root / "llava_onevision", namespace="params_ov")
     try:
         harness.publish_frame(sample_rgb(320, 240, seed=96), frame_id="params_ov_cam")
         (result,) = harness.set_params({"search.relevance_tiles": 2})
