@@ -220,6 +220,38 @@ def tile_crop(image: np.ndarray, layout: TileLayout, r: int, c: int, fill: Seque
     return out
 
 
+def stitch_block_maps(
+    maps: Sequence[np.ndarray],
+    mappings: Sequence[GridMapping],
+    blocks: Sequence[Box],
+    rows: int,
+    cols: int,
+    width: int,
+    height: int,
+) -> tuple[np.ndarray, GridMapping]:
+    """One map over the frame from per-block maps (ViCrop's high-resolution blocks, FOCUS's relevance
+    tiles): each block gets the first block's grid shape in even cells over its own pixels, each cell
+    the value of the block-map cell under its centre (so a block's padding never lands on its
+    neighbour), placed as the blocks lie."""
+    gh, gw = maps[0].shape
+    out = np.zeros((rows * gh, cols * gw), dtype=np.float64)
+    for i, (rel, mapping, b) in enumerate(zip(maps, mappings, blocks)):
+        r, c = divmod(i, cols)
+        xs = np.linspace(0.0, b.width, gw + 1)
+        ys = np.linspace(0.0, b.height, gh + 1)
+        bh, bw = rel.shape
+        ci = np.clip(np.searchsorted(np.asarray(mapping.x_edges), (xs[:-1] + xs[1:]) / 2, side="right") - 1, 0, bw - 1)
+        ri = np.clip(np.searchsorted(np.asarray(mapping.y_edges), (ys[:-1] + ys[1:]) / 2, side="right") - 1, 0, bh - 1)
+        out[r * gh : (r + 1) * gh, c * gw : (c + 1) * gw] = rel[np.ix_(ri, ci)]
+    x_edges = [0.0]
+    for b in blocks[:cols]:
+        x_edges.extend(np.linspace(b.x0, b.x1, gw + 1)[1:].tolist())
+    y_edges = [0.0]
+    for b in blocks[::cols]:
+        y_edges.extend(np.linspace(b.y0, b.y1, gh + 1)[1:].tolist())
+    return out, GridMapping(tuple(x_edges), tuple(y_edges), width, height)
+
+
 def block_reduce(grid: np.ndarray, factor: int) -> np.ndarray:
     """Mean over ``factor`` x ``factor`` blocks; the last row/column block may be smaller."""
     if factor <= 1:

@@ -44,6 +44,7 @@ from .geometry import (
     paste_crops,
     propose_regions,
     square_box,
+    stitch_block_maps,
     tile_crop,
     tile_layout,
     union_all,
@@ -355,8 +356,15 @@ class FocusPipeline:
         arrays it gets (copies of the memo's)."""
         s = self.search
         frame = self.memo_frame(frame_key)
-        key = (target, s.layer_start, s.layer_end, s.contrast_quantile, s.smooth_sigma, s.max_grid_side)
-        key += (s.relevance_tiles,)
+        key = (
+            target,
+            s.layer_start,
+            s.layer_end,
+            s.contrast_quantile,
+            s.smooth_sigma,
+            s.max_grid_side,
+            s.relevance_tiles,
+        )
         kept = self.memo.get(frame, "relevance", key)
         if kept is not None:
             rel_map, grid_map, mapping, views = kept
@@ -401,15 +409,15 @@ class FocusPipeline:
         h, w = image.shape[:2]
         layout = tile_layout(w, h, self.search.relevance_tiles)
         tiles = self._tile_prefixes(image, layout, frame, meter)
-        joined = None
-        for i, tile in enumerate(tiles):
-            g = tile.grid_positions.shape[0]
-            tile_map = self._view_log_map(tile, target, layers, meter)
-            if joined is None:
-                joined = np.empty((layout.rows * g, layout.cols * g))
-            r, c = divmod(i, layout.cols)
-            joined[r * g : (r + 1) * g, c * g : (c + 1) * g] = tile_map
-        mapping = layout.mapping(joined.shape[0] // layout.rows)
+        joined, mapping = stitch_block_maps(
+            [self._view_log_map(tile, target, layers, meter) for tile in tiles],
+            [tile.mapping for tile in tiles],
+            [layout.box(r, c) for r in range(layout.rows) for c in range(layout.cols)],
+            layout.rows,
+            layout.cols,
+            w,
+            h,
+        )
         inside = (np.asarray(mapping.y_edges[:-1])[:, None] < h) & (np.asarray(mapping.x_edges[:-1])[None, :] < w)
         joined[~inside] = np.median(joined[inside])
         return joined, mapping, len(tiles)

@@ -395,13 +395,18 @@ class FocusNode(rclpy.lifecycle.Node):
             "(ros2 lifecycle set <node> cleanup), then set it and configure again"
         )
 
-    def _model_layers(self) -> int | None:
+    def _loaded_adapter(self) -> Any:
+        """The adapter of the loaded model; None before configure and after cleanup."""
         pipeline = self.pipeline
-        return pipeline.adapter.num_layers if pipeline is not None and pipeline.adapter.model is not None else None
+        return pipeline.adapter if pipeline is not None and pipeline.adapter.model is not None else None
+
+    def _model_layers(self) -> int | None:
+        adapter = self._loaded_adapter()
+        return adapter.num_layers if adapter is not None else None
 
     def _model_family(self) -> str | None:
-        pipeline = self.pipeline
-        return pipeline.adapter.family if pipeline is not None and pipeline.adapter.model is not None else None
+        adapter = self._loaded_adapter()
+        return adapter.family if adapter is not None else None
 
     def on_shutdown(self, state: Any) -> TransitionCallbackReturn:
         self.release()

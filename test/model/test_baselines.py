@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from focus_ros.core.config import ModelConfig, build_configs
-from focus_ros.core.geometry import Box, pad_to_square_mapping
+from focus_ros.core.geometry import Box, pad_to_square_mapping, stitch_block_maps
 from focus_ros.core.methods import METHODS, AttentionCropConfig, ZoomConfig, split_method_settings
 from focus_ros.core.methods.answer import option_scores, parse_options
-from focus_ros.core.methods.attention_crop import stitch_block_maps, vicrop_blocks, vicrop_box
+from focus_ros.core.methods.attention_crop import vicrop_blocks, vicrop_box
 from focus_ros.core.methods.zoom import (
     BOX_RGB,
     LOCAL_PROMPTS,
