@@ -12,6 +12,7 @@ with a checkpoint (exit 75), for a lent GPU's lease or a session's end. --scale 
 stage's step count (a smoke run: --scale 0.002).
 --init-from DIR --start-stage K starts from a saved model with the recipe's first K stages done
 (the default recipe's grown-head stages on a four-stage model: --init-from DIR --start-stage 4);
+--recipe mixed-ft-vision --init-from DIR fine-tunes a trained model on plain and varied scenes in turn.
 --vision-from WORK/checkpoint.pt starts at stage 2 with another run's vision tower (a study of the
 LM stages: the vision stage trains only the tower and its heads). --steps exist_symbolic=1200 changes
 a stage's step count, --stage-set exist_symbolic.per_map=1 one of its StageConfig fields. Every stage's
@@ -34,7 +35,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from focus_ros.training.recipe import RECIPES, StageConfig  # noqa: E402
+from focus_ros.training.recipe import FINETUNES, RECIPES, StageConfig  # noqa: E402
 from focus_ros.training.trainer import Trainer  # noqa: E402
 
 EXIT_RESUME = 75  # EX_TEMPFAIL: stopped at --max-seconds with a checkpoint; rerun to go on
@@ -148,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--stages must be >= 0")
     if args.start_stage and not args.init_from:
         p.error("--start-stage needs --init-from (the model the earlier stages produced)")
+    if args.recipe in FINETUNES and not args.init_from:
+        p.error(f"--recipe {args.recipe} fine-tunes a trained model: give it with --init-from DIR")
     if args.vision_from and args.init_from:
         p.error("--vision-from and --init-from are two different starts; give one")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -26,6 +26,7 @@ from .recipe import StageConfig, TrainConfig
 IGNORE = -100  # label of patches and tokens no loss reads
 # the questions each stage asks (none: the per-patch stages; exist-symbolic makes its own)
 STAGE_TASKS = {
+    "vision-heads": (),
     "vision": (),
     "align": (),
     "tune-crops": ("exists", "shape", "extract"),
@@ -334,6 +335,15 @@ def extraction_sample(rng: np.random.Generator) -> tuple[str, str]:
     return f"USER: {user.strip()} ASSISTANT:{ANSWER_LEAD}", f" {target}"
 
 
+def scene_style(style: str, k: int) -> str:
+    """The style scene ``k`` of a stage is drawn in: ``"mixed"`` alternates plain and varied scenes,
+    so the generator's own scenes stay half of the data (reading them must not get worse) while
+    the other half teaches what a colourful background is not."""
+    if style == "mixed":
+        return "varied" if k % 2 else "plain"
+    return style
+
+
 class SceneSamples(torch.utils.data.Dataset):
     """Item ``i``: scene ``i`` of ``seed`` turned into views (pixels + patch labels) and questions."""
 
@@ -358,7 +368,9 @@ class SceneSamples(torch.utils.data.Dataset):
         k = i // max(1, self.stage.scene_reuse)
         if self._last is None or self._last.index != k:
             self._last = make_scene(
-                self.seed, k, SceneSpec(short_side=self.cfg.train_short_side, style=self.cfg.scene_style)
+                self.seed,
+                k,
+                SceneSpec(short_side=self.cfg.train_short_side, style=scene_style(self.cfg.scene_style, k)),
             )
             self._frame_square = None
         return self._last

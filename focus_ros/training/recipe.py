@@ -323,6 +323,27 @@ RECIPES["default"] = RECIPES["full-bf16"]
 # object styles) and with every method's prompts in its questions: the candidate whose finding should
 # transfer to scenes of another renderer (check with focus-scenes --renderer eval)
 RECIPES["transfer"] = replace(RECIPES["default"], scene_style="varied", method_prompts=True)
+# a fine-tune of a trained default model (--init-from DIR): its alignment again, then its joint tune,
+# on plain and varied scenes in turn. The projector decides which patches a colour word's layer-0
+# relevance singles out, so it is what must learn that a colourful background is no object; the
+# joint tune lets the LM read the re-aligned image tokens
+RECIPES["mixed-ft"] = replace(
+    RECIPES["default"],
+    scene_style="mixed",
+    stages=tuple(s for s in RECIPES["default"].stages if s.name in ("align", "tune-joint")),
+)
+# mixed-ft with the vision tower tuned first: a saved model keeps no stage-1 heads, so fresh heads
+# learn to read the tower before both train on the mixed scenes
+RECIPES["mixed-ft-vision"] = replace(
+    RECIPES["mixed-ft"],
+    stages=(
+        StageConfig("vision-heads", steps=200, lr=2e-3, scenes_per_step=6, crops_per_scene=15),
+        StageConfig("vision", steps=600, lr=1e-3, scenes_per_step=6, crops_per_scene=15),
+    )
+    + RECIPES["mixed-ft"].stages,
+)
+# recipes that continue a trained model: the training script refuses them without --init-from
+FINETUNES = ("mixed-ft", "mixed-ft-vision")
 
 
 def with_defaults(cls, saved: dict) -> dict:
@@ -332,4 +353,4 @@ def with_defaults(cls, saved: dict) -> dict:
     return {**{k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in defaults.items()}, **saved}
 
 
-__all__ = ["MATCH_GAIN", "ModelShape", "VISION_SHAPE_FIELDS", "StageConfig", "TrainConfig", "RECIPES"]
+__all__ = ["FINETUNES", "MATCH_GAIN", "ModelShape", "VISION_SHAPE_FIELDS", "StageConfig", "TrainConfig", "RECIPES"]

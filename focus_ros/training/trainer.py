@@ -76,7 +76,9 @@ def _set_trainable(
                 masked.append((w, mask))
         return [w for w, _ in masked], masked
     p = parts(model)
-    if stage.name == "vision":
+    if stage.name == "vision-heads":  # the tower stays as it is while fresh heads learn to read it
+        mods = [heads]
+    elif stage.name == "vision":
         mods = [p["vision"], heads]
     elif stage.name == "align":
         mods = [p["projector"]]
@@ -442,7 +444,7 @@ class Trainer:
         return None
 
     def _loss(self, stage: StageConfig, batch, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
-        if stage.name == "vision":
+        if stage.name in ("vision-heads", "vision"):
             return vision_loss(self.model, self.heads, batch, self.device, self.cfg.vision_object_cap)
         if stage.name == "align":
             return align_loss(self.model, batch, self.color_words, self.shape_words, True, self.device)
