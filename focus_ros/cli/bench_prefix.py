@@ -14,6 +14,10 @@ caller's and is not counted; on CUDA the GPU is synchronised after every model c
 stage holds its own GPU time, which costs the CPU/GPU overlap), then seconds and passes per
 question. ``--json`` writes ``{method: {first|second_same_target|second_other_target: {seconds,
 passes, reused_passes, stages}}}``.
+
+``--verify-crops N`` (default 6, 0: skip) then times what bounds a first FOCUS question from below:
+the frame's prefix and one question (vanilla's first question), N crops' prefixes and existence
+prompts one at a time, and the same N crops in one batched forward (``search.verify_batch``).
 """
 
 from __future__ import annotations
@@ -174,6 +178,52 @@ def format_report(table: dict[str, dict[str, dict]], header: str) -> str:
     return "\n".join(lines)
 
 
+def crop_windows(image, n: int) -> list:
+    """``n`` square crops of a quarter of the frame's short side, spread along its diagonal."""
+    h, w = image.shape[:2]
+    side = max(1, min(h, w) // 4)
+    windows = []
+    for i in range(n):
+        t = i / max(1, n - 1)
+        y, x = int(t * (h - side)), int(t * (w - side))
+        windows.append(image[y : y + side, x : x + side])
+    return windows
+
+
+def verify_cost(pipeline, image, question: str, n: int, repeats: int) -> list[tuple[str, float]]:
+    """Median seconds of the frame's prefix and ``question``, of ``n`` crops verified one at a time,
+    and of the same crops in one batched forward (the same confidences, tested elsewhere)."""
+    adapter = pipeline.adapter
+    crops = crop_windows(image, n)
+    text = adapter.existence_text("red object")
+
+    def frame():
+        adapter.extend(adapter.prefill_image(image), adapter.question_text(question))
+
+    def one_at_a_time():
+        for c in crops:
+            adapter.extend(adapter.prefill_image(c), text)
+
+    def batched():
+        adapter.existence_batch(crops, text)
+
+    rows = []
+    for name, run in (
+        ("frame prefix and one question", frame),
+        (f"{n} crops, one at a time", one_at_a_time),
+        (f"{n} crops, one batched forward", batched),
+    ):
+        run()  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run()
+            _sync(pipeline)
+            times.append(time.perf_counter() - t0)
+        rows.append((name, statistics.median(times)))
+    return rows
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="focus-bench-prefix", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -190,14 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the first question, another about the same target, one about another target",
     )
     p.add_argument("--json", metavar="FILE", help="also write the contract's JSON here")
+    p.add_argument(
+        "--verify-crops", type=int, default=6, metavar="N", help="crops in the verify-cost table (0: skip it)"
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    if args.repeats < 1:
-        print("focus-bench-prefix: error: --repeats must be >= 1", file=sys.stderr)
+    if args.repeats < 1 or args.verify_crops < 0:
+        print("focus-bench-prefix: error: --repeats must be >= 1 and --verify-crops >= 0", file=sys.stderr)
         return 2
     try:
         image = load_image(args.image)
@@ -222,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         f"other target {questions[2]!r}"
     )
     print(format_report(table, header))
+    if args.verify_crops:
+        rows = verify_cost(pipeline, image, questions[0], args.verify_crops, args.repeats)
+        print("\nWhat bounds a first FOCUS question (median ms):")
+        for name, seconds in rows:
+            print(f"{name:34s} {1000 * seconds:8.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(contract_json(table), indent=1) + "\n")
     return 0

@@ -22,7 +22,19 @@ def bench_prefix(*args, timeout=300):
 
 def test_bench_writes_seconds_and_passes_of_each_question_per_method(sample_image_path, tmp_path):
     out = tmp_path / "bench.json"
-    proc = bench_prefix("--image", sample_image_path, "--methods", "vanilla", "focus", "--repeats", "1", "--json", out)
+    proc = bench_prefix(
+        "--image",
+        sample_image_path,
+        "--methods",
+        "vanilla",
+        "focus",
+        "--repeats",
+        "1",
+        "--json",
+        out,
+        "--verify-crops",
+        2,
+    )
     assert proc.returncode == 0, proc.stderr
     table = json.loads(out.read_text())
     assert set(table) == {"vanilla", "focus"}
@@ -44,6 +56,11 @@ def test_bench_writes_seconds_and_passes_of_each_question_per_method(sample_imag
     for stage in ("targets", "relevance", "proposals", "verify", "answer", *MODEL_STAGES):
         assert stage in proc.stdout
     assert "extracted other targets" not in proc.stdout
+    # and what bounds a first FOCUS question: the frame, then the crops one at a time and batched
+    bound = proc.stdout.split("What bounds a first FOCUS question")[1].splitlines()[1:4]
+    names = ("frame prefix and one question", "2 crops, one at a time", "2 crops, one batched forward")
+    assert [line[: len(n)] for line, n in zip(bound, names)] == list(names)
+    assert all(float(line.split()[-1]) > 0 for line in bound)
 
 
 @pytest.mark.parametrize("family", ("llava", "llava_onevision", "qwen2_5_vl"))
