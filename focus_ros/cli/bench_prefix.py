@@ -195,7 +195,7 @@ def verify_cost(pipeline, image, question: str, n: int, repeats: int) -> list[tu
     and of the same crops in one batched forward (the same confidences, tested elsewhere)."""
     adapter = pipeline.adapter
     crops = crop_windows(image, n)
-    text = adapter.existence_text("red object")
+    text = adapter.existence_text("red object")  # any phrase: the cost is the crops' prefixes
 
     def frame():
         adapter.extend(adapter.prefill_image(image), adapter.question_text(question))
