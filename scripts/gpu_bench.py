@@ -278,67 +278,26 @@ def bench_attn(args, pipe, attn: str, image) -> tuple[list[dict], dict]:
     return rows, prefix_row
 
 
-def verify_boxes(width: int, height: int, n: int, side: int):
-    """``n`` square crops of ``side`` pixels spread over the frame in two rows, left to right."""
-    from focus_ros.core.geometry import Box
-
-    side = min(side, width, height)
-    cols = -(-n // 2)
-    out = []
-    for i in range(n):
-        row, col = divmod(i, cols)
-        x = (width - side) * (col / max(1, cols - 1))
-        y = (height - side) * (row / max(1, (n - 1) // cols))
-        out.append(Box(x, y, x + side, y + side))
-    return out
-
-
 def bench_verify(args, pipe, attn: str, image) -> dict | None:
-    """The verify stage alone (``pipe.verify_regions``) on ``--verify-crops`` fixed crops of one target,
-    one crop per forward (``search.verify_batch`` 1) and all in one batched forward; median seconds."""
-    from dataclasses import replace
-
-    from focus_ros.core.results import Region
-    from focus_ros.core.run_context import QuestionRun
-    from focus_ros.core.targets import Target
+    """The verify stage alone on ``--verify-crops`` fixed crops of one target, one crop per forward
+    (``search.verify_batch`` 1) and all in one batched forward; median seconds."""
+    from focus_ros.cli.bench_prefix import time_verify_stage
 
     n = args.verify_crops
     if n < 1:
         return None
-    h, w = image.shape[:2]
-    boxes = verify_boxes(w, h, n, args.verify_crop_side)
-    target = Target("red object")
-    base = pipe.search
-    seconds, confidences = {}, {}
-    try:
-        for batch in (1, n):
-            try:
-                pipe.search = replace(base, max_steps=n, overrun=False, verify_batch=batch)
-            except TypeError:  # a SearchConfig without verify_batch: nothing to compare
-                print("gpu_bench: search.verify_batch is not a setting here: verify timing skipped", file=sys.stderr)
-                return None
-            times = []
-            for rep in range(args.repeats + 1):  # the first run warms up (kernels for the batch shape)
-                regions = [Region(b, target.phrase, 0.0) for b in boxes]
-                ctx = QuestionRun.start(image, "Is there a red object?", "focus", pipe.adapter.name)
-                sync(args.device)
-                t0 = time.perf_counter()
-                pipe.verify_regions(ctx, target, regions, {}, lambda region: None)
-                sync(args.device)
-                if rep:
-                    times.append(time.perf_counter() - t0)
-            seconds[batch] = statistics.median(times)
-            confidences[batch] = [r.confidence for r in regions]
-    finally:
-        pipe.search = base
+    if not hasattr(pipe.search, "verify_batch"):  # a SearchConfig without verify_batch: nothing to compare
+        print("gpu_bench: search.verify_batch is not a setting here: verify timing skipped", file=sys.stderr)
+        return None
+    seconds, diff = time_verify_stage(pipe, image, n, args.verify_crop_side, args.repeats)
     return {
         "attn": attn,
         "crops": n,
-        "crop_side": int(boxes[0].width),
+        "crop_side": min(args.verify_crop_side, *image.shape[:2]),
         "one_at_a_time_seconds": seconds[1],
         "batched_seconds": seconds[n],
         "speedup": seconds[1] / seconds[n],
-        "max_confidence_diff": max(abs(a - b) for a, b in zip(confidences[1], confidences[n])),
+        "max_confidence_diff": diff,
     }
 
 

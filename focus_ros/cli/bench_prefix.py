@@ -178,50 +178,73 @@ def format_report(table: dict[str, dict[str, dict]], header: str) -> str:
     return "\n".join(lines)
 
 
-def crop_windows(image, n: int) -> list:
-    """``n`` square crops of a quarter of the frame's short side, spread along its diagonal."""
-    h, w = image.shape[:2]
-    side = max(1, min(h, w) // 4)
-    windows = []
+def verify_boxes(width: int, height: int, n: int, side: int) -> list:
+    """``n`` square crops of ``side`` pixels spread over the frame in two rows, left to right."""
+    from ..core.geometry import Box
+
+    side = min(side, width, height)
+    cols = -(-n // 2)
+    out = []
     for i in range(n):
-        t = i / max(1, n - 1)
-        y, x = int(t * (h - side)), int(t * (w - side))
-        windows.append(image[y : y + side, x : x + side])
-    return windows
+        row, col = divmod(i, cols)
+        x = (width - side) * (col / max(1, cols - 1))
+        y = (height - side) * (row / max(1, (n - 1) // cols))
+        out.append(Box(x, y, x + side, y + side))
+    return out
+
+
+def time_verify_stage(pipeline, image, n: int, side: int, repeats: int) -> tuple[dict[int, float], float]:
+    """The verify stage alone (``pipeline.verify_regions``) on ``n`` fixed crops of one target, one crop
+    per forward (``search.verify_batch`` 1) and all in one batched forward: median seconds by batch
+    size (after one warm-up run each), and how far the two runs' confidences differ at most."""
+    from dataclasses import replace
+
+    from ..core.results import Region
+    from ..core.run_context import QuestionRun
+    from ..core.targets import Target
+
+    h, w = image.shape[:2]
+    boxes = verify_boxes(w, h, n, side)
+    target = Target("red object")  # any phrase: the cost is the crops' prefixes
+    base = pipeline.search
+    seconds, confidences = {}, {}
+    try:
+        for batch in (1, n):
+            pipeline.search = replace(base, max_steps=n, overrun=False, verify_batch=batch)
+            times = []
+            for rep in range(repeats + 1):  # the first run warms up (kernels for the batch shape)
+                regions = [Region(b, target.phrase, 0.0) for b in boxes]
+                ctx = QuestionRun.start(image, "Is there a red object?", "focus", pipeline.adapter.name)
+                _sync(pipeline)
+                t0 = time.perf_counter()
+                pipeline.verify_regions(ctx, target, regions, {}, lambda region: None)
+                _sync(pipeline)
+                if rep:
+                    times.append(time.perf_counter() - t0)
+            seconds[batch] = statistics.median(times)
+            confidences[batch] = [r.confidence for r in regions]
+    finally:
+        pipeline.search = base
+    return seconds, max(abs(a - b) for a, b in zip(confidences[1], confidences[n]))
 
 
 def verify_cost(pipeline, image, question: str, n: int, repeats: int) -> list[tuple[str, float]]:
-    """Median seconds of the frame's prefix and ``question``, of ``n`` crops verified one at a time,
-    and of the same crops in one batched forward (the same confidences, tested elsewhere)."""
+    """Median seconds of the frame's prefix and ``question``, then of the verify stage on ``n`` crops
+    of a quarter of the frame's short side, one at a time and in one batched forward."""
     adapter = pipeline.adapter
-    crops = crop_windows(image, n)
-    text = adapter.existence_text("red object")  # any phrase: the cost is the crops' prefixes
-
-    def frame():
+    times = []
+    for rep in range(repeats + 1):  # the first run warms up
+        t0 = time.perf_counter()
         adapter.extend(adapter.prefill_image(image), adapter.question_text(question))
-
-    def one_at_a_time():
-        for c in crops:
-            adapter.extend(adapter.prefill_image(c), text)
-
-    def batched():
-        adapter.existence_batch(crops, text)
-
-    rows = []
-    for name, run in (
-        ("frame prefix and one question", frame),
-        (f"{n} crops, one at a time", one_at_a_time),
-        (f"{n} crops, one batched forward", batched),
-    ):
-        run()  # warm-up
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            run()
-            _sync(pipeline)
+        _sync(pipeline)
+        if rep:
             times.append(time.perf_counter() - t0)
-        rows.append((name, statistics.median(times)))
-    return rows
+    crops, _ = time_verify_stage(pipeline, image, n, min(image.shape[:2]) // 4, repeats)
+    return [
+        ("frame prefix and one question", statistics.median(times)),
+        (f"{n} crops, one at a time", crops[1]),
+        (f"{n} crops, one batched forward", crops[n]),
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
