@@ -119,13 +119,15 @@ def test_every_question_of_the_bag_gets_exactly_one_answer_about_a_frame_of_its_
         a = row.answer
         # an answer: OK, or NOT_FOUND when no target was confirmed (which of the two: the pipeline test below)
         assert a.status in ("ok", "not_found"), (row.truth.question, a.error)
-        # the source frame's header, never "now": a frame of the question's own scene, the latest
-        # when the node took the question (within two frame periods of the question's bag time:
-        # DDS delivery and a busy 2-core machine move either a little)
+        # the source frame's header, never "now": a frame of the question's own scene, never one
+        # published after the question (one period of slack: frames and questions are two topics).
+        # No lower bound: images are keep-last 1, so on a busy 2-core machine frames that wait for
+        # intake are replaced by newer ones, and the newest frame that had arrived when the
+        # question did may be a few periods old (which one is bound: test_ros_frame_store.py)
         period = round(1e9 / truth.rate)
         frames = range(row.truth.first_frame_ns, row.truth.last_frame_ns + 1, period)
         assert a.stamp_ns in frames
-        assert abs(row.truth.time_ns - a.stamp_ns) <= 2 * period
+        assert a.stamp_ns <= row.truth.time_ns + period
         assert a.frame_id == truth.frame_id
         assert a.passes > 0 and a.latency_s > 0
         if a.box is not None:
