@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         "bfloat16 autocast; about 2 h on 2 CPU cores), full-bf16 (the same), "
         "transfer (the default on varied scenes, with the baselines' prompts), "
         "mixed (the default on plain and varied scenes in turn, with the baselines' prompts), "
+        "curriculum (the default with a second tower stage, the alignment and the joint tune on plain "
+        "and varied scenes in turn, the baselines' prompts in the joint tune), "
         "default-fp32 (the same in float32, for a GPU), "
         "reuse-fp32 (default-fp32's stages and steps with two items drawn from each scene and 8 "
         "existence questions per symbolic map: for a CPU whose bfloat16 is slow), "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -348,6 +348,9 @@ class SceneSamples(torch.utils.data.Dataset):
     """Item ``i``: scene ``i`` of ``seed`` turned into views (pixels + patch labels) and questions."""
 
     def __init__(self, cfg: TrainConfig, stage: StageConfig, seed: int, length: int, tasks: Sequence[str]):
+        # a stage may draw other scenes or ask other prompts than the recipe's
+        method = cfg.method_prompts if stage.method_prompts is None else stage.method_prompts
+        cfg = replace(cfg, scene_style=stage.scene_style or cfg.scene_style, method_prompts=method)
         self.cfg, self.stage, self.seed, self.length, self.tasks = cfg, stage, seed, length, tuple(tasks)
         self._processor = None
         self._last: Scene | None = None

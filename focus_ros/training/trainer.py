@@ -76,11 +76,11 @@ def _set_trainable(
                 masked.append((w, mask))
         return [w for w, _ in masked], masked
     p = parts(model)
-    if stage.name == "vision-heads":  # the tower stays as it is while fresh heads learn to read it
+    if stage.task == "vision-heads":  # the tower stays as it is while fresh heads learn to read it
         mods = [heads]
-    elif stage.name == "vision":
+    elif stage.task == "vision":
         mods = [p["vision"], heads]
-    elif stage.name == "align":
+    elif stage.task == "align":
         mods = [p["projector"]]
     else:
         # vision tower, projector and word embeddings stay frozen: the alignment survives
@@ -314,10 +314,10 @@ class Trainer:
     def loader(self, stage_index: int, start: int) -> Iterator[dict]:
         stage = self.cfg.stages[stage_index]
         self._batches = None
-        if stage.name == "exist-symbolic":
+        if stage.task == "exist-symbolic":
             return iter(range(start, stage.steps))  # no scenes drawn: symbolic_loss makes its own views
         n = stage.steps * stage.scenes_per_step
-        ds = SceneSamples(self.cfg, stage, self.cfg.stage_seed(stage_index), n, STAGE_TASKS[stage.name])
+        ds = SceneSamples(self.cfg, stage, self.cfg.stage_seed(stage_index), n, STAGE_TASKS[stage.task])
         sampler = range(start * stage.scenes_per_step, n)
         self._batches = _EndableBatches(torch.utils.data.BatchSampler(sampler, stage.scenes_per_step, drop_last=False))
         return iter(
@@ -419,8 +419,8 @@ class Trainer:
                     break
             bar.close()
             LOG.info("stage %s done: %s", stage.name, {k: round(v, 3) for k, v in ema.items()})
-            if stage.name in ("vision", "align"):
-                self.state.metrics[f"gate_{stage.name}"] = self.stage_gate(stage.name, self.gate_scenes)
+            if stage.task in ("vision", "align"):
+                self.state.metrics[f"gate_{stage.name}"] = self.stage_gate(stage.task, self.gate_scenes)
                 LOG.info("gate %s (held-out seed): %s", stage.name, self.state.metrics[f"gate_{stage.name}"])
             self.state.stage_index += 1
             self.state.step = 0
@@ -444,11 +444,11 @@ class Trainer:
         return None
 
     def _loss(self, stage: StageConfig, batch, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
-        if stage.name in ("vision-heads", "vision"):
+        if stage.task in ("vision-heads", "vision"):
             return vision_loss(self.model, self.heads, batch, self.device, self.cfg.vision_object_cap)
-        if stage.name == "align":
+        if stage.task == "align":
             return align_loss(self.model, batch, self.color_words, self.shape_words, True, self.device)
-        if stage.name == "exist-symbolic":
+        if stage.task == "exist-symbolic":
             return symbolic_loss(
                 self.model,
                 self.seq,
