@@ -376,7 +376,7 @@ def _curriculum(base: TrainConfig) -> TrainConfig:
 # then plain and varied ones in turn (mixed-ft-vision showed that this makes finding transfer while
 # home reading stays; from scratch on mixed scenes the tower was under-trained); the alignment and
 # the joint tune see both kinds, the joint tune also every method's prompts. The LM's middle stages
-# stay on plain scenes, as in the default. Steps trimmed so that the whole fits two hours on 2 cores
+# stay on plain scenes, as in the default. Steps trimmed to pay for the second tower stage
 RECIPES["curriculum"] = _curriculum(RECIPES["default"].with_steps(vision=1400, tune=1400, exist_crops=650))
 # recipes that continue a trained model: the training script refuses them without --init-from
 FINETUNES = ("mixed-ft", "mixed-ft-vision")
