@@ -378,6 +378,25 @@ def _curriculum(base: TrainConfig) -> TrainConfig:
 # the joint tune see both kinds, the joint tune also every method's prompts. The LM's middle stages
 # stay on plain scenes, as in the default. Steps trimmed to pay for the second tower stage
 RECIPES["curriculum"] = _curriculum(RECIPES["default"].with_steps(vision=1400, tune=1400, exist_crops=650))
+
+
+def _plain_then_mixed(base: TrainConfig) -> TrainConfig:
+    stages = [replace(s, method_prompts=False) for s in base.stages if s.name != "tune-joint"]
+    joint = base.stages[base.stage_index("tune-joint")]
+    stages += [
+        StageConfig("vision-mixed", steps=500, lr=1e-3, crops_per_scene=15, kind="vision", scene_style="mixed"),
+        replace(stages[base.stage_index("align")], name="align-mixed", kind="align", steps=400, scene_style="mixed"),
+        replace(joint, steps=500, scene_style="mixed", method_prompts=True),
+    ]
+    return replace(base, method_prompts=True, stages=tuple(stages))
+
+
+# mixed-ft-vision's order in one run: the default's stages on plain scenes up to its existence
+# stages, then the tower, the alignment and the joint tune on plain and varied scenes in turn, the
+# joint tune with every method's prompts. Unlike the curriculum, the LM learns on plain-aligned
+# tokens before the tower moves (mixed-ft-vision kept its pointing, the curriculum lost it); the
+# default's own joint tune is left out, as the mixed one follows, and steps trimmed for two hours
+RECIPES["plain-then-mixed"] = _plain_then_mixed(RECIPES["default"].with_steps(vision=1250, tune=1250, exist_crops=550))
 # recipes that continue a trained model: the training script refuses them without --init-from
 FINETUNES = ("mixed-ft", "mixed-ft-vision")
 

@@ -664,3 +664,27 @@ def test_the_curriculum_recipe_trains_the_tower_on_plain_then_mixed_scenes_and_a
         _, data = styles(cfg.stages[cfg.stage_index(name)], 6)
         kinds = {kind for i in range(6) for _, kind, _, _ in data[i]["questions"]}
         assert any(k.startswith("zoom_") for k in kinds) == asks, name
+
+
+def test_plain_then_mixed_trains_the_lm_on_plain_scenes_before_the_tower_and_projector_see_mixed_ones():
+    cfg = replace(RECIPES["plain-then-mixed"], train_short_side=(400, 500))
+    names = [s.name for s in cfg.stages]
+    assert names[-3:] == ["vision-mixed", "align-mixed", "tune-joint"] and names.count("tune-joint") == 1
+    assert [s.task for s in cfg.stages[-3:]] == ["vision", "align", "tune-joint"] and cfg.method_prompts
+    _, tokenizer = build_processor_and_tokenizer(cfg.shape, cfg.method_prompts)
+    model = build_model(tokenizer, cfg.shape, cfg.seed)
+    heads = torch.nn.Linear(1, 1)
+
+    def trained(name):
+        return {id(p) for p in _set_trainable(model, heads, cfg.stages[cfg.stage_index(name)], cfg.shape.text_heads)[0]}
+
+    # the second tower and alignment stages train what the first ones trained: nothing of the LM
+    assert trained("vision-mixed") == trained("vision") and trained("align-mixed") == trained("align")
+    assert not trained("align-mixed") & trained("tune")
+    for name, varied, asks in (("tune", False, False), ("vision-mixed", True, False), ("tune-joint", True, True)):
+        stage = cfg.stages[cfg.stage_index(name)]
+        data = SceneSamples(cfg, stage, cfg.stage_seed(cfg.stage_index(name)), 6, STAGE_TASKS[stage.task])
+        assert any(data.scene(i).background != "plain" for i in range(6)) == varied, name
+        if stage.task != "vision":
+            kinds = {kind for i in range(6) for _, kind, _, _ in data[i]["questions"]}
+            assert any(k.startswith("zoom_") for k in kinds) == asks, name
