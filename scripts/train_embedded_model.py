@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         "plain-then-mixed (the default's stages up to existence on plain scenes, then the tower, the "
         "alignment and the joint tune on plain and varied scenes in turn, the baselines' prompts in "
         "the joint tune), "
+        "method-tune (the default, then its joint tune again on plain and varied scenes with the "
+        "baselines' prompts; --init-from models/embedded --start-stage 7 runs only that stage), "
         "default-fp32 (the same in float32, for a GPU), "
         "reuse-fp32 (default-fp32's stages and steps with two items drawn from each scene and 8 "
         "existence questions per symbolic map: for a CPU whose bfloat16 is slow), "

@@ -397,6 +397,18 @@ def _plain_then_mixed(base: TrainConfig) -> TrainConfig:
 # tokens before the tower moves (mixed-ft-vision kept its pointing, the curriculum lost it); the
 # default's own joint tune is left out, as the mixed one follows, and steps trimmed for two hours
 RECIPES["plain-then-mixed"] = _plain_then_mixed(RECIPES["default"].with_steps(vision=1250, tune=1250, exist_crops=550))
+# the default's seven stages, then its joint tune again on plain and varied scenes in turn with every
+# method's prompts (the tokenizer stays the default's: byte-level BPE encodes any prompt), so the
+# baselines ask questions the model was trained on; the tower and the projector, which decide where a
+# colour word's relevance lands, stay as the default left them. `--init-from models/embedded
+# --start-stage 7` runs only the eighth stage, on the committed model (the default's seventh stage's
+# result; every stage draws its scenes from its own seed, as a resumed run does)
+_joint = RECIPES["default"].stages[RECIPES["default"].stage_index("tune-joint")]
+RECIPES["method-tune"] = replace(
+    RECIPES["default"],
+    stages=RECIPES["default"].stages
+    + (replace(_joint, name="tune-methods", kind="tune-joint", steps=450, scene_style="mixed", method_prompts=True),),
+)
 # recipes that continue a trained model: the training script refuses them without --init-from
 FINETUNES = ("mixed-ft", "mixed-ft-vision")
 

@@ -44,7 +44,7 @@ from focus_ros.training.model import (
     word_ids,
 )
 from focus_ros.training.recipe import RECIPES, StageConfig, TrainConfig
-from focus_ros.training.trainer import Trainer, _set_trainable
+from focus_ros.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / EMBEDDED_MODEL
@@ -638,53 +638,3 @@ def test_the_transfer_recipe_trains_on_varied_scenes_with_every_methods_prompts_
     _, tokenizer = build_processor_and_tokenizer(cfg.shape, cfg.method_prompts)
     for word in (" zoomed", " appearance", " Yes", " No", " red", " star"):
         assert len(tokenizer.encode(word, add_special_tokens=False)) == 1, word
-
-
-def test_the_curriculum_recipe_trains_the_tower_on_plain_then_mixed_scenes_and_asks_method_prompts_last():
-    cfg = replace(RECIPES["curriculum"], train_short_side=(400, 500))
-    names = [s.name for s in cfg.stages]
-    assert names[:3] == ["vision", "vision-mixed", "align"] and names[-1] == "tune-joint"
-    assert cfg.stages[1].task == "vision" and cfg.scene_style == "plain" and cfg.method_prompts
-    # the second vision stage trains the tower, as the first does
-    _, tokenizer = build_processor_and_tokenizer(cfg.shape, cfg.method_prompts)
-    model = build_model(tokenizer, cfg.shape, cfg.seed)
-    heads = torch.nn.Linear(1, 1)
-    first, _ = _set_trainable(model, heads, cfg.stages[0], cfg.shape.text_heads)
-    second, _ = _set_trainable(model, heads, cfg.stages[1], cfg.shape.text_heads)
-    tower = {id(p) for p in model.model.vision_tower.parameters()}
-    assert [id(p) for p in first] == [id(p) for p in second] and tower <= {id(p) for p in second}
-
-    def styles(stage, n=4):
-        data = SceneSamples(cfg, stage, cfg.stage_seed(cfg.stage_index(stage.name)), n, STAGE_TASKS[stage.task])
-        return [data.scene(i).background != "plain" for i in range(n)], data
-
-    assert styles(cfg.stages[0])[0] == [False] * 4
-    assert styles(cfg.stages[1])[0] == [False, True, False, True]  # plain and varied scenes in turn
-    for name, asks in (("tune", False), ("tune-joint", True)):
-        _, data = styles(cfg.stages[cfg.stage_index(name)], 6)
-        kinds = {kind for i in range(6) for _, kind, _, _ in data[i]["questions"]}
-        assert any(k.startswith("zoom_") for k in kinds) == asks, name
-
-
-def test_plain_then_mixed_trains_the_lm_on_plain_scenes_before_the_tower_and_projector_see_mixed_ones():
-    cfg = replace(RECIPES["plain-then-mixed"], train_short_side=(400, 500))
-    names = [s.name for s in cfg.stages]
-    assert names[-3:] == ["vision-mixed", "align-mixed", "tune-joint"] and names.count("tune-joint") == 1
-    assert [s.task for s in cfg.stages[-3:]] == ["vision", "align", "tune-joint"] and cfg.method_prompts
-    _, tokenizer = build_processor_and_tokenizer(cfg.shape, cfg.method_prompts)
-    model = build_model(tokenizer, cfg.shape, cfg.seed)
-    heads = torch.nn.Linear(1, 1)
-
-    def trained(name):
-        return {id(p) for p in _set_trainable(model, heads, cfg.stages[cfg.stage_index(name)], cfg.shape.text_heads)[0]}
-
-    # the second tower and alignment stages train what the first ones trained: nothing of the LM
-    assert trained("vision-mixed") == trained("vision") and trained("align-mixed") == trained("align")
-    assert not trained("align-mixed") & trained("tune")
-    for name, varied, asks in (("tune", False, False), ("vision-mixed", True, False), ("tune-joint", True, True)):
-        stage = cfg.stages[cfg.stage_index(name)]
-        data = SceneSamples(cfg, stage, cfg.stage_seed(cfg.stage_index(name)), 6, STAGE_TASKS[stage.task])
-        assert any(data.scene(i).background != "plain" for i in range(6)) == varied, name
-        if stage.task != "vision":
-            kinds = {kind for i in range(6) for _, kind, _, _ in data[i]["questions"]}
-            assert any(k.startswith("zoom_") for k in kinds) == asks, name
