@@ -47,7 +47,7 @@ def stage_set_arg(cfg, item: str):
     name, _, fld = key.partition(".")
     if not value:
         raise ValueError("no value")
-    stage = cfg.stages[cfg.stage_index(name)]
+    stage = cfg.stage(name)
     if fld not in StageConfig.__dataclass_fields__ or fld == "name":
         raise ValueError(f"StageConfig has no settable field {fld!r}")
     old = getattr(stage, fld)

@@ -155,7 +155,7 @@ class TrainConfig:
         for ``tune-crops``) replaced; warm-up is kept at most a tenth of a stage."""
         cfg = self
         for name, n in steps.items():
-            warmup = cfg.stages[cfg.stage_index(name)].warmup
+            warmup = cfg.stage(name).warmup
             cfg = cfg.with_stage(name, steps=n, warmup=min(warmup, max(1, n // 10)))
         return cfg
 
@@ -167,6 +167,10 @@ class TrainConfig:
             raise ValueError(f"StageConfig has no settable field(s) {sorted(bad)}")
         at = self.stage_index(stage)
         return replace(self, stages=tuple(replace(s, **fields) if i == at else s for i, s in enumerate(self.stages)))
+
+    def stage(self, name: str) -> StageConfig:
+        """The stage ``name`` (``tune_crops`` or ``tune-crops``) of the recipe."""
+        return self.stages[self.stage_index(name)]
 
     def stage_index(self, name: str) -> int:
         """Where the stage ``name`` (``tune_crops`` or ``tune-crops``) is in the recipe."""
@@ -382,11 +386,12 @@ RECIPES["curriculum"] = _curriculum(RECIPES["default"].with_steps(vision=1400, t
 
 def _plain_then_mixed(base: TrainConfig) -> TrainConfig:
     stages = [replace(s, method_prompts=False) for s in base.stages if s.name != "tune-joint"]
-    joint = base.stages[base.stage_index("tune-joint")]
     stages += [
         StageConfig("vision-mixed", steps=500, lr=1e-3, crops_per_scene=15, kind="vision", scene_style="mixed"),
-        replace(stages[base.stage_index("align")], name="align-mixed", kind="align", steps=400, scene_style="mixed"),
-        replace(joint, steps=500, scene_style="mixed", method_prompts=True),
+        replace(
+            base.stage("align"), name="align-mixed", kind="align", steps=400, scene_style="mixed", method_prompts=False
+        ),
+        replace(base.stage("tune-joint"), steps=500, scene_style="mixed", method_prompts=True),
     ]
     return replace(base, method_prompts=True, stages=tuple(stages))
 
@@ -403,11 +408,19 @@ RECIPES["plain-then-mixed"] = _plain_then_mixed(RECIPES["default"].with_steps(vi
 # colour word's relevance lands, stay as the default left them. `--init-from models/embedded
 # --start-stage 7` runs only the eighth stage, on the committed model (the default's seventh stage's
 # result; every stage draws its scenes from its own seed, as a resumed run does)
-_joint = RECIPES["default"].stages[RECIPES["default"].stage_index("tune-joint")]
 RECIPES["method-tune"] = replace(
     RECIPES["default"],
     stages=RECIPES["default"].stages
-    + (replace(_joint, name="tune-methods", kind="tune-joint", steps=450, scene_style="mixed", method_prompts=True),),
+    + (
+        replace(
+            RECIPES["default"].stage("tune-joint"),
+            name="tune-methods",
+            kind="tune-joint",
+            steps=450,
+            scene_style="mixed",
+            method_prompts=True,
+        ),
+    ),
 )
 # recipes that continue a trained model: the training script refuses them without --init-from
 FINETUNES = ("mixed-ft", "mixed-ft-vision")

@@ -13,6 +13,12 @@ from focus_ros.training.recipe import RECIPES
 from focus_ros.training.trainer import _set_trainable
 
 
+def samples(cfg, name, n):
+    """The first ``n`` items the loader draws for stage ``name`` of ``cfg``."""
+    stage = cfg.stage(name)
+    return SceneSamples(cfg, stage, cfg.stage_seed(cfg.stage_index(name)), n, STAGE_TASKS[stage.task])
+
+
 def test_the_curriculum_recipe_trains_the_tower_on_plain_then_mixed_scenes_and_asks_method_prompts_last():
     cfg = replace(RECIPES["curriculum"], train_short_side=(400, 500))
     names = [s.name for s in cfg.stages]
@@ -28,13 +34,13 @@ def test_the_curriculum_recipe_trains_the_tower_on_plain_then_mixed_scenes_and_a
     assert [id(p) for p in first] == [id(p) for p in second] and tower <= {id(p) for p in second}
 
     def styles(stage, n=4):
-        data = SceneSamples(cfg, stage, cfg.stage_seed(cfg.stage_index(stage.name)), n, STAGE_TASKS[stage.task])
+        data = samples(cfg, stage.name, n)
         return [data.scene(i).background != "plain" for i in range(n)], data
 
     assert styles(cfg.stages[0])[0] == [False] * 4
     assert styles(cfg.stages[1])[0] == [False, True, False, True]  # plain and varied scenes in turn
     for name, asks in (("tune", False), ("tune-joint", True)):
-        _, data = styles(cfg.stages[cfg.stage_index(name)], 6)
+        _, data = styles(cfg.stage(name), 6)
         kinds = {kind for i in range(6) for _, kind, _, _ in data[i]["questions"]}
         assert any(k.startswith("zoom_") for k in kinds) == asks, name
 
@@ -49,16 +55,15 @@ def test_plain_then_mixed_trains_the_lm_on_plain_scenes_before_the_tower_and_pro
     heads = torch.nn.Linear(1, 1)
 
     def trained(name):
-        return {id(p) for p in _set_trainable(model, heads, cfg.stages[cfg.stage_index(name)], cfg.shape.text_heads)[0]}
+        return {id(p) for p in _set_trainable(model, heads, cfg.stage(name), cfg.shape.text_heads)[0]}
 
     # the second tower and alignment stages train what the first ones trained: nothing of the LM
     assert trained("vision-mixed") == trained("vision") and trained("align-mixed") == trained("align")
     assert not trained("align-mixed") & trained("tune")
     for name, varied, asks in (("tune", False, False), ("vision-mixed", True, False), ("tune-joint", True, True)):
-        stage = cfg.stages[cfg.stage_index(name)]
-        data = SceneSamples(cfg, stage, cfg.stage_seed(cfg.stage_index(name)), 6, STAGE_TASKS[stage.task])
+        data = samples(cfg, name, 6)
         assert any(data.scene(i).background != "plain" for i in range(6)) == varied, name
-        if stage.task != "vision":
+        if cfg.stage(name).task != "vision":
             kinds = {kind for i in range(6) for _, kind, _, _ in data[i]["questions"]}
             assert any(k.startswith("zoom_") for k in kinds) == asks, name
 
@@ -66,8 +71,7 @@ def test_plain_then_mixed_trains_the_lm_on_plain_scenes_before_the_tower_and_pro
 def test_method_tune_asks_the_baselines_prompts_only_after_the_default_with_the_defaults_tokenizer():
     cfg = replace(RECIPES["method-tune"], train_short_side=(400, 500))
     assert cfg.stages[:-1] == RECIPES["default"].stages and not cfg.method_prompts
-    last = cfg.stages[-1]
-    data = SceneSamples(cfg, last, cfg.stage_seed(len(cfg.stages) - 1), 6, STAGE_TASKS[last.task])
+    data = samples(cfg, cfg.stages[-1].name, 6)
     questions = [(kind, text) for i in range(6) for _, kind, text, _ in data[i]["questions"]]
     assert any(kind.startswith("zoom_") for kind, _ in questions)
     assert any(data.scene(i).background != "plain" for i in range(6))
