@@ -2,7 +2,7 @@
 """Train the embedded default model (see focus_ros/training/recipe.py for the recipe).
 
     python scripts/train_embedded_model.py              # models/embedded (docs/embedded-model.md: cost)
-    python scripts/train_embedded_model.py --recipe default-fp32 --device cuda --workers 15   # float32 on a GPU
+    python scripts/train_embedded_model.py --recipe default-fp32 --device cuda --workers 15   # 7 stages, float32, GPU
     python scripts/train_embedded_model.py --recipe reuse-fp32   # a CPU whose bfloat16 is slow (weaker)
 
 Checkpoints go to --work (default out/train_embedded); running the same command again resumes
@@ -11,7 +11,7 @@ what was trained: use another --work); --max-seconds S stops at the first step p
 with a checkpoint (exit 75), for a lent GPU's lease or a session's end. --scale multiplies every
 stage's step count (a smoke run: --scale 0.002).
 --init-from DIR --start-stage K starts from a saved model with the recipe's first K stages done
-(the default recipe's grown-head stages on a four-stage model: --init-from DIR --start-stage 4);
+(the default's eighth stage on a model of full-bf16's seven: --init-from DIR --start-stage 7);
 --recipe mixed-ft-vision --init-from DIR fine-tunes a trained model on plain and varied scenes in turn.
 --vision-from WORK/checkpoint.pt starts at stage 2 with another run's vision tower (a study of the
 LM stages: the vision stage trains only the tower and its heads). --steps exist_symbolic=1200 changes
@@ -51,7 +51,7 @@ def stage_set_arg(cfg, item: str):
     if fld not in StageConfig.__dataclass_fields__ or fld == "name":
         raise ValueError(f"StageConfig has no settable field {fld!r}")
     old = getattr(stage, fld)
-    if isinstance(old, bool):
+    if isinstance(old, bool) or "bool" in str(StageConfig.__dataclass_fields__[fld].type):
         if value.lower() not in ("true", "false"):
             raise ValueError("give true or false")
         return cfg.with_stage(name, **{fld: value.lower() == "true"})
@@ -76,19 +76,22 @@ def main(argv: list[str] | None = None) -> int:
         "--recipe",
         choices=sorted(RECIPES),
         default="default",
-        help="default (made models/embedded: four-stage with 15 crops per scene in vision and "
-        "alignment, then 4 grown heads per LM layer that learn existence and a joint tune, under "
-        "bfloat16 autocast; about 2 h on 2 CPU cores), full-bf16 (the same), "
-        "transfer (the default on varied scenes, with the baselines' prompts), "
-        "mixed (the default on plain and varied scenes in turn, with the baselines' prompts), "
-        "curriculum (the default with a second tower stage, the alignment and the joint tune on plain "
+        help="default (made models/embedded: method-tune-frozen; about 2 h on 2 CPU cores with "
+        "native bfloat16), full-bf16 (the default's first seven stages: four-stage with 15 crops per "
+        "scene in vision and alignment, then 4 grown heads per LM layer that learn existence and a "
+        "joint tune, under bfloat16 autocast), "
+        "transfer (full-bf16 on varied scenes, with the baselines' prompts), "
+        "mixed (full-bf16 on plain and varied scenes in turn, with the baselines' prompts), "
+        "curriculum (full-bf16 with a second tower stage, the alignment and the joint tune on plain "
         "and varied scenes in turn, the baselines' prompts in the joint tune), "
-        "plain-then-mixed (the default's stages up to existence on plain scenes, then the tower, the "
+        "plain-then-mixed (full-bf16's stages up to existence on plain scenes, then the tower, the "
         "alignment and the joint tune on plain and varied scenes in turn, the baselines' prompts in "
         "the joint tune), "
-        "method-tune (the default, then its joint tune again on plain and varied scenes with the "
-        "baselines' prompts; --init-from models/embedded --start-stage 7 runs only that stage), "
-        "default-fp32 (the same in float32, for a GPU), "
+        "method-tune (full-bf16, then its joint tune again on plain and varied scenes with the "
+        "baselines' prompts; --init-from DIR --start-stage 7 on a model of the seven runs only that stage), "
+        "method-tune-frozen (method-tune with LM layer 0, where FOCUS reads relevance, kept as it is, "
+        "and the eighth stage in float32: the default), "
+        "default-fp32 (full-bf16's stages in float32, for a GPU), "
         "reuse-fp32 (default-fp32's stages and steps with two items drawn from each scene and 8 "
         "existence questions per symbolic map: for a CPU whose bfloat16 is slow), "
         "vision-distinct (reuse-fp32 with one item a scene in the vision stage), "
@@ -105,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the recipe's seed (TrainConfig.seed: scenes, initialisation, order; default 20251125): "
         "another draw of the same recipe",
+    )
+    p.add_argument(
+        "--fp32",
+        action="store_true",
+        help="train in float32 whatever the recipe and its stages ask (mixed_precision off): faster on "
+        "CPUs without native bfloat16 (no AVX512-BF16/AMX); the weights differ from the recipe's by rounding",
     )
     p.add_argument(
         "--vision-object-cap",
@@ -184,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
             cfg = replace(cfg, seed=args.seed)
         except ValueError as e:  # TrainConfig refuses a seed whose stages would draw the held-out scenes
             p.error(f"--seed: {e}")
+    if args.fp32:
+        stages = tuple(replace(s, mixed_precision=None) for s in cfg.stages)
+        cfg = replace(cfg, mixed_precision=False, stages=stages)
     if args.vision_object_cap is not None:
         if args.vision_object_cap < 0:
             p.error("--vision-object-cap must be >= 0")

@@ -86,6 +86,9 @@ class StageConfig:
     # vision stage named "vision-mixed"); "": its name
     scene_style: str = ""  # this stage's scenes (TrainConfig.scene_style's values); "": the recipe's
     method_prompts: bool | None = None  # ask the baselines' prompts in this stage; None: the recipe's
+    mixed_precision: bool | None = None  # bfloat16 autocast in this stage; None: the recipe's
+    frozen_layers: int = 0  # LM stages: the first N decoder layers keep their weights, so a FOCUS
+    # layer range inside them keeps its value vectors and relevance maps while later layers learn
 
     @property
     def task(self) -> str:
@@ -293,8 +296,9 @@ class TrainConfig:
 # The recipes the training script offers (--recipe): the default, the transfer candidate, and the
 # variants the scripts, tests and docs still run. What each measured is in docs/embedded-model.md.
 RECIPES = {
-    # the default ("default" below): the four stages with 15 crops per scene in vision and alignment,
-    # then the grown-head stages, under bfloat16 autocast (fast on CPUs with native bfloat16)
+    # the default's first seven stages (the default before its eighth): the four stages with 15 crops
+    # per scene in vision and alignment, then the grown-head stages, under bfloat16 autocast (fast on
+    # CPUs with native bfloat16)
     "full-bf16": replace(TrainConfig().more_crops().grown_existence(), mixed_precision=True),
     # the same in float32: for devices whose bfloat16 is slow or absent
     "default-fp32": TrainConfig().more_crops().grown_existence(),
@@ -331,19 +335,18 @@ RECIPES = {
     # README reports)
     "existence-release": TrainConfig().existence_first(release=2, tune=800),
 }
-RECIPES["default"] = RECIPES["full-bf16"]
-# the default recipe on varied scenes (scene_styles: natural and saturated backgrounds, distractors,
+# the seven stages on varied scenes (scene_styles: natural and saturated backgrounds, distractors,
 # object styles) and with every method's prompts in its questions: the candidate whose finding should
 # transfer to scenes of another renderer (check with focus-scenes --renderer eval)
-RECIPES["transfer"] = replace(RECIPES["default"], scene_style="varied", method_prompts=True)
+RECIPES["transfer"] = replace(RECIPES["full-bf16"], scene_style="varied", method_prompts=True)
 # a fine-tune of a trained default model (--init-from DIR): its alignment again, then its joint tune,
 # on plain and varied scenes in turn. The projector decides which patches a colour word's layer-0
 # relevance singles out, so it is what must learn that a colourful background is no object; the
 # joint tune lets the LM read the re-aligned image tokens
 RECIPES["mixed-ft"] = replace(
-    RECIPES["default"],
+    RECIPES["full-bf16"],
     scene_style="mixed",
-    stages=tuple(s for s in RECIPES["default"].stages if s.name in ("align", "tune-joint")),
+    stages=tuple(s for s in RECIPES["full-bf16"].stages if s.name in ("align", "tune-joint")),
 )
 # mixed-ft with the vision tower tuned first: a saved model keeps no stage-1 heads, so fresh heads
 # learn to read the tower before both train on the mixed scenes
@@ -358,7 +361,7 @@ RECIPES["mixed-ft-vision"] = replace(
 # the default recipe from scratch on plain and varied scenes in turn, with every method's prompts:
 # mixed-ft-vision showed that a tower tuned on varied scenes finds targets of another renderer more
 # often while plain scenes keep home reading; from scratch it costs no second run
-RECIPES["mixed"] = replace(RECIPES["default"], scene_style="mixed", method_prompts=True)
+RECIPES["mixed"] = replace(RECIPES["full-bf16"], scene_style="mixed", method_prompts=True)
 
 
 def _curriculum(base: TrainConfig) -> TrainConfig:
@@ -381,7 +384,7 @@ def _curriculum(base: TrainConfig) -> TrainConfig:
 # home reading stays; from scratch on mixed scenes the tower was under-trained); the alignment and
 # the joint tune see both kinds, the joint tune also every method's prompts. The LM's middle stages
 # stay on plain scenes, as in the default. Steps trimmed to pay for the second tower stage
-RECIPES["curriculum"] = _curriculum(RECIPES["default"].with_steps(vision=1400, tune=1400, exist_crops=650))
+RECIPES["curriculum"] = _curriculum(RECIPES["full-bf16"].with_steps(vision=1400, tune=1400, exist_crops=650))
 
 
 def _plain_then_mixed(base: TrainConfig) -> TrainConfig:
@@ -401,19 +404,21 @@ def _plain_then_mixed(base: TrainConfig) -> TrainConfig:
 # joint tune with every method's prompts. Unlike the curriculum, the LM learns on plain-aligned
 # tokens before the tower moves (mixed-ft-vision kept its pointing, the curriculum lost it); the
 # default's own joint tune is left out, as the mixed one follows, and steps trimmed for two hours
-RECIPES["plain-then-mixed"] = _plain_then_mixed(RECIPES["default"].with_steps(vision=1250, tune=1250, exist_crops=550))
-# the default's seven stages, then its joint tune again on plain and varied scenes in turn with every
+RECIPES["plain-then-mixed"] = _plain_then_mixed(
+    RECIPES["full-bf16"].with_steps(vision=1250, tune=1250, exist_crops=550)
+)
+# the seven stages, then their joint tune again on plain and varied scenes in turn with every
 # method's prompts (the tokenizer stays the default's: byte-level BPE encodes any prompt), so the
 # baselines ask questions the model was trained on; the tower and the projector, which decide where a
 # colour word's relevance lands, stay as the default left them. `--init-from models/embedded
-# --start-stage 7` runs only the eighth stage, on the committed model (the default's seventh stage's
-# result; every stage draws its scenes from its own seed, as a resumed run does)
+# --start-stage 7` on a model of the seven stages runs only the eighth stage (every stage opens a
+# fresh optimiser and draws its scenes from its own seed: the same weights as one run)
 RECIPES["method-tune"] = replace(
-    RECIPES["default"],
-    stages=RECIPES["default"].stages
+    RECIPES["full-bf16"],
+    stages=RECIPES["full-bf16"].stages
     + (
         replace(
-            RECIPES["default"].stage("tune-joint"),
+            RECIPES["full-bf16"].stage("tune-joint"),
             name="tune-methods",
             kind="tune-joint",
             steps=450,
@@ -422,6 +427,17 @@ RECIPES["method-tune"] = replace(
         ),
     ),
 )
+# method-tune with LM layer 0 frozen in its eighth stage: the embedded model's FOCUS layer range is
+# layer 0, so its value vectors, and with them every relevance map, stay the seven stages' while the
+# later layers learn the baselines' prompts on mixed scenes. That stage trains in float32: on CPUs
+# without native bfloat16 autocast made its steps 7x slower, and with it the stage is short either way
+RECIPES["method-tune-frozen"] = replace(
+    RECIPES["method-tune"],
+    stages=RECIPES["full-bf16"].stages
+    + (replace(RECIPES["method-tune"].stage("tune-methods"), frozen_layers=1, mixed_precision=False),),
+)
+# the default: what made models/embedded
+RECIPES["default"] = RECIPES["method-tune-frozen"]
 # recipes that continue a trained model: the training script refuses them without --init-from
 FINETUNES = ("mixed-ft", "mixed-ft-vision")
 

@@ -84,7 +84,8 @@ def _set_trainable(
         mods = [p["projector"]]
     else:
         # vision tower, projector and word embeddings stay frozen: the alignment survives
-        mods = [m for name, m in p["lm"].named_children() if name != "embed_tokens"] + [p["head"]]
+        mods = [m for name, m in p["lm"].named_children() if name not in ("embed_tokens", "layers")]
+        mods += list(p["lm"].layers)[stage.frozen_layers :] + [p["head"]]
     params = []
     for m in mods:
         for q in m.parameters():
@@ -125,9 +126,11 @@ def resume_conflicts(saved: dict, cfg: TrainConfig, stage_index: int, step: int)
     one more if ``step`` > 0). Stages not begun may differ (a study branching from ``after-STAGE.pt``);
     without this check a resume under another recipe or ``--seed`` trained on silently and
     ``training.json`` recorded settings the weights never saw."""
-    now = asdict(cfg)
+    # compared as JSON holds them (tuples as lists): a checkpoint keeps tuples, a training.json lists
+    now, saved = json.loads(json.dumps(asdict(cfg))), json.loads(json.dumps(saved))
     out = []
     old = with_defaults(TrainConfig, {k: v for k, v in saved.items() if k != "stages"})
+    old = json.loads(json.dumps({k: v for k, v in old.items() if k != "stages"}))
     for k in sorted(set(now) - {"stages"}):
         a = with_defaults(ModelShape, old[k]) if k == "shape" else old.get(k)
         if a != now[k]:
@@ -199,6 +202,7 @@ class Trainer:
         self.opt: torch.optim.Optimizer | None = None
         self.init_from = str(init_from) if init_from is not None else None
         self.vision_from: str | None = None
+        self.continues: dict | None = None  # the run whose saved model this one goes on from
         self._opt_state = None
         self._batches: _EndableBatches | None = None
         if init_from is not None and not self.ckpt.is_file():
@@ -209,9 +213,28 @@ class Trainer:
                 transformers.LlavaForConditionalGeneration.from_pretrained(init_from).to(torch.float32).to(self.device)
             )
             self.state.stage_index = start_stage
+            self._continue_record(Path(init_from), start_stage)
         if vision_from is not None and not self.ckpt.is_file():
             self._take_vision_stage(Path(vision_from))
         self._load()
+
+    def _continue_record(self, folder: Path, start_stage: int) -> None:
+        """Carry the training record of the run that saved ``folder`` when that run trained exactly this
+        recipe's first ``start_stage`` stages with these settings: every stage opens a fresh optimiser
+        and draws from its own seed, so going on from its model trains as one run would, and the record
+        keeps every stage's seconds and metrics, ``continues`` telling where the first ones ran."""
+        path = folder / "training.json"
+        if not path.is_file():
+            return
+        old = json.loads(path.read_text())
+        config = old.get("config") or {}
+        if len(config.get("stages", ())) != start_stage or resume_conflicts(config, self.cfg, start_stage, 0):
+            LOG.info("%s trained other stages or settings: its record is not carried", folder)
+            return
+        self.state.seconds = dict(old.get("seconds") or {})
+        self.state.metrics = dict(old.get("metrics") or {})
+        self.continues = {k: old.get(k) for k in ("init_from", "vision_from", "device", "torch")}
+        self.continues["stages"] = start_stage
 
     def _take_vision_stage(self, ckpt: Path) -> None:
         """Start after the vision stage with another run's tower and stage-1 heads. The vision stage
@@ -292,6 +315,7 @@ class Trainer:
         self._opt_state = data.get("optimizer")
         self.init_from = data.get("init_from")
         self.vision_from = data.get("vision_from")
+        self.continues = data.get("continues")
         LOG.info("resumed at stage %d step %d", self.state.stage_index, self.state.step)
 
     def _save(self) -> None:
@@ -304,6 +328,7 @@ class Trainer:
                 "optimizer": self.opt.state_dict() if self.opt else None,
                 "init_from": self.init_from,
                 "vision_from": self.vision_from,
+                "continues": self.continues,
                 "config": asdict(self.cfg),
             },
             tmp,
@@ -384,10 +409,11 @@ class Trainer:
             # a resumed stage goes on from the moving averages its checkpoint saved
             ema: dict[str, float] = dict(self.state.metrics.get(stage.name, {})) if self.state.step else {}
             batches = self.loader(si, self.state.step)
+            bf16 = self.cfg.mixed_precision if stage.mixed_precision is None else stage.mixed_precision
             for batch in batches:
                 for g in self.opt.param_groups:
                     g["lr"] = _lr(self.state.step, stage)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.mixed_precision):
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
                     loss, stats = self._loss(stage, batch, rng)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -531,6 +557,7 @@ class Trainer:
             "config": asdict(self.cfg),
             "init_from": self.init_from,
             "vision_from": self.vision_from,
+            "continues": self.continues,
             "seconds": self.state.seconds,
             "metrics": self.state.metrics,
             "device": str(self.device),

@@ -43,8 +43,10 @@ def test_the_committed_model_is_small_and_records_how_it_was_trained():
     size = sum(f.stat().st_size for f in MODEL.iterdir())
     assert size < 25 * 2**20
     record = json.loads((MODEL / "training.json").read_text())
-    # made by the training script's default recipe as it stands, every setting included, in one run from
-    # scratch: `python scripts/train_embedded_model.py` makes this model
+    # made by the training script's default recipe as it stands, every setting included: its first seven
+    # stages in one run from scratch, the eighth going on from that run's model (`--init-from DIR
+    # --start-stage 7`, which trains as one run would, and carries that run's record); `python
+    # scripts/train_embedded_model.py` makes this model in one run
     default = RECIPES["default"]
     assert [StageConfig(**s) for s in record["config"]["stages"]] == list(default.stages)
     saved = json.loads(json.dumps(asdict(default)))  # tuples as the record holds them: lists
@@ -53,7 +55,13 @@ def test_the_committed_model_is_small_and_records_how_it_was_trained():
     assert {k: v for k, v in recorded.items() if k != "stages"} == {k: v for k, v in saved.items() if k != "stages"}
     assert record["config"]["mixed_precision"] is True
     assert set(record["seconds"]) == {s.name for s in default.stages}
-    assert record["init_from"] is None and record["vision_from"] is None
+    assert record["vision_from"] is None
+    earlier = record.get("continues") or {"stages": 0, "init_from": None, "vision_from": None}
+    if earlier["stages"]:  # the run that went on from the seven stages' model recorded it
+        assert earlier["stages"] == len(default.stages) - 1
+    else:
+        assert record["init_from"] is None
+    assert earlier["init_from"] is None and earlier["vision_from"] is None
     config = json.loads((MODEL / "config.json").read_text())["text_config"]
     assert config["num_attention_heads"] == TrainConfig().shape.text_heads + 4  # grown in stage 5
 

@@ -622,10 +622,10 @@ def test_the_grid_24_recipe_feeds_a_192_px_view_as_24_x_24_labelled_patches_with
 
 def test_the_transfer_recipe_trains_on_varied_scenes_with_every_methods_prompts_and_keeps_their_words_whole():
     cfg = replace(RECIPES["transfer"], train_short_side=(400, 500))
-    assert cfg.stages == RECIPES["default"].stages and cfg.scene_style == "varied" and cfg.method_prompts
+    assert cfg.stages == RECIPES["full-bf16"].stages and cfg.scene_style == "varied" and cfg.method_prompts
     tune = cfg.stages[cfg.stage_index("tune")]
     samples = SceneSamples(cfg, tune, cfg.stage_seed(3), 6, STAGE_TASKS["tune"])
-    plain = SceneSamples(RECIPES["default"], tune, cfg.stage_seed(3), 6, STAGE_TASKS["tune"])
+    plain = SceneSamples(RECIPES["full-bf16"], tune, cfg.stage_seed(3), 6, STAGE_TASKS["tune"])
     assert not np.array_equal(
         samples.scene(0).image, make_scene(cfg.stage_seed(3), 0, SceneSpec(short_side=(400, 500))).image
     )

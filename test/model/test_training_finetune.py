@@ -74,3 +74,46 @@ def test_a_finetune_trains_fresh_vision_heads_on_the_saved_tower_then_the_tower_
     assert set(record["seconds"]) == {"vision-heads", "vision", "align", "tune-joint"}
     adapter = load_adapter(ModelConfig(path=str(tmp_path / "model"), device="cpu", local_files_only=True))
     assert adapter.model.config.text_config.num_attention_heads == base.shape.text_heads + 4
+
+
+def test_a_run_going_on_from_a_saved_models_last_stage_trains_as_one_run_and_keeps_its_record(tmp_path):
+    """How a recipe that adds a stage is made from the model of the recipe before it
+    (``--init-from DIR --start-stage N``): the same weights as one run through every stage."""
+    base = RECIPES["method-tune-frozen"]
+    tiny = tuple(
+        replace(s, steps=2, scenes_per_step=1, crops_per_scene=2, max_sequences=8, warmup=1) for s in base.stages[-2:]
+    )
+    cfg = replace(base, stages=tiny, train_short_side=(400, 500))
+    _, tok = build_processor_and_tokenizer(cfg.shape, cfg.method_prompts)
+    build_model(tok, cfg.shape, seed=4).save_pretrained(tmp_path / "start")
+    opts = {"progress": False, **TINY_GATES}
+    whole = Trainer(cfg, tmp_path / "w1", tmp_path / "whole", init_from=tmp_path / "start", **opts)
+    whole.train()
+    Trainer(
+        replace(cfg, stages=tiny[:1]), tmp_path / "w2", tmp_path / "first", init_from=tmp_path / "start", **opts
+    ).train()
+    rest = Trainer(cfg, tmp_path / "w3", tmp_path / "rest", init_from=tmp_path / "first", start_stage=1, **opts)
+    rest.train()
+    a, b = whole.model.state_dict(), rest.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    once = json.loads((tmp_path / "whole" / "training.json").read_text())
+    record = json.loads((tmp_path / "rest" / "training.json").read_text())
+    assert record["metrics"] == once["metrics"] and set(record["seconds"]) == {s.name for s in tiny}
+    assert record["init_from"] == str(tmp_path / "first") and once["continues"] is None
+    assert record["continues"] == {
+        "init_from": str(tmp_path / "start"),
+        "vision_from": None,
+        "device": "cpu",
+        "torch": torch.__version__,
+        "stages": 1,
+    }
+    # a model trained with other settings is still a start, but its record is not this run's
+    other = Trainer(
+        replace(cfg, seed=cfg.seed + 1),
+        tmp_path / "w4",
+        tmp_path / "m4",
+        **opts,
+        init_from=tmp_path / "first",
+        start_stage=1,
+    )
+    assert other.continues is None and other.state.seconds == {}

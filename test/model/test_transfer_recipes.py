@@ -3,14 +3,19 @@ and what each stage trains (no training run: the stages' data and trainable para
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
+from focus_ros.core.config import EMBEDDED_MODEL
 from focus_ros.training.data import STAGE_TASKS, SceneSamples
 from focus_ros.training.model import build_model, build_processor_and_tokenizer
 from focus_ros.training.recipe import RECIPES
 from focus_ros.training.trainer import _set_trainable
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def samples(cfg, name, n):
@@ -70,7 +75,7 @@ def test_plain_then_mixed_trains_the_lm_on_plain_scenes_before_the_tower_and_pro
 
 def test_method_tune_asks_the_baselines_prompts_only_after_the_default_with_the_defaults_tokenizer():
     cfg = replace(RECIPES["method-tune"], train_short_side=(400, 500))
-    assert cfg.stages[:-1] == RECIPES["default"].stages and not cfg.method_prompts
+    assert cfg.stages[:-1] == RECIPES["full-bf16"].stages and not cfg.method_prompts
     data = samples(cfg, cfg.stages[-1].name, 6)
     questions = [(kind, text) for i in range(6) for _, kind, text, _ in data[i]["questions"]]
     assert any(kind.startswith("zoom_") for kind, _ in questions)
@@ -79,3 +84,22 @@ def test_method_tune_asks_the_baselines_prompts_only_after_the_default_with_the_
     _, tokenizer = build_processor_and_tokenizer(cfg.shape, cfg.method_prompts)
     for _, text in questions:
         assert tokenizer.decode(tokenizer.encode(text, add_special_tokens=False)) == text
+
+
+def test_method_tune_frozen_keeps_the_lm_layer_that_focus_reads_and_trains_the_layers_above():
+    cfg = replace(RECIPES["method-tune-frozen"], train_short_side=(400, 500))
+    stage, unfrozen = cfg.stages[-1], RECIPES["method-tune"].stages[-1]
+    assert cfg.stages[:-1] == RECIPES["full-bf16"].stages and RECIPES["default"] == RECIPES["method-tune-frozen"]
+    assert replace(stage, frozen_layers=0, mixed_precision=None) == unfrozen and stage.mixed_precision is False
+    _, tokenizer = build_processor_and_tokenizer(cfg.shape, cfg.method_prompts)
+    model = build_model(tokenizer, cfg.shape, cfg.seed)
+    heads = torch.nn.Linear(1, 1)
+    trained = {id(p) for p in _set_trainable(model, heads, stage, cfg.shape.text_heads)[0]}
+    everything = {id(p) for p in _set_trainable(model, heads, unfrozen, cfg.shape.text_heads)[0]}
+    layers = model.model.language_model.layers
+    first = {id(p) for p in layers[0].parameters()}
+    assert first and first <= everything and not first & trained
+    assert trained == everything - first and {id(p) for p in layers[1].parameters()} <= trained
+    # the committed model's FOCUS layer range lies inside the frozen layers
+    search = json.loads((REPO / EMBEDDED_MODEL / "focus_settings.json").read_text())["search"]
+    assert search["layer_end"] * len(layers) <= stage.frozen_layers
