@@ -206,7 +206,17 @@ def test_the_training_script_overrides_one_stage_field_typed_as_the_field_and_re
     cfg = script.stage_set_arg(cfg, "exist_crops.new_heads_only=true")
     assert [s.name for s in cfg.stages if s.new_heads_only] == ["exist-crops"]
     assert script.stage_set_arg(cfg, "tune.symbolic=0.5").stages[3].symbolic == 0.5
-    for bad in ("nope.per_map=1", "tune.bogus=1", "tune.steps=", "tune.frames=2", "tune.name=x"):
+    # fields whose default None means "the recipe's" take true/false too
+    assert script.stage_set_arg(cfg, "tune.mixed_precision=false").stages[3].mixed_precision is False
+    assert script.stage_set_arg(cfg, "tune.frozen_layers=1").stages[3].frozen_layers == 1
+    for bad in (
+        "nope.per_map=1",
+        "tune.bogus=1",
+        "tune.steps=",
+        "tune.frames=2",
+        "tune.name=x",
+        "tune.method_prompts=1",
+    ):
         with pytest.raises(ValueError):
             script.stage_set_arg(cfg, bad)
 
