@@ -431,10 +431,8 @@ RECIPES["method-tune"] = replace(
 # layer 0, so its value vectors, and with them every relevance map, stay the seven stages' while the
 # later layers learn the baselines' prompts on mixed scenes. That stage trains in float32: on CPUs
 # without native bfloat16 autocast made its steps 7x slower, and with it the stage is short either way
-RECIPES["method-tune-frozen"] = replace(
-    RECIPES["method-tune"],
-    stages=RECIPES["full-bf16"].stages
-    + (replace(RECIPES["method-tune"].stage("tune-methods"), frozen_layers=1, mixed_precision=False),),
+RECIPES["method-tune-frozen"] = RECIPES["method-tune"].with_stage(
+    "tune-methods", frozen_layers=1, mixed_precision=False
 )
 # the default: what made models/embedded
 RECIPES["default"] = RECIPES["method-tune-frozen"]

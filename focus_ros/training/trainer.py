@@ -127,7 +127,7 @@ def resume_conflicts(saved: dict, cfg: TrainConfig, stage_index: int, step: int)
     without this check a resume under another recipe or ``--seed`` trained on silently and
     ``training.json`` recorded settings the weights never saw."""
     # compared as JSON holds them (tuples as lists): a checkpoint keeps tuples, a training.json lists
-    now, saved = json.loads(json.dumps(asdict(cfg))), json.loads(json.dumps(saved))
+    now = json.loads(json.dumps(asdict(cfg)))
     out = []
     old = with_defaults(TrainConfig, {k: v for k, v in saved.items() if k != "stages"})
     old = json.loads(json.dumps({k: v for k, v in old.items() if k != "stages"}))
