@@ -24,6 +24,17 @@ from .model import COLOR_CLASSES, DECOMPOSED_QUESTION, SHAPE_CLASSES, VICROP_INS
 from .recipe import StageConfig, TrainConfig
 
 IGNORE = -100  # label of patches and tokens no loss reads
+
+
+def _nearest_colors(n: int = 2) -> dict[str, tuple[str, ...]]:
+    """Each vocabulary colour's ``n`` nearest others in RGB: the absent colours easiest to mistake
+    for a present one (purple beside a red and a blue object)."""
+    rgb = {c: np.array(v, dtype=float) for c, v in COLORS.items()}
+    dist = {c: {o: float(np.linalg.norm(rgb[o] - rgb[c])) for o in rgb if o != c} for c in rgb}
+    return {c: tuple(sorted(d, key=d.__getitem__)[:n]) for c, d in dist.items()}
+
+
+NEAR_COLORS = _nearest_colors()
 # the questions each stage asks (none: the per-patch stages; exist-symbolic makes its own)
 STAGE_TASKS = {
     "vision-heads": (),
@@ -202,9 +213,15 @@ def _pick(rng: np.random.Generator, seq):
 
 
 def view_questions(
-    rng: np.random.Generator, scene: Scene, view: View, cfg: TrainConfig, tasks: Sequence[str]
+    rng: np.random.Generator,
+    scene: Scene,
+    view: View,
+    cfg: TrainConfig,
+    tasks: Sequence[str],
+    near_negatives: float = 0.0,
 ) -> list[tuple[str, str, str]]:
-    """(kind, question, answer) pairs the view answers unambiguously."""
+    """(kind, question, answer) pairs the view answers unambiguously. ``near_negatives``: the share
+    of existence negatives asking a colour nearest to one the view shows (StageConfig)."""
     counts = _counts(scene)
     seen = [v for v in view.objects if v.size >= cfg.visible_px and v.visible >= 0.5]
     faint = {v.obj.color for v in view.objects if not (v.size >= cfg.visible_px and v.visible >= 0.5)}
@@ -223,7 +240,13 @@ def view_questions(
         if present:
             out.append(("exists", phrase_q(pick(present)), "Yes"))
         if absent:
-            neg = pick(elsewhere) if elsewhere and rng.random() < 0.6 else pick(absent)
+            # no draw without near_negatives: the recipes before it keep their data
+            near = sorted({n for c in present for n in NEAR_COLORS.get(c, ())} & set(absent))
+            near = near if near_negatives > 0 else []
+            if near and rng.random() < near_negatives:
+                neg = pick(near)
+            else:
+                neg = pick(elsewhere) if elsewhere and rng.random() < 0.6 else pick(absent)
             out.append(("exists", phrase_q(neg), "No"))
         if all_legible or not view.objects:
             shapes_in = {v.obj.shape for v in view.objects}
@@ -263,6 +286,45 @@ def view_questions(
                 if all(v.visible >= 0.999 and v.size >= cfg.visible_px for v in inst) and len(inst) == counts[c]:
                     out.append(("count", TEMPLATES["count"].format(color=c), str(len(inst))))
                     break
+    return out
+
+
+def paired_questions(
+    rng: np.random.Generator, scene: Scene, views: Sequence[View], cfg: TrainConfig, share: float
+) -> list[tuple[int, int, str, str]]:
+    """ViCrop's answer prompt on ``share`` of the crops: the frame and then the crop in one sequence
+    and a question with ViCrop's instruction, answered from what the crop shows: the shape of an
+    object unique in the scene, legible in the crop where the crop has one (else anywhere in the
+    frame: the answer comes from the frame then), or (one time in two) whether a colour is
+    there: Yes when the crop shows it, No when the scene has none (a colour elsewhere in the frame
+    only is not asked). Returns (frame view, crop view, question, answer)."""
+    if share <= 0 or not views or not views[0].is_frame:
+        return []
+    counts = _counts(scene)
+    out: list[tuple[int, int, str, str]] = []
+    for k, view in enumerate(views[1:], 1):
+        if rng.random() >= share:
+            continue
+        seen = [v for v in view.objects if v.size >= cfg.visible_px and v.visible >= 0.5]
+        legible = [v for v in seen if v.visible >= 0.999 and v.size >= cfg.legible_px and counts[v.obj.color] == 1]
+        if rng.random() < 0.5:
+            # an object the crop misses is asked about too (its shape as the frame shows it, or a
+            # guess): asked only where the crop showed it, the model answered "No" to crops that miss
+            unique = legible or [o for o in scene.objects if counts[o.color] == 1]
+            if unique:
+                o = _pick(rng, unique)
+                o = o.obj if legible else o
+                out.append((0, k, f"{TEMPLATES['shape'].format(color=o.color)} {VICROP_INSTRUCTION}", o.shape))
+            continue
+        none = [c for c in COLORS if c not in counts]
+        shown = sorted({v.obj.color for v in seen})
+        if shown and (not none or rng.random() < 0.5):
+            c, a = _pick(rng, shown), "Yes"
+        elif none:
+            c, a = _pick(rng, none), "No"
+        else:
+            continue
+        out.append((0, k, f"{TEMPLATES['exists'].format(color=c)} {VICROP_INSTRUCTION}", a))
     return out
 
 
@@ -401,15 +463,17 @@ class SceneSamples(torch.utils.data.Dataset):
         questions = []
         if self.tasks:
             for k, v in enumerate(views):
-                for kind, q, a in view_questions(rng, scene, v, cfg, self.tasks):
+                for kind, q, a in view_questions(rng, scene, v, cfg, self.tasks, self.stage.near_negatives):
                     questions.append((k, kind, q, a))
         text = [extraction_sample(rng) for _ in range(3)] if "extract" in self.tasks else []
+        paired = paired_questions(rng, scene, views, cfg, self.stage.paired) if self.tasks else []
         return {
             "pixels": pixels,
             "color": torch.from_numpy(np.stack([t[0] for t in targets])),
             "shape": torch.from_numpy(np.stack([t[1] for t in targets])),
             "cells": torch.from_numpy(np.stack([t[2] for t in targets])),
             "questions": questions,
+            "paired": paired,
             "text": text,
         }
 
@@ -424,6 +488,11 @@ def collate(items: list[dict]) -> dict:
         "questions": [
             (int(offsets[n] + k), kind, q, a) for n, it in enumerate(items) for k, kind, q, a in it["questions"]
         ],
+        "paired": [
+            (int(offsets[n] + f), int(offsets[n] + c), q, a)
+            for n, it in enumerate(items)
+            for f, c, q, a in it.get("paired", ())
+        ],
         "text": [t for it in items for t in it["text"]],
     }
 
@@ -436,6 +505,7 @@ class Sequencer:
 
     def __init__(self, tokenizer, n_image_tokens: int):
         self.tok = tokenizer
+        self.n_image = n_image_tokens
         self.image_id = tokenizer.convert_tokens_to_ids("<image>")
         prefix = tokenizer("USER: <image>\n", add_special_tokens=True)["input_ids"]
         at = prefix.index(self.image_id)
@@ -449,6 +519,15 @@ class Sequencer:
     def image_qa(self, question: str, answer: str) -> tuple[list[int], int]:
         """(ids, index of the first answer token) for a question about an image."""
         body = self.prefix + self.ids(f"{question.strip()} ASSISTANT:")
+        return body + self.ids(" " + answer) + [self.eos], len(body)
+
+    def paired_qa(self, question: str, answer: str) -> tuple[list[int], int]:
+        """(ids, index of the first answer token) for a question about the frame and then a crop
+        (ViCrop's [original, crop]): the frame's prefix, then ``<image>x256\n{q} ASSISTANT:`` in one
+        tokenizer call, as the processor tokenises what ``extend_with_image`` adds."""
+        second = self.ids(f"<image>\n{question.strip()} ASSISTANT:")
+        at = second.index(self.image_id)
+        body = self.prefix + second[:at] + [self.image_id] * self.n_image + second[at + 1 :]
         return body + self.ids(" " + answer) + [self.eos], len(body)
 
     def text_qa(self, prompt: str, answer: str) -> tuple[list[int], int]:

@@ -112,13 +112,16 @@ def _shared_prefix_forward(
     suffixes: Sequence[list[int]],
     starts: Sequence[int],
     device,
+    suffix_images: torch.Tensor | None = None,
 ):
     """(last hidden states, labels, first) of the LM on sequences ``prefix(images[group_of[i]]) +
     suffixes[i]``: the image prefix ``<s>USER: <image>xN\n`` with ``images`` [G, N, D] in its slots
     runs once per group, and every suffix continues from its group's key/value cache at the
     positions after the prefix. The LM is causal, so this is the whole sequences' forward (the
     prefix's states do not depend on what follows) at the cost of the prefix once per group.
-    ``starts`` index each suffix's first answer token; the outputs cover the suffixes only."""
+    ``starts`` index each suffix's first answer token; the outputs cover the suffixes only.
+    ``suffix_images`` [M, N, D] fill the image slots of the suffixes that have them, in order (a
+    second image: ViCrop's crop after the frame)."""
     from transformers import DynamicCache
 
     embed, n_prefix = lm.embed_tokens, len(seq.prefix)
@@ -135,14 +138,38 @@ def _shared_prefix_forward(
     ids, mask = ids.to(device), mask.to(device)
     full_mask = torch.cat([torch.ones(len(ids), n_prefix, dtype=mask.dtype, device=device), mask], 1)
     positions = torch.arange(n_prefix, n_prefix + ids.shape[1], device=device).expand(len(ids), -1)
+    x = embed(ids)
+    if suffix_images is not None:
+        x = x.masked_scatter((ids == seq.image_id)[..., None], suffix_images.to(x.dtype))
     hidden = lm(
-        inputs_embeds=embed(ids),
+        inputs_embeds=x,
         attention_mask=full_mask,
         position_ids=positions,
         use_cache=False,
         **cache_kwargs(shared),
     ).last_hidden_state
     return hidden, labels.to(device), first.to(device)
+
+
+def _paired_forward(model, batch: dict, seq: Sequencer, paired: Sequence[tuple], device):
+    """:func:`_shared_prefix_forward` on ViCrop's answer prompts: each frame view's prefix once, the
+    crop's features in the suffix's image slots. Its own forward, as its ~290-token suffixes would
+    pad every single-image question to their length."""
+    frames = sorted({f for f, *_ in paired})
+    row = {f: k for k, f in enumerate(frames)}
+    crops = [c for _, c, *_ in paired]
+    with torch.no_grad():
+        feats = model.model.multi_modal_projector(vision_features(model, batch["pixels"][frames + crops].to(device)))
+    n_prefix = len(seq.prefix)
+    suffixes, starts = [], []
+    for _, _, q, a in paired:
+        ids, st = seq.paired_qa(q, a)
+        suffixes.append(ids[n_prefix:]), starts.append(st - n_prefix)
+    lm = model.model.language_model
+    group_of = [row[f] for f, *_ in paired]
+    return _shared_prefix_forward(
+        lm, seq, feats[: len(frames)], group_of, suffixes, starts, device, suffix_images=feats[len(frames) :]
+    )
 
 
 def lm_loss(
@@ -164,15 +191,17 @@ def lm_loss(
     and its key/value cache is shared by every question about that view: the LM is causal, so the
     prefix's states do not depend on the question, and the loss and its gradients are those of the
     full sequences (a test checks them against the model's own forward) at about a third of the
-    tokens (the questions are ~20 tokens after a 258-token prefix)."""
+    tokens (the questions are ~20 tokens after a 258-token prefix). The batch's ``paired`` questions
+    (ViCrop's [frame, crop] prompt, at most ``max_sequences // 8``) run in a forward of their own."""
     qs = batch["questions"]
     texts = batch["text"]
+    paired = list(batch.get("paired", ()))[: max(1, max_sequences // 8)]  # ~290 tokens each
     if len(qs) + len(texts) > max_sequences:
         keep_t = texts[: max(1, max_sequences // 6)] if texts else []
         n_q = max_sequences - len(keep_t)
         idx = rng.choice(len(qs), size=min(n_q, len(qs)), replace=False) if qs else []
         qs, texts = [qs[int(i)] for i in sorted(idx)], keep_t
-    if not qs and not texts:
+    if not qs and not texts and not paired:
         return torch.zeros((), device=device, requires_grad=True), {}
     lm, embed = model.model.language_model, model.model.language_model.embed_tokens
     n_prefix = len(seq.prefix)
@@ -201,6 +230,9 @@ def lm_loss(
             ]
         )  # [G, N, D]
         parts.append(_shared_prefix_forward(lm, seq, images, group_of, suffixes, starts, device))
+    if paired:
+        parts.append(_paired_forward(model, batch, seq, paired, device))
+        kinds += ["paired"] * len(paired)
     if texts:
         seqs_t, starts_t = zip(*(seq.text_qa(p, a) for p, a in texts))
         ids, mask, labels, first = _answer_labels(seqs_t, starts_t, seq)

@@ -89,6 +89,10 @@ class StageConfig:
     mixed_precision: bool | None = None  # bfloat16 autocast in this stage; None: the recipe's
     frozen_layers: int = 0  # LM stages: the first N decoder layers keep their weights, so a FOCUS
     # layer range inside them keeps its value vectors and relevance maps while later layers learn
+    paired: float = 0.0  # LM stages: share of crops also asked ViCrop's answer prompt (frame, then
+    # crop, in one sequence): the attention crop's answer format, which single-image questions never show
+    near_negatives: float = 0.0  # share of existence negatives asking a colour nearest to one the
+    # view shows (data.NEAR_COLORS): other colours of the frame alone left purple beside red "present"
 
     @property
     def task(self) -> str:
@@ -433,6 +437,13 @@ RECIPES["method-tune"] = replace(
 # without native bfloat16 autocast made its steps 7x slower, and with it the stage is short either way
 RECIPES["method-tune-frozen"] = RECIPES["method-tune"].with_stage(
     "tune-methods", frozen_layers=1, mixed_precision=False
+)
+# method-tune-frozen with ViCrop's answer prompt ([frame, crop] in one sequence) on a third of the
+# crops, so the attention crop answers in a format the model has seen, and a third of the existence
+# negatives asking a colour nearest to a shown one (method-tune-frozen said "yes" to purple beside a
+# red and a blue object); fewer steps keep the recipe within two hours on two cores
+RECIPES["method-tune-paired"] = RECIPES["method-tune-frozen"].with_stage(
+    "tune-methods", steps=230, paired=0.3, near_negatives=0.3
 )
 # the default: what made models/embedded
 RECIPES["default"] = RECIPES["method-tune-frozen"]

@@ -57,13 +57,14 @@ def _set_trainable(
     model, heads: Heads | None, stage: StageConfig, base_heads: int
 ) -> tuple[list[torch.nn.Parameter], list[tuple[torch.Tensor, torch.Tensor]]]:
     """The parameters ``stage`` trains, and (parameter, 0/1 mask) pairs whose gradients are masked
-    (``new_heads_only``: only the rows/columns of heads past ``base_heads`` learn)."""
+    (``new_heads_only``: only the rows/columns of heads past ``base_heads`` learn). The first
+    ``stage.frozen_layers`` LM layers learn nothing either way."""
     for p in model.parameters():
         p.requires_grad_(False)
     if stage.new_heads_only:
         cut = base_heads * head_dim_of(model.config.text_config)
         masked = []
-        for layer in model.model.language_model.layers:
+        for layer in list(model.model.language_model.layers)[stage.frozen_layers :]:
             attn = layer.self_attn
             for lin, rows in ((attn.q_proj, True), (attn.k_proj, True), (attn.v_proj, True), (attn.o_proj, False)):
                 w = lin.weight

@@ -100,6 +100,9 @@ def test_method_tune_frozen_keeps_the_lm_layer_that_focus_reads_and_trains_the_l
     first = {id(p) for p in layers[0].parameters()}
     assert first and first <= everything and not first & trained
     assert trained == everything - first and {id(p) for p in layers[1].parameters()} <= trained
+    # a stage that trains only grown heads keeps the frozen layers as well
+    grown = {id(p) for p in _set_trainable(model, heads, replace(stage, new_heads_only=True), cfg.shape.text_heads)[0]}
+    assert grown and not grown & first
     # the committed model's FOCUS layer range lies inside the frozen layers
     search = json.loads((REPO / EMBEDDED_MODEL / "focus_settings.json").read_text())["search"]
     assert search["layer_end"] * len(layers) <= stage.frozen_layers
