@@ -293,11 +293,11 @@ def paired_questions(
     rng: np.random.Generator, scene: Scene, views: Sequence[View], cfg: TrainConfig, share: float
 ) -> list[tuple[int, int, str, str]]:
     """ViCrop's answer prompt on ``share`` of the crops: the frame and then the crop in one sequence
-    and a question with ViCrop's instruction, answered from what the crop shows: the shape of an
-    object unique in the scene, legible in the crop where the crop has one (else anywhere in the
-    frame: the answer comes from the frame then), or (one time in two) whether a colour is
-    there: Yes when the crop shows it, No when the scene has none (a colour elsewhere in the frame
-    only is not asked). Returns (frame view, crop view, question, answer)."""
+    and a question with ViCrop's instruction: the shape of an object unique in the scene, legible
+    in the crop where the crop has one (else anywhere in the frame: then only the frame can show
+    it), or (one time in two) whether a colour is there: Yes when the crop shows it, No when the
+    scene has none (a colour elsewhere in the frame only is not asked). Returns (frame view, crop
+    view, question, answer)."""
     if share <= 0 or not views or not views[0].is_frame:
         return []
     counts = _counts(scene)
@@ -523,7 +523,7 @@ class Sequencer:
 
     def paired_qa(self, question: str, answer: str) -> tuple[list[int], int]:
         """(ids, index of the first answer token) for a question about the frame and then a crop
-        (ViCrop's [original, crop]): the frame's prefix, then ``<image>x256\n{q} ASSISTANT:`` in one
+        (ViCrop's [original, crop]): the frame's prefix, then ``<image>x256\\n{q} ASSISTANT:`` in one
         tokenizer call, as the processor tokenises what ``extend_with_image`` adds."""
         second = self.ids(f"<image>\n{question.strip()} ASSISTANT:")
         at = second.index(self.image_id)
