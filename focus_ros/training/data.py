@@ -212,6 +212,16 @@ def _pick(rng: np.random.Generator, seq):
     return seq[int(rng.integers(len(seq)))]
 
 
+def _seen(v: ViewObject, cfg: TrainConfig) -> bool:
+    """The view shows the object well enough to ask whether its colour is there."""
+    return v.size >= cfg.visible_px and v.visible >= 0.5
+
+
+def _legible(v: ViewObject, cfg: TrainConfig) -> bool:
+    """The view shows the whole object large enough to read its shape."""
+    return v.visible >= 0.999 and v.size >= cfg.legible_px
+
+
 def view_questions(
     rng: np.random.Generator,
     scene: Scene,
@@ -223,13 +233,13 @@ def view_questions(
     """(kind, question, answer) pairs the view answers unambiguously. ``near_negatives``: the share
     of existence negatives asking a colour nearest to one the view shows (StageConfig)."""
     counts = _counts(scene)
-    seen = [v for v in view.objects if v.size >= cfg.visible_px and v.visible >= 0.5]
-    faint = {v.obj.color for v in view.objects if not (v.size >= cfg.visible_px and v.visible >= 0.5)}
+    seen = [v for v in view.objects if _seen(v, cfg)]
+    faint = {v.obj.color for v in view.objects if not _seen(v, cfg)}
     present = sorted({v.obj.color for v in seen} - faint)
     absent = [c for c in COLORS if c not in {v.obj.color for v in view.objects}]
     elsewhere = [c for c in absent if c in counts]  # in the scene, not in this view: hard negatives
-    legible = [v for v in seen if v.visible >= 0.999 and v.size >= cfg.legible_px]
-    all_legible = bool(view.objects) and all(v.visible >= 0.999 and v.size >= cfg.legible_px for v in view.objects)
+    legible = [v for v in seen if _legible(v, cfg)]
+    all_legible = bool(view.objects) and all(_legible(v, cfg) for v in view.objects)
     out: list[tuple[str, str, str]] = []
 
     def pick(seq):
@@ -305,8 +315,8 @@ def paired_questions(
     for k, view in enumerate(views[1:], 1):
         if rng.random() >= share:
             continue
-        seen = [v for v in view.objects if v.size >= cfg.visible_px and v.visible >= 0.5]
-        legible = [v for v in seen if v.visible >= 0.999 and v.size >= cfg.legible_px and counts[v.obj.color] == 1]
+        seen = [v for v in view.objects if _seen(v, cfg)]
+        legible = [v for v in seen if _legible(v, cfg) and counts[v.obj.color] == 1]
         if rng.random() < 0.5:
             # an object the crop misses is asked about too (its shape as the frame shows it, or a
             # guess): asked only where the crop showed it, the model answered "No" to crops that miss
